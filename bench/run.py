@@ -1,0 +1,442 @@
+"""`make bench`: gengate's status and submit throughput as a ratio to a raw ASGI + SQLite baseline.
+
+Each server runs pinned to CPU 0 (`taskset -c 0`) in a fresh temporary data folder; `wrk` loads it
+from CPU 1 over loopback. The raw baseline (`bench/raw_app.py`) and gengate are measured in the same
+run, so the ratios hold on a noisy machine better than the absolute figures do.
+
+    python -m bench.run [--seconds 10] [--targets raw,gengate]
+
+Exit status: 0 when every measurement ran cleanly (a ratio below its bar is reported, not failed);
+1 when a server does not start or dies, or wrk fails, errs on sockets or sees non-2xx responses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
+SERVER_CPU, LOAD_CPU = "0", "1"
+CONNECTIONS = 64
+UVICORN_OPTIONS = ["--loop", "uvloop", "--http", "httptools", "--no-access-log"]
+SUBMIT_BODY: dict[str, Any] = {"request_type": "async", "input": {"mode": "echo", "prompt": "bench"}}
+#: gengate / raw requests per second at or above which a path passes.
+BARS = {"status": 0.5, "submit": 0.4}
+TERMINAL_FAILURES = {"fail", "failed", "timeout", "canceled", "cancelled"}
+
+
+class BenchError(Exception):
+    """A run that cannot give a meaningful figure."""
+
+
+@dataclass
+class Workload:
+    """What wrk sends to one target: the bearer header, a status URL path and the submit request."""
+
+    authorization: str
+    status_path: str
+    submit_path: str
+    submit_body: bytes = field(default_factory=lambda: json.dumps(SUBMIT_BODY).encode())
+
+
+@dataclass
+class WrkResult:
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    non_2xx: int
+    socket_errors: dict[str, int]
+
+    def problems(self) -> list[str]:
+        found = [f"{count} socket {kind} errors" for kind, count in self.socket_errors.items() if count]
+        if self.non_2xx:
+            found.append(f"{self.non_2xx} non-2xx responses")
+        if self.requests == 0:
+            found.append("no requests completed")
+        return found
+
+
+@dataclass
+class Target:
+    name: str
+    #: (port, data folder) -> the server's command line and extra environment.
+    command: Callable[[int, Path], tuple[list[str], dict[str, str]]]
+    #: Prepares what to send, from a client on the running server and the server's extra env.
+    setup: Callable[[httpx.Client, dict[str, str]], Workload]
+    #: Extra figures taken after the measured runs, merged into the target's results.
+    after: Callable[[httpx.Client, Workload], dict[str, Any]] | None = None
+
+
+# --- targets -----------------------------------------------------------------------------------
+
+
+def raw_command(port: int, data: Path) -> tuple[list[str], dict[str, str]]:
+    argv = [sys.executable, "-m", "uvicorn", "bench.raw_app:app", "--app-dir", str(ROOT)]
+    argv += ["--host", "127.0.0.1", "--port", str(port), *UVICORN_OPTIONS, "--log-level", "warning"]
+    return argv, {"BENCH_RAW_DB": str(data / "raw.db")}
+
+
+def raw_setup(client: httpx.Client, env: dict[str, str]) -> Workload:
+    auth = "Bearer bench-raw-key"
+    task_id = success(client.post("/submit", headers={"Authorization": auth}, json=SUBMIT_BODY))["taskId"]
+    return Workload(auth, f"/status?taskId={task_id}", "/submit")
+
+
+def gengate_command(port: int, data: Path) -> tuple[list[str], dict[str, str]]:
+    env = {
+        "GENGATE_DATA_DIR": str(data),
+        "GENGATE_ADMIN_KEY": "bench_admin_" + secrets.token_urlsafe(24),
+        "GENGATE_LOG_LEVEL": "warning",
+    }
+    return [gengate_executable(), "serve", "--host", "127.0.0.1", "--port", str(port)], env
+
+
+def gengate_setup(client: httpx.Client, env: dict[str, str]) -> Workload:
+    admin = {"Authorization": f"Bearer {env['GENGATE_ADMIN_KEY']}"}
+    key = success(client.post("/admin/v1/keys", headers=admin, json={"name": "bench"}))["key"]
+    auth = f"Bearer {key}"
+    submit_path = "/api/v1/generateTask/demo-echo"
+    task_id = success(client.post(submit_path, headers={"Authorization": auth}, json=SUBMIT_BODY))["taskId"]
+    status_path = f"/api/v1/statusTask/demo-echo?taskId={task_id}"
+    wait_finished(client, status_path, auth, timeout_s=30)
+    return Workload(auth, status_path, submit_path)
+
+
+def gengate_drain(client: httpx.Client, workload: Workload) -> dict[str, Any]:
+    """How far behind the in-process workers are left: a task submitted now, timed to success."""
+    headers = {"Authorization": workload.authorization}
+    task_id = success(client.post(workload.submit_path, headers=headers, json=SUBMIT_BODY))["taskId"]
+    probe = f"/api/v1/statusTask/demo-echo?taskId={task_id}"
+    return {"drain_s": round(wait_finished(client, probe, workload.authorization, timeout_s=120), 2)}
+
+
+def gengate_executable() -> str:
+    for candidate in (ROOT / ".venv/bin/gengate", Path(sys.executable).parent / "gengate"):
+        if candidate.is_file():
+            return str(candidate)
+    found = shutil.which("gengate")
+    if found is None:
+        raise BenchError("no `gengate` executable: run `pip install -e .` in the venv first")
+    return found
+
+
+TARGETS = {
+    "raw": Target("raw", raw_command, raw_setup),
+    "gengate": Target("gengate", gengate_command, gengate_setup, gengate_drain),
+}
+
+
+def success(response: httpx.Response) -> dict[str, Any]:
+    """The `data` of a `{code: 200, message, data}` answer, else a BenchError naming the request."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if response.status_code != 200 or not isinstance(body, dict) or body.get("code") != 200:
+        request = response.request
+        raise BenchError(
+            f"{request.method} {request.url.path} -> {response.status_code}: {response.text[:300]}"
+        )
+    data: dict[str, Any] = body["data"]
+    return data
+
+
+def wait_finished(client: httpx.Client, status_path: str, auth: str, timeout_s: float) -> float:
+    """Poll a task until its state is `success`; the seconds it took."""
+    start = time.monotonic()
+    state = None
+    while time.monotonic() - start < timeout_s:
+        state = success(client.get(status_path, headers={"Authorization": auth})).get("state")
+        if state == "success":
+            return time.monotonic() - start
+        if state in TERMINAL_FAILURES:
+            raise BenchError(f"task {status_path} ended in state {state!r}")
+        time.sleep(0.05)
+    raise BenchError(f"task {status_path} not finished after {timeout_s:.0f}s (state {state!r})")
+
+
+# --- servers -----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    text = path.read_text(errors="replace") if path.exists() else ""
+    return "\n".join(text.splitlines()[-lines:]) or "(empty)"
+
+
+@contextmanager
+def serve(
+    target: Target, log_path: Path, start_timeout_s: float
+) -> Iterator[tuple[httpx.Client, dict[str, str]]]:
+    """Start the target pinned to SERVER_CPU in a fresh data folder; yield a client and its env."""
+    with tempfile.TemporaryDirectory(prefix=f"gengate-bench-{target.name}-") as tmp:
+        port = free_port()
+        argv, extra_env = target.command(port, Path(tmp))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GENGATE_")} | extra_env
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                ["taskset", "-c", SERVER_CPU, *argv], cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        base_url = f"http://127.0.0.1:{port}"
+        try:
+            with httpx.Client(base_url=base_url, timeout=10, trust_env=False) as client:
+                wait_ready(client, proc, target.name, log_path, start_timeout_s)
+                yield client, extra_env
+                if proc.poll() is not None:
+                    raise BenchError(f"{target.name} exited during the run:\n{tail(log_path)}")
+        finally:
+            stop(proc)
+
+
+def wait_ready(
+    client: httpx.Client, proc: subprocess.Popen[bytes], name: str, log_path: Path, timeout_s: float
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(
+                f"{name} exited with {proc.returncode} before ready; {log_path}:\n{tail(log_path)}"
+            )
+        try:
+            if client.get("/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise BenchError(f"{name} not ready after {timeout_s:.0f}s; {log_path}:\n{tail(log_path)}")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# --- wrk ---------------------------------------------------------------------------------------
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() != 0:
+        raise BenchError("`wrk` is not installed: install it (e.g. `sudo apt-get install -y wrk`) and rerun")
+    print("installing wrk with apt-get ...", flush=True)
+    install = ["apt-get", "install", "-y", "-q", "wrk"]
+    if subprocess.run(install, capture_output=True, check=False).returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], capture_output=True, check=False)
+        done = subprocess.run(install, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise BenchError(f"`apt-get install wrk` failed:\n{done.stderr[-2000:]}")
+    found = shutil.which("wrk")
+    if not found:
+        raise BenchError("`wrk` still not on PATH after installing it")
+    return found
+
+
+def post_script(workload: Workload, folder: Path) -> Path:
+    """A wrk Lua script sending the submit request; long brackets keep the body verbatim."""
+    body = workload.submit_body.decode()
+    if "]==]" in body or "]==]" in workload.authorization:
+        raise BenchError("submit body cannot be quoted for Lua")
+    script = folder / "submit.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = [==[{body}]==]\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Authorization"] = [==[{workload.authorization}]==]\n'
+    )
+    return script
+
+
+def run_wrk(wrk: str, url: str, seconds: float, extra: list[str]) -> WrkResult:
+    argv = ["taskset", "-c", LOAD_CPU, wrk, "-t1", f"-c{CONNECTIONS}", f"-d{seconds:g}s"]
+    argv += ["--latency", "--timeout", "5s", *extra, url]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
+    if done.returncode != 0:
+        raise BenchError(f"wrk failed ({done.returncode}) on {url}:\n{done.stdout}{done.stderr}")
+    return parse_wrk(done.stdout)
+
+
+UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+
+
+def parse_wrk(output: str) -> WrkResult:
+    def number(pattern: str) -> re.Match[str]:
+        match = re.search(pattern, output, re.MULTILINE)
+        if match is None:
+            raise BenchError(f"cannot find {pattern!r} in wrk output:\n{output}")
+        return match
+
+    def percentile(p: int) -> float:
+        match = number(rf"^\s*{p}%\s+([\d.]+)(us|ms|s|m|h)\s*$")
+        return float(match[1]) * UNIT_MS[match[2]]
+
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    kinds = ("connect", "read", "write", "timeout")
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return WrkResult(
+        requests_per_s=float(number(r"^Requests/sec:\s+([\d.]+)")[1]),
+        p50_ms=percentile(50),
+        p99_ms=percentile(99),
+        requests=int(number(r"(\d+) requests in")[1]),
+        non_2xx=int(non_2xx[1]) if non_2xx else 0,
+        socket_errors={k: int(errors[i + 1]) if errors else 0 for i, k in enumerate(kinds)},
+    )
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+def measure(target: Target, wrk: str, seconds: float, warmup: float) -> dict[str, Any]:
+    print(f"[{target.name}] starting on CPU {SERVER_CPU} ...", flush=True)
+    with serve(target, RESULTS / f"{target.name}.log", start_timeout_s=60) as (client, env):
+        workload = target.setup(client, env)
+        base = str(client.base_url).rstrip("/")
+        status_url = base + workload.status_path
+        submit_url = base + workload.submit_path
+        with tempfile.TemporaryDirectory(prefix="gengate-bench-wrk-") as tmp:
+            submit_args = ["-s", str(post_script(workload, Path(tmp)))]
+            status_args = ["-H", f"Authorization: {workload.authorization}"]
+            if warmup > 0:
+                run_wrk(wrk, status_url, warmup, status_args)
+                run_wrk(wrk, submit_url, warmup, submit_args)
+            print(f"[{target.name}] status for {seconds:g}s ...", flush=True)
+            status = run_wrk(wrk, status_url, seconds, status_args)
+            print(f"[{target.name}] submit for {seconds:g}s ...", flush=True)
+            submit = run_wrk(wrk, submit_url, seconds, submit_args)
+        result: dict[str, Any] = {"status": asdict(status), "submit": asdict(submit)}
+        if target.after is not None:
+            result |= target.after(client, workload)
+    return result
+
+
+def median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per path, the round with the median requests/s (its latencies with it)."""
+    summary = dict(rounds[len(rounds) // 2])
+    for path in ("status", "submit"):
+        ordered = sorted(rounds, key=lambda r: float(r[path]["requests_per_s"]))
+        summary[path] = ordered[len(ordered) // 2][path]
+    return summary
+
+
+def ratios(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    if "raw" not in results or "gengate" not in results:
+        return {}
+    found = {}
+    for path, bar in BARS.items():
+        value = results["gengate"][path]["requests_per_s"] / results["raw"][path]["requests_per_s"]
+        found[path] = {"ratio": round(value, 3), "bar": bar, "pass": value >= bar}
+    return found
+
+
+def report(results: dict[str, dict[str, Any]], found: dict[str, dict[str, Any]]) -> None:
+    print()
+    print(f"{'target':<9}{'status req/s':>14}{'p50/p99 ms':>16}{'submit req/s':>15}{'p50/p99 ms':>16}")
+    for name, result in results.items():
+        cells = ""
+        for path, width in (("status", 14), ("submit", 15)):
+            r = result[path]
+            cells += f"{r['requests_per_s']:>{width},.0f}{r['p50_ms']:>9.2f}/{r['p99_ms']:<6.2f}"
+        print(f"{name:<9}{cells}")
+    for path, r in found.items():
+        verdict = "PASS" if r["pass"] else "BELOW"
+        print(f"{path} ratio gengate/raw: {r['ratio']:.2f}x (bar >= {r['bar']}x) {verdict}")
+    if "drain_s" in results.get("gengate", {}):
+        print(
+            f"gengate: a task submitted after the submit run finished {results['gengate']['drain_s']}s later"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=float(os.environ.get("BENCH_SECONDS", "10")))
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of wrk per path before measuring")
+    parser.add_argument("--rounds", type=int, default=1, help="runs per target; the median is reported")
+    parser.add_argument("--targets", default="raw,gengate", help="comma-separated: raw, gengate")
+    args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    names = [name.strip() for name in args.targets.split(",") if name.strip()]
+    if unknown := [name for name in names if name not in TARGETS]:
+        parser.error(f"unknown targets {unknown}; choose from {sorted(TARGETS)}")
+    if (os.cpu_count() or 1) < 2:
+        print("warning: fewer than 2 CPUs; server and load generator share one", file=sys.stderr)
+
+    try:
+        wrk = ensure_wrk()
+        rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+        for _ in range(args.rounds):  # alternate targets so slow spells of the machine hit both
+            for name in names:
+                rounds[name].append(measure(TARGETS[name], wrk, args.seconds, args.warmup))
+    except BenchError as exc:
+        print(f"bench failed: {exc}", file=sys.stderr)
+        return 1
+    results = {name: median_round(runs) for name, runs in rounds.items()}
+    found = ratios(results)
+    report(results, found)
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    summary = {
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        "seconds": args.seconds,
+        "connections": CONNECTIONS,
+        "server_cpu": SERVER_CPU,
+        "load_cpu": LOAD_CPU,
+        "rounds": args.rounds,
+        "targets": results,
+        "ratios": found,
+        "all_rounds": rounds,
+    }
+    out = RESULTS / "latest.json"
+    out.write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"results written to {out.relative_to(ROOT)}")
+
+    problems = [
+        f"{name} {path}: {', '.join(issues)}"
+        for name, runs in rounds.items()
+        for result in runs
+        for path in ("status", "submit")
+        if (issues := WrkResult(**result[path]).problems())
+    ]
+    if problems:
+        print("bench failed: the load saw errors, so the figures are not meaningful:", file=sys.stderr)
+        print("\n".join(f"  {p}" for p in problems), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""The APIXO dialect: `generateTask` and `statusTask`, field for field as seeds 000-002."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gengate.api.body import read_json_object
+from gengate.api.context import ApiContext
+from gengate.api.responses import success
+from gengate.api.trace import trace_id_of
+from gengate.domain.errors import BadRequest
+from gengate.domain.states import TaskState
+from gengate.domain.task import Task
+
+
+def status_data(task: Task, ctx: ApiContext) -> dict[str, Any]:
+    """`data` of a status body: exactly the fields the seeds show for the state, plus `model`
+    and `progress`, which clients may ignore."""
+    data: dict[str, Any] = {"taskId": task.id, "state": task.state.value}
+    if task.state is TaskState.SUCCESS:
+        data["resultJson"] = orjson.dumps({"resultUrls": ctx.result_urls(task)}).decode()
+        data["costTime"] = task.cost_time
+    elif task.state is TaskState.FAILED:
+        data["failCode"] = task.fail_code
+        data["failMsg"] = task.fail_msg
+    data["createTime"] = task.create_time
+    if task.state.is_terminal():
+        data["completeTime"] = task.complete_time
+    data["model"] = task.model
+    if task.progress is not None:
+        data["progress"] = task.progress
+    return data
+
+
+class ApixoRoutes:
+    def __init__(self, ctx: ApiContext) -> None:
+        self.ctx = ctx
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/api/v1/generateTask/{model}", self.generate_task, methods=["POST"]),
+            Route("/api/v1/statusTask/{model}", self.status_task, methods=["GET"]),
+        ]
+
+    async def generate_task(self, request: Request) -> Response:
+        ctx = self.ctx
+        key = await ctx.keys.authenticate(request.headers.get("authorization"))
+        model = request.path_params["model"]
+        ctx.catalogue.get(model)
+        body = await read_json_object(request, ctx.max_body_bytes)
+        if "input" not in body:
+            raise BadRequest("`input` is required.")
+        request_type = body.get("request_type", "async")
+        callback_url = body.get("callback_url")
+        if not isinstance(request_type, str):
+            raise BadRequest("`request_type` must be a string.")
+        if callback_url is not None and not isinstance(callback_url, str):
+            raise BadRequest("`callback_url` must be a string.")
+        task = await ctx.tasks.submit(
+            key,
+            model,
+            body["input"],
+            request=body,
+            request_type=request_type,
+            callback_url=callback_url,
+            trace_id=trace_id_of(request.scope),
+        )
+        if request_type == "sync":
+            task = await ctx.tasks.wait_until_done(task, ctx.sync_wait_s)
+            return success(status_data(task, ctx))
+        return success({"taskId": task.id})
+
+    async def status_task(self, request: Request) -> Response:
+        ctx = self.ctx
+        key = await ctx.keys.authenticate(request.headers.get("authorization"))
+        model = request.path_params["model"]
+        ctx.catalogue.get(model)
+        task_id = request.query_params.get("taskId")
+        if not task_id:
+            raise BadRequest("The `taskId` query parameter is required.")
+        task = await ctx.tasks.get(key, task_id, model)
+        return success(status_data(task, ctx))

@@ -1,0 +1,36 @@
+"""Assembling the ASGI application from the route modules."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp
+
+from gengate.api.admin import AdminRoutes
+from gengate.api.apixo import ApixoRoutes
+from gengate.api.context import ApiContext
+from gengate.api.docs import DocsRoutes
+from gengate.api.errors import EXCEPTION_HANDLERS
+from gengate.api.ops import FileRoutes, healthz
+from gengate.api.trace import TraceMiddleware
+from gengate.files.local import LocalFileStore
+
+
+def build_app(
+    ctx: ApiContext,
+    lifespan: Callable[[Starlette], AbstractAsyncContextManager[Any]] | None = None,
+) -> ASGIApp:
+    routes: list[BaseRoute] = [
+        *ApixoRoutes(ctx).routes(),
+        *AdminRoutes(ctx).routes(),
+        Route("/healthz", healthz, methods=["GET"]),
+    ]
+    if isinstance(ctx.files, LocalFileStore):
+        routes += FileRoutes(ctx.files).routes()
+    routes += DocsRoutes(ctx).routes()
+    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    return TraceMiddleware(app)

@@ -1,0 +1,90 @@
+"""Rendering errors in the envelope of the route's dialect.
+
+APIXO and admin routes: `{code, message, data: null, error: {code, message}, trace_id}`;
+KIE jobs routes say `msg`; XHuo `/api/v1/run` routes carry only `error` and `trace_id`.
+The HTTP status always equals `code`.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gengate.api.responses import JSONResponse
+from gengate.api.trace import trace_id_of
+from gengate.domain.errors import ApiError, GatewayError, NoApi
+
+log = logging.getLogger(__name__)
+
+
+class Dialect(enum.Enum):
+    APIXO = "apixo"
+    KIE = "kie"
+    XHUO = "xhuo"
+
+
+def dialect_for_path(path: str) -> Dialect:
+    if path.startswith("/api/v1/jobs/"):
+        return Dialect.KIE
+    if path.startswith("/api/v1/run/"):
+        return Dialect.XHUO
+    return Dialect.APIXO
+
+
+def error_body(error: GatewayError, trace_id: str, dialect: Dialect) -> dict[str, Any]:
+    detail = {"code": error.code, "message": error.message}
+    if dialect is Dialect.XHUO:
+        return {"error": detail, "trace_id": trace_id, **error.extra}
+    message_field = "msg" if dialect is Dialect.KIE else "message"
+    return {
+        "code": error.status,
+        message_field: error.message,
+        "data": None,
+        "error": detail,
+        "trace_id": trace_id,
+        **error.extra,
+    }
+
+
+def render(error: GatewayError, request: Request) -> Response:
+    body = error_body(error, trace_id_of(request.scope), dialect_for_path(request.url.path))
+    return JSONResponse(body, status_code=error.status, headers=error.headers)
+
+
+async def on_gateway_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GatewayError)
+    return render(exc, request)
+
+
+async def on_http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405 (no route) in our envelope."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        error = NoApi(f"Method {request.method} is not allowed on {request.url.path}.", status=405)
+        allow = (exc.headers or {}).get("Allow")
+        if allow:
+            error.headers["Allow"] = allow
+        return render(error, request)
+    if exc.status_code == 404:
+        return render(NoApi(f"No route {request.method} {request.url.path}."), request)
+    return render(ApiError(str(exc.detail)), request)
+
+
+async def on_unexpected(request: Request, exc: Exception) -> Response:
+    trace_id = trace_id_of(request.scope)
+    log.error(
+        "unexpected error (trace_id %s) on %s %s", trace_id, request.method, request.url.path, exc_info=exc
+    )
+    return render(ApiError(), request)
+
+
+EXCEPTION_HANDLERS = {
+    GatewayError: on_gateway_error,
+    HTTPException: on_http_error,
+    Exception: on_unexpected,
+}

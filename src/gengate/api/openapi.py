@@ -1,0 +1,221 @@
+"""The OpenAPI document, built from the same msgspec structs that validate requests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from gengate.api.admin import CreateKeyBody, UpdateKeyBody
+from gengate.domain.catalogue import Catalogue
+from gengate.domain.errors import GatewayError
+from gengate.domain.states import FailCode, TaskState
+
+REF = "#/components/schemas/"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": REF + name}
+
+
+def _envelope(data: dict[str, Any], message_field: str = "message") -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["code", message_field, "data"],
+        "properties": {
+            "code": {"type": "integer", "example": 200},
+            message_field: {"type": "string"},
+            "data": data,
+        },
+    }
+
+
+_TASK_STATUS = {
+    "type": "object",
+    "required": ["taskId", "state", "createTime"],
+    "properties": {
+        "taskId": {"type": "string", "example": "task_3q2Xb7kPz1YwLm9vN0aR4t"},
+        "state": {"type": "string", "enum": [s.value for s in TaskState]},
+        "resultJson": {"type": "string", "description": 'On success: a JSON string `{"resultUrls": [...]}`.'},
+        "costTime": {"type": "integer", "description": "On success: ms of work."},
+        "failCode": {"type": "string", "description": "On failure.", "examples": [c.value for c in FailCode]},
+        "failMsg": {"type": "string", "description": "On failure."},
+        "createTime": {"type": "integer", "description": "Unix ms."},
+        "completeTime": {"type": "integer", "description": "Unix ms; on success and failure."},
+        "model": {"type": "string"},
+        "progress": {"type": "integer", "minimum": 0, "maximum": 100},
+    },
+}
+
+
+def _all_errors() -> list[type[GatewayError]]:
+    found: list[type[GatewayError]] = []
+    pending = [GatewayError]
+    while pending:
+        cls = pending.pop()
+        found.append(cls)
+        pending.extend(cls.__subclasses__())
+    return found
+
+
+_ERROR = {
+    "type": "object",
+    "required": ["code", "message", "data", "error", "trace_id"],
+    "properties": {
+        "code": {"type": "integer"},
+        "message": {"type": "string"},
+        "data": {"type": "null"},
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string", "enum": sorted({c.code for c in _all_errors()})},
+                "message": {"type": "string"},
+            },
+        },
+        "trace_id": {"type": "string", "format": "uuid"},
+    },
+}
+
+
+_KEY = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "name": {"type": "string"},
+        "prefix": {"type": "string", "description": "The first characters of the key, to tell keys apart."},
+        "disabled": {"type": "boolean"},
+        "expires_at": {"type": ["integer", "null"]},
+        "models": {"type": ["array", "null"], "items": {"type": "string"}},
+        "created_at": {"type": "integer"},
+    },
+}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    return {
+        str(status): {"description": "Error", "content": {"application/json": {"schema": _ref("Error")}}}
+        for status in statuses
+    }
+
+
+def _ok(schema: dict[str, Any], description: str = "Success") -> dict[str, Any]:
+    return {"200": {"description": description, "content": {"application/json": {"schema": schema}}}}
+
+
+def _json_body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def openapi_document(catalogue: Catalogue, version: str) -> dict[str, Any]:
+    structs: list[Any] = [CreateKeyBody, UpdateKeyBody]
+    mode_structs: dict[str, Any] = {}
+    for spec in catalogue:
+        for mode, struct in spec.inputs.items():
+            mode_structs.setdefault(mode, struct)
+    structs += list(mode_structs.values())
+    _, components = msgspec.json.schema_components(structs, ref_template=REF + "{name}")
+    components |= {
+        "TaskStatus": _TASK_STATUS,
+        "Error": _ERROR,
+        "Key": _KEY,
+        "GenerateTaskRequest": {
+            "type": "object",
+            "required": ["input"],
+            "properties": {
+                "request_type": {"type": "string", "enum": ["async", "sync", "callback"], "default": "async"},
+                "callback_url": {"type": "string", "format": "uri"},
+                "input": {"oneOf": [_ref(struct.__name__) for struct in mode_structs.values()]},
+            },
+        },
+    }
+    model_param = {
+        "name": "model",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "enum": [spec.id for spec in catalogue]},
+    }
+    bearer: list[dict[str, list[str]]] = [{"bearer": []}]
+    paths = {
+        "/api/v1/generateTask/{model}": {
+            "post": {
+                "summary": "Submit a generation task",
+                "description": "`async` answers the task id at once; "
+                "`sync` waits (bounded) and answers the status.",
+                "security": bearer,
+                "parameters": [model_param],
+                "requestBody": _json_body(_ref("GenerateTaskRequest")),
+                "responses": _ok(
+                    {
+                        "oneOf": [
+                            _envelope({"type": "object", "properties": {"taskId": {"type": "string"}}}),
+                            _envelope(_ref("TaskStatus")),
+                        ]
+                    }
+                )
+                | _errors(400, 401, 403, 404, 413, 500, 503),
+            }
+        },
+        "/api/v1/statusTask/{model}": {
+            "get": {
+                "summary": "Query a task's state and results",
+                "security": bearer,
+                "parameters": [
+                    model_param,
+                    {"name": "taskId", "in": "query", "required": True, "schema": {"type": "string"}},
+                ],
+                "responses": _ok(_envelope(_ref("TaskStatus"))) | _errors(400, 401, 403, 404, 500, 503),
+            }
+        },
+        "/admin/v1/keys": {
+            "post": {
+                "summary": "Create an API key (shown once)",
+                "security": bearer,
+                "requestBody": _json_body(_ref("CreateKeyBody")),
+                "responses": _ok(_envelope(_ref("Key"))) | _errors(400, 401, 413),
+            },
+            "get": {
+                "summary": "List API keys",
+                "security": bearer,
+                "responses": _ok(
+                    _envelope(
+                        {"type": "object", "properties": {"keys": {"type": "array", "items": _ref("Key")}}}
+                    )
+                )
+                | _errors(401),
+            },
+        },
+        "/admin/v1/keys/{key_id}": {
+            "patch": {
+                "summary": "Change a key: disable, expiry, allowed models, name",
+                "security": bearer,
+                "parameters": [
+                    {"name": "key_id", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "requestBody": _json_body(_ref("UpdateKeyBody")),
+                "responses": _ok(_envelope(_ref("Key"))) | _errors(400, 401, 404, 413),
+            }
+        },
+        "/files/{task_id}/{name}": {
+            "get": {
+                "summary": "Download a result file (signed, expiring URL)",
+                "parameters": [
+                    {"name": "task_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {"name": "expires", "in": "query", "required": True, "schema": {"type": "string"}},
+                    {"name": "signature", "in": "query", "required": True, "schema": {"type": "string"}},
+                ],
+                "responses": {"200": {"description": "The file"}} | _errors(403, 404),
+            }
+        },
+        "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "Alive"}}}},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "gengate", "version": version, "description": "Asynchronous AI generation tasks."},
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }

@@ -1,0 +1,38 @@
+"""Every request gets a trace id, and every response, error or not, carries it in `X-Trace-Id`.
+
+It wraps the whole application, outside Starlette's own error middleware, so even a
+response to an unexpected exception has the header.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gengate.domain.ids import new_trace_id
+
+TRACE_KEY = "gengate.trace_id"
+
+
+class TraceMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        trace_id = new_trace_id()
+        scope[TRACE_KEY] = trace_id
+        header = (b"x-trace-id", trace_id.encode())
+
+        async def send_with_trace(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        await self.app(scope, receive, send_with_trace)
+
+
+def trace_id_of(scope: Scope) -> str:
+    trace_id: str = scope.get(TRACE_KEY) or new_trace_id()
+    return trace_id

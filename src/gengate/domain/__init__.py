@@ -1,0 +1,1 @@
+"""The task model: states, errors, ids and the model catalogue. Knows nothing of HTTP or SQL."""

@@ -1,0 +1,60 @@
+"""The task record as the store holds it and every layer reads it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from gengate.domain.states import TaskState
+
+
+class ResultFile(msgspec.Struct, frozen=True, gc=False):
+    """One output of a task: its `name` inside the task's folder, its MIME type and size in bytes."""
+
+    name: str
+    content_type: str
+    size: int
+
+
+class Task(msgspec.Struct, frozen=True, gc=False, kw_only=True):
+    """A generation task.
+
+    Fields: `id` (`task_...`), `key_id` (owner), `model`, `mode`, `state`, `input` (validated,
+    defaults filled), `request` (the client's original body, echoed by the KIE dialect),
+    `request_type` (`async`/`sync`/`callback`), `callback_url`, `priority`, the Unix-ms times
+    `create_time`, `start_time`, `complete_time` and `cost_time` (ms of work), `progress`
+    (0-100), `files` (outputs on success), `fail_code`/`fail_msg` (on failure), `attempts`
+    (claims so far), `lease_owner`/`lease_expires` (the worker holding it), `trace_id` (of the
+    submit request).
+    """
+
+    id: str
+    key_id: str
+    model: str
+    mode: str
+    state: TaskState
+    input: dict[str, Any]
+    request: dict[str, Any]
+    request_type: str = "async"
+    callback_url: str | None = None
+    priority: int = 0
+    create_time: int
+    start_time: int | None = None
+    complete_time: int | None = None
+    cost_time: int | None = None
+    progress: int | None = None
+    files: tuple[ResultFile, ...] = ()
+    fail_code: str | None = None
+    fail_msg: str | None = None
+    attempts: int = 0
+    lease_owner: str | None = None
+    lease_expires: int | None = None
+    trace_id: str | None = None
+
+
+class Claim(msgspec.Struct, frozen=True, gc=False):
+    """A task handed to a worker: the task and the attempt number that fences its completion."""
+
+    task: Task
+    attempt: int

@@ -1,0 +1,1 @@
+"""Result storage behind one interface, and the signed, expiring URLs that serve it."""

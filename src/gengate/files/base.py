@@ -1,0 +1,33 @@
+"""The file store interface.
+
+Workers hand it the files a provider wrote; the API asks it for URLs. URLs are signed with
+the server secret and expire `result_ttl` after the task completed, so the expiry of a
+result is fixed at completion and the same URL is given on every read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+from gengate.domain.task import ResultFile
+from gengate.providers.base import OutputFile
+
+
+class FileStore(Protocol):
+    async def save(self, task_id: str, outputs: Sequence[OutputFile]) -> tuple[ResultFile, ...]:
+        """Take the provider's files into the store (moved, not copied, where possible)."""
+        ...
+
+    def url(self, task_id: str, file: ResultFile, expires_ms: int) -> str:
+        """A URL that serves the file until `expires_ms` (Unix ms)."""
+        ...
+
+    def staging_dir(self, task_id: str, attempt: int) -> Path:
+        """An empty folder for one attempt's outputs, on the same file system as the store."""
+        ...
+
+    async def delete(self, task_id: str) -> None:
+        """Remove a task's files (retention clean-up); missing files are not an error."""
+        ...

@@ -1,0 +1,157 @@
+"""Results on the local disk, served by the gateway itself under `/files/<task_id>/<name>`.
+
+Layout under `root`: `.staging/<task_id>.<attempt>/` holds one attempt's outputs while the
+provider writes them; `save` renames them into `<task_id>/`, so a result folder only ever
+holds complete files. Staging lives under the same root so the rename is atomic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import mimetypes
+import os
+import shutil
+import stat
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import quote
+
+from gengate.domain.errors import Forbidden, TaskNotFound
+from gengate.domain.task import ResultFile
+from gengate.files.signing import INVALID_SIGNATURE, UrlSigner
+from gengate.providers.base import OutputFile
+
+STAGING = ".staging"
+NO_SUCH_FILE = "No such file."
+#: Longest `expires` query value accepted; Unix ms fit in 13 digits for millennia.
+_MAX_EXPIRES_DIGITS = 18
+
+
+def is_safe_name(name: str) -> bool:
+    """Whether `name` is one plain path component, so joining it cannot leave its folder.
+
+    Names starting with `.` are refused too: they cover `.`/`..` and keep task folders from
+    colliding with `.staging`.
+    """
+    return bool(name) and not name.startswith(".") and not any(c in name for c in "/\\\0")
+
+
+def _check_name(name: str, what: str) -> None:
+    if not is_safe_name(name):
+        raise ValueError(f"Unsafe {what}: {name!r}.")
+
+
+class LocalFileStore:
+    """A :class:`~gengate.files.base.FileStore` on one local folder."""
+
+    def __init__(self, root: Path, base_url: str, signer: UrlSigner) -> None:
+        self._root = root
+        self._staging = root / STAGING
+        self._base_url = base_url.rstrip("/")
+        self._signer = signer
+
+    def staging_dir(self, task_id: str, attempt: int) -> Path:
+        """An empty `.staging/<task_id>.<attempt>`; a leftover of a crashed run is emptied."""
+        _check_name(task_id, "task id")
+        path = self._staging / f"{task_id}.{int(attempt)}"
+        if path.exists():
+            shutil.rmtree(path)
+        path.mkdir(parents=True)
+        return path
+
+    async def save(self, task_id: str, outputs: Sequence[OutputFile]) -> tuple[ResultFile, ...]:
+        """Move the outputs into `<task_id>/` (in a thread: renames and stats are disk I/O)."""
+        _check_name(task_id, "task id")
+        return await asyncio.to_thread(self._save, task_id, tuple(outputs))
+
+    def _save(self, task_id: str, outputs: tuple[OutputFile, ...]) -> tuple[ResultFile, ...]:
+        # Check every output before moving any, so a bad one leaves nothing half-saved.
+        stagings = {self._staging_of(task_id, output.path) for output in outputs}
+        names = [output.path.name for output in outputs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"Provider returned duplicate file names: {names}.")
+        sizes = [_regular_file_size(output.path) for output in outputs]
+        target = self._root / task_id
+        target.mkdir(parents=True, exist_ok=True)
+        for output in outputs:
+            os.replace(output.path, target / output.path.name)
+        for staging in stagings:
+            shutil.rmtree(staging, ignore_errors=True)
+        return tuple(
+            ResultFile(output.path.name, output.content_type, size)
+            for output, size in zip(outputs, sizes, strict=True)
+        )
+
+    def _staging_of(self, task_id: str, path: Path) -> Path:
+        """The staging folder of this task that `path` lies in; a provider bug must not make
+        the store move arbitrary files."""
+        _check_name(path.name, "file name")
+        staging_root = self._staging.resolve()
+        try:
+            relative = path.parent.resolve().relative_to(staging_root)
+        except ValueError:
+            raise ValueError(f"Provider output outside the staging folder: {path}.") from None
+        if not relative.parts or not _is_staging_of(task_id, relative.parts[0]):
+            raise ValueError(f"Provider output outside this task's staging folder: {path}.")
+        return staging_root / relative.parts[0]
+
+    def url(self, task_id: str, file: ResultFile, expires_ms: int) -> str:
+        """The signed URL; pure string work since every status read builds one per file."""
+        path = f"/files/{task_id}/{file.name}"
+        quoted = f"/files/{quote(task_id, safe='')}/{quote(file.name, safe='')}"
+        return self._base_url + quoted + self._signer.query(path, expires_ms)
+
+    def resolve(
+        self, task_id: str, name: str, expires_ms: str | None, signature: str | None, now_ms: int
+    ) -> tuple[Path, str]:
+        """The file and its MIME type for a `/files/` request, given its raw query values.
+
+        Raises :class:`Forbidden` for a missing, malformed, wrong or expired signature, and
+        :class:`TaskNotFound` for an unsafe name or a file that is not there (or no longer).
+        """
+        if (
+            expires_ms is None
+            or signature is None
+            or not (expires_ms.isascii() and expires_ms.isdigit())
+            or len(expires_ms) > _MAX_EXPIRES_DIGITS
+        ):
+            raise Forbidden(INVALID_SIGNATURE)
+        self._signer.verify(f"/files/{task_id}/{name}", int(expires_ms), signature, now_ms)
+        if not (is_safe_name(task_id) and is_safe_name(name)):
+            raise TaskNotFound(NO_SUCH_FILE)
+        path = self._root / task_id / name
+        try:
+            is_file = stat.S_ISREG(path.stat().st_mode)
+        except OSError:
+            is_file = False
+        if not is_file:
+            raise TaskNotFound(NO_SUCH_FILE)
+        return path, mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+    async def delete(self, task_id: str) -> None:
+        """Remove the task's folder and any staging leftovers of crashed attempts."""
+        _check_name(task_id, "task id")
+        await asyncio.to_thread(self._delete, task_id)
+
+    def _delete(self, task_id: str) -> None:
+        leftovers: list[str] = []
+        with contextlib.suppress(FileNotFoundError), os.scandir(self._staging) as entries:
+            leftovers = [entry.path for entry in entries if _is_staging_of(task_id, entry.name)]
+        for path in [str(self._root / task_id), *leftovers]:
+            with contextlib.suppress(FileNotFoundError):
+                shutil.rmtree(path)
+
+
+def _is_staging_of(task_id: str, folder: str) -> bool:
+    """Whether `folder` (a name under `.staging`) is `<task_id>.<attempt>`."""
+    head, dot, attempt = folder.rpartition(".")
+    return bool(dot) and head == task_id and attempt.isdecimal()
+
+
+def _regular_file_size(path: Path) -> int:
+    """The size of `path`, refusing symlinks and the like: serving one could leak any file."""
+    info = os.lstat(path)
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(f"Provider output is not a regular file: {path}.")
+    return info.st_size

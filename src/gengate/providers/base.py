@@ -1,0 +1,73 @@
+"""The provider interface: what a model backend receives and returns.
+
+A provider gets a task's validated input and a :class:`RunContext` (progress, cancel signal,
+a folder to write files into) and returns the files it made. It raises
+:class:`ProviderFailure` for failures with a `failCode`; anything else it raises is recorded
+as `INTERNAL_ERROR`. It never sees the store, HTTP requests or other tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import msgspec
+
+
+@dataclass(frozen=True, slots=True)
+class OutputFile:
+    """A file a provider wrote under `RunContext.output_dir`.
+
+    Fields: `path` (inside the output folder), `content_type` (MIME type).
+    """
+
+    path: Path
+    content_type: str
+
+
+class ProviderFailure(Exception):
+    """The task failed for a reason the provider knows: ends it `failed` with `fail_code`.
+
+    `transient` marks failures worth another attempt (an upstream 503), as opposed to
+    permanent ones (bad input, content violation).
+    """
+
+    def __init__(self, fail_code: str, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.fail_code = fail_code
+        self.message = message
+        self.transient = transient
+
+
+@dataclass(slots=True)
+class RunContext:
+    """What a provider may use while it runs one task.
+
+    Fields: `task_id`, `model`, `mode`, `options` (the model's provider options),
+    `output_dir` (an empty folder of this attempt), `cancel` (set when the task is canceled;
+    check it between steps), `on_progress` (how progress reaches the worker).
+    """
+
+    task_id: str
+    model: str
+    mode: str
+    output_dir: Path
+    options: Mapping[str, Any] = field(default_factory=dict)
+    cancel: asyncio.Event = field(default_factory=asyncio.Event)
+    on_progress: Callable[[int], None] = lambda _percent: None
+
+    def progress(self, percent: float) -> None:
+        """Report progress, 0-100; values outside are clamped."""
+        self.on_progress(max(0, min(100, int(percent))))
+
+
+class Provider(Protocol):
+    """A backend that runs tasks for one or more models."""
+
+    #: Mode -> input struct this provider accepts. The first mode is the default.
+    inputs: Mapping[str, type[msgspec.Struct]]
+
+    async def run(self, input: dict[str, Any], ctx: RunContext) -> Sequence[OutputFile]: ...

@@ -1,0 +1,1 @@
+"""What routes call: submitting and reading tasks, managing and checking keys."""

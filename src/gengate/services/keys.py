@@ -1,0 +1,96 @@
+"""API keys: creating them for admins, and checking a bearer key on every request.
+
+Checking is on the hot path of every status read, so known keys are cached for a short
+time; a change made here drops the cache at once, and other processes see it within
+`cache_ttl_s`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Sequence
+
+from gengate.domain.clock import now_ms
+from gengate.domain.errors import Disabled, InvalidToken, KeyNotFound, NoToken, TokenExpired
+from gengate.domain.ids import hash_key, key_display_prefix, new_api_key, new_key_id
+from gengate.domain.keys import ApiKey, KeyChanges
+from gengate.store.base import Store
+
+
+class KeyService:
+    def __init__(self, store: Store, admin_key: str, *, cache_ttl_s: float = 2.0) -> None:
+        self.store = store
+        self._admin_hash = hash_key(admin_key).encode()
+        self._cache: dict[str, tuple[float, ApiKey | None]] = {}
+        self._ttl = cache_ttl_s
+
+    # -- checking --------------------------------------------------------------
+    async def authenticate(self, authorization: str | None) -> ApiKey:
+        """The key behind an `Authorization: Bearer` header, or the error that says why not."""
+        token_hash = hash_key(bearer_token(authorization))
+        now = time.monotonic()
+        cached = self._cache.get(token_hash)
+        if cached is not None and cached[0] > now:
+            key = cached[1]
+        else:
+            key = await self.store.get_key_by_hash(token_hash)
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[token_hash] = (now + self._ttl, key)
+        if key is None:
+            raise InvalidToken
+        if key.disabled:
+            raise Disabled
+        if key.expires_at is not None and key.expires_at <= now_ms():
+            raise TokenExpired
+        return key
+
+    def authenticate_admin(self, authorization: str | None) -> None:
+        token_hash = hash_key(bearer_token(authorization)).encode()
+        if not hmac.compare_digest(token_hash, self._admin_hash):
+            raise InvalidToken("The specified admin token is invalid or wrong.")
+
+    # -- managing ----------------------------------------------------------------
+    async def create(
+        self,
+        name: str,
+        *,
+        models: Sequence[str] | None = None,
+        expires_at: int | None = None,
+        disabled: bool = False,
+    ) -> tuple[ApiKey, str]:
+        """A new key and its secret, which is shown this once and never stored."""
+        secret = new_api_key()
+        key = ApiKey(
+            id=new_key_id(),
+            name=name,
+            key_hash=hash_key(secret),
+            prefix=key_display_prefix(secret),
+            disabled=disabled,
+            expires_at=expires_at,
+            models=tuple(models) if models is not None else None,
+            created_at=now_ms(),
+        )
+        await self.store.insert_key(key)
+        return key, secret
+
+    async def list(self) -> list[ApiKey]:
+        return await self.store.list_keys()
+
+    async def update(self, key_id: str, changes: KeyChanges) -> ApiKey:
+        key = await self.store.update_key(key_id, changes)
+        if key is None:
+            raise KeyNotFound(f"Key '{key_id}' does not exist.")
+        self._cache.pop(key.key_hash, None)
+        return key
+
+
+def bearer_token(authorization: str | None) -> str:
+    if not authorization:
+        raise NoToken
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise NoToken("Malformed Authorization header: send `Authorization: Bearer <key>`.")
+    return token

@@ -1,0 +1,92 @@
+"""Submitting and reading tasks: the one place a route's request becomes a stored task."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from gengate.domain.catalogue import Catalogue
+from gengate.domain.clock import now_ms
+from gengate.domain.errors import BadRequest, TaskNotFound, TokenMismatched
+from gengate.domain.ids import new_task_id
+from gengate.domain.keys import ApiKey
+from gengate.domain.states import TaskState
+from gengate.domain.task import Task
+from gengate.store.base import Store
+from gengate.store.notify import ChangeHub
+
+REQUEST_TYPES = ("async", "sync", "callback")
+
+
+class TaskService:
+    def __init__(self, store: Store, hub: ChangeHub, catalogue: Catalogue) -> None:
+        self.store = store
+        self.hub = hub
+        self.catalogue = catalogue
+
+    async def submit(
+        self,
+        key: ApiKey,
+        model: str,
+        raw_input: Any,
+        *,
+        request: dict[str, Any],
+        request_type: str = "async",
+        callback_url: str | None = None,
+        trace_id: str | None = None,
+    ) -> Task:
+        """Validate and store a task; it is durable when this returns."""
+        spec = self.catalogue.get(model)
+        if key.models is not None and model not in key.models:
+            raise TokenMismatched(f"This key is not allowed to use model '{model}'.")
+        if request_type not in REQUEST_TYPES:
+            raise BadRequest(f"`request_type` must be one of: {', '.join(REQUEST_TYPES)}.")
+        if request_type == "callback" or callback_url is not None:
+            raise BadRequest(
+                "Callbacks are not available on this gateway yet: "
+                "use request_type `async` and poll, or `sync`."
+            )
+        validated = self.catalogue.validate_input(spec, raw_input)
+        task = Task(
+            id=new_task_id(),
+            key_id=key.id,
+            model=spec.id,
+            mode=validated.mode,
+            state=TaskState.PENDING,
+            input=validated.value,
+            request=request,
+            request_type=request_type,
+            callback_url=callback_url,
+            create_time=now_ms(),
+            trace_id=trace_id,
+        )
+        await self.store.insert_task(task)
+        return task
+
+    async def get(self, key: ApiKey, task_id: str, model: str | None = None) -> Task:
+        """The key's own task; another key's task is "not found", never "forbidden"."""
+        task = await self.store.get_task(task_id) if task_id else None
+        if task is None or task.key_id != key.id or (model is not None and task.model != model):
+            raise TaskNotFound(f"Task '{task_id}' does not exist for this key.")
+        return task
+
+    async def wait_until_done(self, task: Task, wait_s: float) -> Task:
+        """The task once terminal, or as it stands when `wait_s` seconds have passed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while not task.state.is_terminal():
+            waiter = self.hub.watch(task.id)
+            try:
+                current = await self.store.get_task(task.id)
+                if current is None:  # removed under us: report what we last saw
+                    return task
+                task = current
+                remaining = deadline - loop.time()
+                if task.state.is_terminal() or remaining <= 0:
+                    return task
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(waiter, remaining)
+            finally:
+                self.hub.unwatch(task.id, waiter)
+        return task

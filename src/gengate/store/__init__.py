@@ -1,0 +1,1 @@
+"""The database behind one interface (:class:`gengate.store.base.Store`)."""

@@ -1,0 +1,87 @@
+"""The store interface every backend implements and every caller depends on.
+
+Writes that change a task are fenced: a worker passes the `owner` and `attempt` of its
+claim, and a write by a worker that lost its lease changes nothing and returns False/None.
+All methods are async so that a networked backend (PostgreSQL) fits behind the same calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+import msgspec
+
+from gengate.domain.keys import ApiKey, KeyChanges
+from gengate.domain.task import Claim, ResultFile, Task
+
+
+class Succeeded(msgspec.Struct, frozen=True):
+    """How a run ended well: its files and the ms of work."""
+
+    files: tuple[ResultFile, ...]
+
+
+class Failed(msgspec.Struct, frozen=True):
+    fail_code: str
+    fail_msg: str
+
+
+Outcome = Succeeded | Failed
+
+
+class ReapedTask(msgspec.Struct, frozen=True):
+    """A task whose lease expired: back to the queue, or failed past its attempts."""
+
+    task_id: str
+    requeued: bool
+
+
+class Store(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    # -- tasks ---------------------------------------------------------------
+    async def insert_task(self, task: Task) -> None:
+        """Durable before it returns: the caller hands out the id only afterwards."""
+        ...
+
+    async def get_task(self, task_id: str) -> Task | None: ...
+
+    async def claim(self, models: Sequence[str], owner: str, limit: int, lease_ms: int) -> list[Claim]:
+        """Move up to `limit` pending tasks of `models` (priority, then age) to processing."""
+        ...
+
+    async def heartbeat(self, task_id: str, owner: str, attempt: int, lease_ms: int) -> bool: ...
+
+    async def set_progress(self, task_id: str, owner: str, attempt: int, progress: int) -> bool: ...
+
+    async def finish(self, task_id: str, owner: str, attempt: int, outcome: Outcome) -> Task | None:
+        """Record the one completion of a task; None when the claim is no longer current."""
+        ...
+
+    async def release(self, task_id: str, owner: str, attempt: int) -> bool:
+        """Hand a claimed task back to the queue (a worker shutting down); fenced like finish."""
+        ...
+
+    async def reap_expired(self, now_ms: int, max_attempts: Mapping[str, int]) -> list[ReapedTask]: ...
+
+    async def expired_results(self, complete_before_ms: int, limit: int) -> list[str]:
+        """Ids of finished tasks whose files are past retention and not yet removed."""
+        ...
+
+    async def mark_files_removed(self, task_ids: Sequence[str]) -> None: ...
+
+    async def queue_depth(self, model: str) -> int: ...
+
+    # -- keys ----------------------------------------------------------------
+    async def insert_key(self, key: ApiKey) -> None: ...
+
+    async def get_key_by_hash(self, key_hash: str) -> ApiKey | None: ...
+
+    async def get_key(self, key_id: str) -> ApiKey | None: ...
+
+    async def list_keys(self) -> list[ApiKey]: ...
+
+    async def update_key(self, key_id: str, changes: KeyChanges) -> ApiKey | None: ...

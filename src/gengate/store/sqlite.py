@@ -1,0 +1,345 @@
+"""The embedded store: SQLite in WAL mode, reads on the event loop, writes group-committed.
+
+A point read on the loop costs a few microseconds, less than handing it to a thread would;
+WAL lets it run beside the writer thread and see every committed change.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from functools import wraps
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import msgspec
+import orjson
+
+from gengate.domain.clock import now_ms
+from gengate.domain.errors import Unavailable
+from gengate.domain.keys import ApiKey, KeyChanges
+from gengate.domain.states import FailCode, TaskState
+from gengate.domain.task import Claim, ResultFile, Task
+from gengate.store import sqlite_queries as q
+from gengate.store.base import Failed, Outcome, ReapedTask, Succeeded
+from gengate.store.migrate import migrate_sqlite
+from gengate.store.notify import ChangeHub
+from gengate.store.sqlite_writer import SQLiteWriter
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_files_decoder = msgspec.json.Decoder(list[tuple[str, str, int]])
+
+
+def _unavailable_on_error(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+    """Database errors become `unavailable` here, once, at the edge of the store."""
+
+    @wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(*args, **kwargs)
+        except sqlite3.Error as exc:
+            raise Unavailable("The task store is unavailable.", headers={"Retry-After": "1"}) from exc
+
+    return wrapper
+
+
+class SQLiteStore:
+    def __init__(self, path: Path, hub: ChangeHub | None = None) -> None:
+        self.path = path
+        self.hub = hub or ChangeHub()
+        self._writer = SQLiteWriter(path, q.PRAGMAS)
+        self._read: sqlite3.Connection | None = None
+
+    async def open(self) -> None:
+        migrate_sqlite(self.path)
+        self._writer.start()
+        self._read = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        for pragma in q.PRAGMAS:
+            self._read.execute(pragma)
+        self._read.execute("PRAGMA query_only = ON")
+
+    async def close(self) -> None:
+        await self._writer.stop()
+        if self._read is not None:
+            self._read.close()
+            self._read = None
+
+    @property
+    def _reader(self) -> sqlite3.Connection:
+        assert self._read is not None, "store not open"
+        return self._read
+
+    # -- tasks ---------------------------------------------------------------
+    @_unavailable_on_error
+    async def insert_task(self, task: Task) -> None:
+        row = _task_row(task)
+
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.execute(q.INSERT_TASK, row)
+
+        await self._writer.submit(insert, lambda _: self.hub.work_added((task.model,)))
+
+    @_unavailable_on_error
+    async def get_task(self, task_id: str) -> Task | None:
+        row = self._reader.execute(q.GET_TASK, (task_id,)).fetchone()
+        return _task(row) if row is not None else None
+
+    @_unavailable_on_error
+    async def claim(self, models: Sequence[str], owner: str, limit: int, lease_ms: int) -> list[Claim]:
+        if not models or limit <= 0:
+            return []
+        sql = q.CLAIM.format(models=", ".join(f":m{i}" for i in range(len(models))))
+
+        def claim(conn: sqlite3.Connection) -> list[Claim]:
+            now = now_ms()
+            params: dict[str, Any] = {"owner": owner, "expires": now + lease_ms, "now": now, "limit": limit}
+            params.update({f"m{i}": model for i, model in enumerate(models)})
+            tasks = [_task(row) for row in conn.execute(sql, params).fetchall()]
+            tasks.sort(key=lambda t: (-t.priority, t.create_time))
+            return [Claim(task, task.attempts) for task in tasks]
+
+        return await self._writer.submit(claim, self._changed_claims)
+
+    def _changed_claims(self, claims: list[Claim]) -> None:
+        for claim in claims:
+            self.hub.task_changed(claim.task.id)
+
+    @_unavailable_on_error
+    async def heartbeat(self, task_id: str, owner: str, attempt: int, lease_ms: int) -> bool:
+        def beat(conn: sqlite3.Connection) -> bool:
+            params = {"id": task_id, "owner": owner, "attempt": attempt, "expires": now_ms() + lease_ms}
+            return conn.execute(q.HEARTBEAT, params).rowcount == 1
+
+        return await self._writer.submit(beat)
+
+    @_unavailable_on_error
+    async def set_progress(self, task_id: str, owner: str, attempt: int, progress: int) -> bool:
+        def update(conn: sqlite3.Connection) -> bool:
+            params = {"id": task_id, "owner": owner, "attempt": attempt, "progress": progress}
+            return conn.execute(q.SET_PROGRESS, params).rowcount == 1
+
+        return await self._writer.submit(update, lambda changed: self._notify_if(changed, task_id))
+
+    @_unavailable_on_error
+    async def finish(self, task_id: str, owner: str, attempt: int, outcome: Outcome) -> Task | None:
+        params: dict[str, Any] = {"id": task_id, "owner": owner, "attempt": attempt}
+        if isinstance(outcome, Succeeded):
+            params |= {
+                "state": TaskState.SUCCESS.value,
+                "files": _files_json(outcome.files),
+                "fail_code": None,
+                "fail_msg": None,
+            }
+        else:
+            params |= {
+                "state": TaskState.FAILED.value,
+                "files": None,
+                "fail_code": outcome.fail_code,
+                "fail_msg": outcome.fail_msg,
+            }
+
+        def finish(conn: sqlite3.Connection) -> Task | None:
+            row = conn.execute(q.FINISH, {**params, "now": now_ms()}).fetchone()
+            return _task(row) if row is not None else None
+
+        return await self._writer.submit(finish, lambda task: self._notify_if(task is not None, task_id))
+
+    def _notify_if(self, changed: bool, task_id: str) -> None:
+        if changed:
+            self.hub.task_changed(task_id)
+
+    @_unavailable_on_error
+    async def release(self, task_id: str, owner: str, attempt: int) -> bool:
+        def release(conn: sqlite3.Connection) -> bool:
+            params = {"id": task_id, "owner": owner, "attempt": attempt}
+            return conn.execute(q.RELEASE, params).rowcount == 1
+
+        def after(released: bool) -> None:
+            if released:
+                self.hub.task_changed(task_id)
+                self.hub.work_added()
+
+        return await self._writer.submit(release, after)
+
+    @_unavailable_on_error
+    async def reap_expired(self, now_ms: int, max_attempts: Mapping[str, int]) -> list[ReapedTask]:
+        def reap(conn: sqlite3.Connection) -> list[ReapedTask]:
+            reaped = []
+            for task_id, model, attempts in conn.execute(q.EXPIRED_LEASES, {"now": now_ms}).fetchall():
+                if attempts < max_attempts.get(model, 1):
+                    changed = conn.execute(q.REQUEUE, {"id": task_id, "now": now_ms}).rowcount
+                    requeued = True
+                else:
+                    lost = Failed(
+                        FailCode.WORKER_LOST, f"The worker running the task was lost {attempts} times."
+                    )
+                    params = {
+                        "id": task_id,
+                        "now": now_ms,
+                        "fail_code": lost.fail_code,
+                        "fail_msg": lost.fail_msg,
+                    }
+                    changed = conn.execute(q.FAIL_LOST, params).rowcount
+                    requeued = False
+                if changed:
+                    reaped.append(ReapedTask(task_id, requeued))
+            return reaped
+
+        def after(reaped: list[ReapedTask]) -> None:
+            for task in reaped:
+                self.hub.task_changed(task.task_id)
+            if any(task.requeued for task in reaped):
+                self.hub.work_added()
+
+        return await self._writer.submit(reap, after)
+
+    @_unavailable_on_error
+    async def expired_results(self, complete_before_ms: int, limit: int) -> list[str]:
+        rows = self._reader.execute(q.EXPIRED_RESULTS, {"before": complete_before_ms, "limit": limit})
+        return [row[0] for row in rows.fetchall()]
+
+    @_unavailable_on_error
+    async def mark_files_removed(self, task_ids: Sequence[str]) -> None:
+        def mark(conn: sqlite3.Connection) -> None:
+            conn.executemany(q.MARK_FILES_REMOVED, [(task_id,) for task_id in task_ids])
+
+        await self._writer.submit(mark)
+
+    @_unavailable_on_error
+    async def queue_depth(self, model: str) -> int:
+        row = self._reader.execute(q.QUEUE_DEPTH, (model,)).fetchone()
+        return int(row[0])
+
+    # -- keys ----------------------------------------------------------------
+    @_unavailable_on_error
+    async def insert_key(self, key: ApiKey) -> None:
+        row = (
+            key.id,
+            key.name,
+            key.key_hash,
+            key.prefix,
+            int(key.disabled),
+            key.expires_at,
+            _models_json(key.models),
+            key.created_at,
+        )
+        await self._writer.submit(lambda conn: conn.execute(q.INSERT_KEY, row))
+
+    @_unavailable_on_error
+    async def get_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        row = self._reader.execute(q.GET_KEY_BY_HASH, (key_hash,)).fetchone()
+        return _key(row) if row is not None else None
+
+    @_unavailable_on_error
+    async def get_key(self, key_id: str) -> ApiKey | None:
+        row = self._reader.execute(q.GET_KEY, (key_id,)).fetchone()
+        return _key(row) if row is not None else None
+
+    @_unavailable_on_error
+    async def list_keys(self) -> list[ApiKey]:
+        return [_key(row) for row in self._reader.execute(q.LIST_KEYS).fetchall()]
+
+    @_unavailable_on_error
+    async def update_key(self, key_id: str, changes: KeyChanges) -> ApiKey | None:
+        def update(conn: sqlite3.Connection) -> ApiKey | None:
+            row = conn.execute(q.GET_KEY, (key_id,)).fetchone()
+            if row is None:
+                return None
+            updated = msgspec.structs.replace(
+                _key(row),
+                **{
+                    f: v for f in changes.__struct_fields__ if (v := getattr(changes, f)) is not msgspec.UNSET
+                },
+            )
+            conn.execute(
+                q.UPDATE_KEY,
+                (
+                    updated.name,
+                    int(updated.disabled),
+                    updated.expires_at,
+                    _models_json(updated.models),
+                    key_id,
+                ),
+            )
+            return updated
+
+        return await self._writer.submit(update)
+
+
+# -- rows <-> records ----------------------------------------------------------
+def _task_row(task: Task) -> tuple[Any, ...]:
+    return (
+        task.id,
+        task.key_id,
+        task.model,
+        task.mode,
+        task.state.value,
+        orjson.dumps(task.input).decode(),
+        orjson.dumps(task.request).decode(),
+        task.request_type,
+        task.callback_url,
+        task.priority,
+        task.create_time,
+        task.start_time,
+        task.complete_time,
+        task.cost_time,
+        task.progress,
+        _files_json(task.files) if task.files else None,
+        task.fail_code,
+        task.fail_msg,
+        task.attempts,
+        task.lease_owner,
+        task.lease_expires,
+        task.trace_id,
+    )
+
+
+def _task(row: tuple[Any, ...]) -> Task:
+    files = row[15]
+    return Task(
+        id=row[0],
+        key_id=row[1],
+        model=row[2],
+        mode=row[3],
+        state=TaskState(row[4]),
+        input=orjson.loads(row[5]),
+        request=orjson.loads(row[6]),
+        request_type=row[7],
+        callback_url=row[8],
+        priority=row[9],
+        create_time=row[10],
+        start_time=row[11],
+        complete_time=row[12],
+        cost_time=row[13],
+        progress=row[14],
+        files=tuple(ResultFile(*f) for f in _files_decoder.decode(files)) if files else (),
+        fail_code=row[16],
+        fail_msg=row[17],
+        attempts=row[18],
+        lease_owner=row[19],
+        lease_expires=row[20],
+        trace_id=row[21],
+    )
+
+
+def _files_json(files: Sequence[ResultFile]) -> str:
+    return orjson.dumps([(f.name, f.content_type, f.size) for f in files]).decode()
+
+
+def _models_json(models: tuple[str, ...] | None) -> str | None:
+    return orjson.dumps(list(models)).decode() if models is not None else None
+
+
+def _key(row: tuple[Any, ...]) -> ApiKey:
+    return ApiKey(
+        id=row[0],
+        name=row[1],
+        key_hash=row[2],
+        prefix=row[3],
+        disabled=bool(row[4]),
+        expires_at=row[5],
+        models=tuple(orjson.loads(row[6])) if row[6] is not None else None,
+        created_at=row[7],
+    )

@@ -1,0 +1,101 @@
+"""The SQLite backend's SQL, named and kept together."""
+
+from __future__ import annotations
+
+TASK_COLUMNS = (
+    "id, key_id, model, mode, state, input, request, request_type, callback_url, priority, "
+    "create_time, start_time, complete_time, cost_time, progress, files, fail_code, fail_msg, "
+    "attempts, lease_owner, lease_expires, trace_id"
+)
+
+KEY_COLUMNS = "id, name, key_hash, prefix, disabled, expires_at, models, created_at"
+
+PRAGMAS = (
+    "PRAGMA journal_mode = WAL",
+    # FULL: a commit is on disk before it returns, so an accepted task survives power loss.
+    "PRAGMA synchronous = FULL",
+    "PRAGMA busy_timeout = 5000",
+)
+
+INSERT_TASK = f"INSERT INTO tasks ({TASK_COLUMNS}) VALUES ({', '.join('?' * 22)})"
+
+GET_TASK = f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?"
+
+# The inner SELECT walks the partial queue index; {models} is a list of placeholders.
+CLAIM = f"""
+UPDATE tasks
+   SET state = 'processing', lease_owner = :owner, lease_expires = :expires,
+       attempts = attempts + 1, start_time = :now, progress = NULL
+ WHERE id IN (SELECT id FROM tasks
+               WHERE state = 'pending' AND model IN ({{models}})
+               ORDER BY priority DESC, create_time
+               LIMIT :limit)
+RETURNING {TASK_COLUMNS}
+"""
+
+HEARTBEAT = """
+UPDATE tasks SET lease_expires = :expires
+ WHERE id = :id AND state = 'processing' AND lease_owner = :owner AND attempts = :attempt
+"""
+
+SET_PROGRESS = """
+UPDATE tasks SET progress = :progress
+ WHERE id = :id AND state = 'processing' AND lease_owner = :owner AND attempts = :attempt
+"""
+
+FINISH = f"""
+UPDATE tasks
+   SET state = :state, complete_time = :now, cost_time = :now - start_time,
+       progress = CASE WHEN :state = 'success' THEN 100 ELSE progress END,
+       files = :files, fail_code = :fail_code, fail_msg = :fail_msg,
+       lease_owner = NULL, lease_expires = NULL
+ WHERE id = :id AND state = 'processing' AND lease_owner = :owner AND attempts = :attempt
+RETURNING {TASK_COLUMNS}
+"""
+
+RELEASE = """
+UPDATE tasks SET state = 'pending', lease_owner = NULL, lease_expires = NULL, progress = NULL
+ WHERE id = :id AND state = 'processing' AND lease_owner = :owner AND attempts = :attempt
+"""
+
+EXPIRED_LEASES = """
+SELECT id, model, attempts FROM tasks WHERE state = 'processing' AND lease_expires < :now
+"""
+
+REQUEUE = """
+UPDATE tasks SET state = 'pending', lease_owner = NULL, lease_expires = NULL, progress = NULL
+ WHERE id = :id AND state = 'processing' AND lease_expires < :now
+"""
+
+FAIL_LOST = """
+UPDATE tasks
+   SET state = 'failed', complete_time = :now, fail_code = :fail_code, fail_msg = :fail_msg,
+       lease_owner = NULL, lease_expires = NULL
+ WHERE id = :id AND state = 'processing' AND lease_expires < :now
+"""
+
+EXPIRED_RESULTS = """
+SELECT id FROM tasks
+ WHERE state = 'success' AND files_removed = 0 AND complete_time < :before
+ ORDER BY complete_time LIMIT :limit
+"""
+
+MARK_FILES_REMOVED = "UPDATE tasks SET files_removed = 1 WHERE id = ?"
+
+QUEUE_DEPTH = "SELECT count(*) FROM tasks WHERE state = 'pending' AND model = ?"
+
+QUEUE_POSITION = """
+SELECT count(*) FROM tasks
+ WHERE state = 'pending' AND model = :model
+   AND (priority > :priority OR (priority = :priority AND create_time < :create_time))
+"""
+
+INSERT_KEY = f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+
+GET_KEY_BY_HASH = f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = ?"
+
+GET_KEY = f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?"
+
+LIST_KEYS = f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"
+
+UPDATE_KEY = "UPDATE api_keys SET name = ?, disabled = ?, expires_at = ?, models = ? WHERE id = ?"

@@ -1,0 +1,147 @@
+"""One writer thread per database, committing many operations together (group commit).
+
+SQLite takes one writer at a time, and a durable commit costs an fsync. Funnelling every
+write through one thread never meets a busy database, and whatever arrived while the last
+commit was on its way to disk goes into the next transaction: under load, one fsync serves
+hundreds of submits. The fsync releases the GIL, so the event loop runs meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+#: Most operations in one transaction: bounds how long one commit holds the writer.
+MAX_BATCH = 512
+
+
+@dataclass(slots=True)
+class _Op:
+    fn: Callable[[sqlite3.Connection], Any]
+    after: Callable[[Any], None] | None
+    future: asyncio.Future[Any]
+
+
+_STOP = object()
+
+
+class SQLiteWriter:
+    def __init__(self, path: Path, pragmas: tuple[str, ...]) -> None:
+        self._path = path
+        self._pragmas = pragmas
+        self._queue: queue.SimpleQueue[_Op | object] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        ready = threading.Event()
+        failure: list[BaseException] = []
+        self._thread = threading.Thread(
+            target=self._run, args=(ready, failure), name="gengate-sqlite-writer", daemon=True
+        )
+        self._thread.start()
+        ready.wait()
+        if failure:
+            raise failure[0]
+
+    async def stop(self) -> None:
+        if self._thread is None:
+            return
+        self._queue.put(_STOP)
+        await asyncio.to_thread(self._thread.join)
+        self._thread = None
+
+    def submit(
+        self, fn: Callable[[sqlite3.Connection], T], after: Callable[[T], None] | None = None
+    ) -> asyncio.Future[T]:
+        """Queue `fn` for the next transaction; `after` runs on the loop once it is committed."""
+        assert self._loop is not None, "writer not started"
+        future: asyncio.Future[T] = self._loop.create_future()
+        self._queue.put(_Op(fn, after, future))
+        return future
+
+    # -- the thread ----------------------------------------------------------
+    def _run(self, ready: threading.Event, failure: list[BaseException]) -> None:
+        try:
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            for pragma in self._pragmas:
+                conn.execute(pragma)
+        except BaseException as exc:
+            failure.append(exc)
+            ready.set()
+            return
+        ready.set()
+        try:
+            while True:
+                first = self._queue.get()
+                if first is _STOP:
+                    return
+                batch = [first]
+                stop = False
+                while len(batch) < MAX_BATCH:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is _STOP:
+                        stop = True
+                        break
+                    batch.append(item)
+                self._commit(conn, batch)  # type: ignore[arg-type]
+                if stop:
+                    return
+        finally:
+            conn.close()
+
+    def _commit(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
+        results: list[tuple[_Op, Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for op in batch:
+                # A savepoint per operation: one failing statement spoils only its own op.
+                conn.execute("SAVEPOINT op")
+                try:
+                    result = op.fn(conn)
+                except sqlite3.Error as exc:
+                    conn.execute("ROLLBACK TO op")
+                    results.append((op, None, exc))
+                else:
+                    results.append((op, result, None))
+                conn.execute("RELEASE op")
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            log.exception("sqlite commit of %d operations failed", len(batch))
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            results = [(op, None, exc) for op in batch]
+        assert self._loop is not None
+        # RuntimeError: the loop closed under us, and nobody is waiting any more.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(_resolve, results)
+
+
+def _resolve(results: list[tuple[_Op, Any, BaseException | None]]) -> None:
+    for op, result, exc in results:
+        if exc is None and op.after is not None:
+            try:
+                op.after(result)
+            except Exception:
+                log.exception("post-commit hook failed")
+        if op.future.done():
+            continue
+        if exc is None:
+            op.future.set_result(result)
+        else:
+            op.future.set_exception(exc)

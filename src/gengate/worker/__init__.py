@@ -1,0 +1,1 @@
+"""Claiming tasks, running providers under a lease, and returning lost tasks to the queue."""

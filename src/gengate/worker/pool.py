@@ -1,0 +1,158 @@
+"""A pool of worker slots in one process: claim, run, heartbeat, reap.
+
+One dispatcher claims as many tasks as there are free slots (per model too), in one
+batch, and starts a coroutine per task. Each run holds a lease that a heartbeat renews;
+a run whose lease was lost is stopped, and the store refuses its late completion.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from gengate.domain.catalogue import Catalogue
+from gengate.domain.clock import now_ms
+from gengate.domain.task import Claim
+from gengate.files.base import FileStore
+from gengate.providers.base import Provider
+from gengate.store.base import Store
+from gengate.store.notify import ChangeHub
+from gengate.worker.run import TaskRun
+
+log = logging.getLogger(__name__)
+
+#: Most tasks one claim takes; bounds the batch a single transaction moves.
+CLAIM_BATCH = 64
+
+
+@dataclass(slots=True)
+class _Running:
+    claim: Claim
+    task: asyncio.Task[None]
+    run: TaskRun
+
+
+@dataclass
+class WorkerPool:
+    store: Store
+    hub: ChangeHub
+    catalogue: Catalogue
+    providers: Mapping[str, Provider]
+    files: FileStore
+    slots: int = 8
+    lease_ms: int = 30_000
+    #: The slow poll behind notifications: how long the dispatcher sleeps with nothing to do.
+    idle_poll_s: float = 1.0
+    owner: str = field(default_factory=lambda: "w_" + secrets.token_hex(6))
+    _running: dict[str, _Running] = field(default_factory=dict)
+    _loops: list[asyncio.Task[None]] = field(default_factory=list)
+    _stopping: bool = False
+
+    async def start(self) -> None:
+        self._loops = [
+            asyncio.create_task(self._dispatch(), name="gengate-dispatch"),
+            asyncio.create_task(self._heartbeat(), name="gengate-heartbeat"),
+            asyncio.create_task(self._reap(), name="gengate-reaper"),
+        ]
+
+    async def stop(self, grace_s: float = 10.0) -> None:
+        """Stop claiming; let running tasks finish for `grace_s`, then hand the rest back."""
+        self._stopping = True
+        self.hub.work_added()
+        for loop in self._loops:
+            loop.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        running = [r.task for r in self._running.values()]
+        if running:
+            _done, pending = await asyncio.wait(running, timeout=grace_s)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        for left in list(self._running.values()):
+            claim = left.claim
+            await self.store.release(claim.task.id, self.owner, claim.attempt)
+        self._running.clear()
+
+    @property
+    def busy(self) -> int:
+        return len(self._running)
+
+    # -- loops -------------------------------------------------------------------
+    async def _dispatch(self) -> None:
+        while not self._stopping:
+            try:
+                claimed = await self._claim_once()
+            except Exception:
+                log.exception("claiming tasks failed; retrying")
+                claimed = 0
+                await asyncio.sleep(self.idle_poll_s)
+            if claimed == 0 and not self._stopping:
+                await self.hub.wait_work(self.idle_poll_s)
+
+    async def _claim_once(self) -> int:
+        free = self.slots - len(self._running)
+        if free <= 0:
+            return 0
+        per_model: dict[str, int] = {}
+        for run in self._running.values():
+            per_model[run.claim.task.model] = per_model.get(run.claim.task.model, 0) + 1
+        models = [
+            spec.id
+            for spec in self.catalogue
+            if spec.provider in self.providers and per_model.get(spec.id, 0) < spec.concurrency
+        ]
+        claims = await self.store.claim(models, self.owner, min(free, CLAIM_BATCH), self.lease_ms)
+        for claim in claims:
+            self._start(claim)
+        return len(claims)
+
+    def _start(self, claim: Claim) -> None:
+        spec = self.catalogue.get(claim.task.model)
+        run = TaskRun(
+            claim=claim,
+            spec=spec,
+            provider=self.providers[spec.provider],
+            store=self.store,
+            files=self.files,
+            owner=self.owner,
+        )
+        task = asyncio.create_task(run.execute(), name=f"gengate-run-{claim.task.id}")
+        self._running[claim.task.id] = _Running(claim, task, run)
+        task.add_done_callback(functools.partial(self._finished, claim.task.id))
+
+    def _finished(self, task_id: str, _done: asyncio.Task[None]) -> None:
+        if self._running.pop(task_id, None) is not None and not self._stopping:
+            self.hub.work_added()
+
+    async def _heartbeat(self) -> None:
+        interval = self.lease_ms / 3000
+        while True:
+            await asyncio.sleep(interval)
+            for running in list(self._running.values()):
+                claim = running.claim
+                try:
+                    held = await self.store.heartbeat(claim.task.id, self.owner, claim.attempt, self.lease_ms)
+                except Exception:
+                    log.exception("heartbeat failed for %s", claim.task.id)
+                    continue
+                if not held:
+                    log.warning("lease on %s was lost; stopping its run", claim.task.id)
+                    running.run.lose_lease()
+
+    async def _reap(self) -> None:
+        interval = max(self.lease_ms / 2000, 0.5)
+        while True:
+            with contextlib.suppress(Exception):
+                max_attempts = {spec.id: spec.max_attempts for spec in self.catalogue}
+                for reaped in await self.store.reap_expired(now_ms(), max_attempts):
+                    log.warning(
+                        "task %s lost its worker; %s",
+                        reaped.task_id,
+                        "queued again" if reaped.requeued else "failed WORKER_LOST",
+                    )
+            await asyncio.sleep(interval)

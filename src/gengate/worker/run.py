@@ -1,0 +1,95 @@
+"""One run of one task: the provider under timeout and cancel, then one fenced completion."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from gengate.domain.catalogue import ModelSpec
+from gengate.domain.states import FailCode
+from gengate.domain.task import Claim
+from gengate.files.base import FileStore
+from gengate.providers.base import Provider, ProviderFailure, RunContext
+from gengate.store.base import Failed, Outcome, Store, Succeeded
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TaskRun:
+    claim: Claim
+    spec: ModelSpec
+    provider: Provider
+    store: Store
+    files: FileStore
+    owner: str
+    _lost: bool = False
+    _progress_sent: int | None = None
+    _progress_wanted: int | None = None
+    _progress_writer: asyncio.Task[None] | None = None
+    cancel: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def lose_lease(self) -> None:
+        """Another worker may own the task now: stop work; the store will refuse our result."""
+        self._lost = True
+        self.cancel.set()
+
+    async def execute(self) -> None:
+        task = self.claim.task
+        outcome = await self._outcome()
+        if self._lost:
+            return
+        recorded = await self.store.finish(task.id, self.owner, self.claim.attempt, outcome)
+        if recorded is None:
+            log.warning("completion of %s refused: the claim is no longer ours", task.id)
+        if self._progress_writer is not None:
+            self._progress_writer.cancel()
+
+    async def _outcome(self) -> Outcome:
+        task = self.claim.task
+        ctx = RunContext(
+            task_id=task.id,
+            model=task.model,
+            mode=task.mode,
+            output_dir=self.files.staging_dir(task.id, self.claim.attempt),
+            options=self.spec.options,
+            cancel=self.cancel,
+            on_progress=self._progress,
+        )
+        try:
+            async with asyncio.timeout(self.spec.timeout_s) as deadline:
+                outputs = await self.provider.run(task.input, ctx)
+            return Succeeded(await self.files.save(task.id, outputs))
+        except ProviderFailure as failure:
+            return Failed(failure.fail_code, failure.message)
+        except TimeoutError:
+            if deadline.expired():
+                return Failed(FailCode.TIMEOUT, f"The task did not finish within {self.spec.timeout_s:g} s.")
+            return self._internal_error()
+        except Exception:
+            return self._internal_error()
+
+    def _internal_error(self) -> Failed:
+        task = self.claim.task
+        log.exception("task %s (trace_id %s) failed inside the gateway", task.id, task.trace_id)
+        return Failed(
+            FailCode.INTERNAL_ERROR,
+            f"Internal error while running the task; quote trace_id {task.trace_id} when reporting it.",
+        )
+
+    # -- progress: coalesced, one write in flight at a time -------------------------------
+    def _progress(self, percent: int) -> None:
+        self._progress_wanted = percent
+        if self._progress_writer is None or self._progress_writer.done():
+            self._progress_writer = asyncio.create_task(self._write_progress())
+
+    async def _write_progress(self) -> None:
+        while self._progress_wanted is not None and self._progress_wanted != self._progress_sent:
+            wanted = self._progress_wanted
+            try:
+                await self.store.set_progress(self.claim.task.id, self.owner, self.claim.attempt, wanted)
+            except Exception:
+                log.exception("progress update failed for %s", self.claim.task.id)
+                return
+            self._progress_sent = wanted

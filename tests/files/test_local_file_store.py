@@ -1,0 +1,235 @@
+"""LocalFileStore: staging, atomic save, signed URLs, resolving and deleting files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import pytest
+
+from gengate.domain.errors import Forbidden, TaskNotFound
+from gengate.domain.task import ResultFile
+from gengate.files.local import LocalFileStore, is_safe_name
+from gengate.files.signing import UrlSigner
+from gengate.providers.base import OutputFile
+
+TASK = "task_abc123"
+NOW = 1_700_000_000_000
+LATER = NOW + 3_600_000
+BASE_URL = "http://gw.test:8000/"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LocalFileStore:
+    return LocalFileStore(tmp_path / "files", BASE_URL, UrlSigner(b"secret"))
+
+
+def _write(folder: Path, name: str, data: bytes) -> OutputFile:
+    path = folder / name
+    path.write_bytes(data)
+    return OutputFile(path, "image/png" if name.endswith(".png") else "application/json")
+
+
+def _query(url: str) -> tuple[str, str, str, str]:
+    """`(task_id, name, expires, signature)` of a URL from `store.url`, as a route would see them."""
+    parts = urlsplit(url)
+    _, files, task_id, name = parts.path.split("/")
+    assert files == "files"
+    query = parse_qs(parts.query, strict_parsing=True)
+    return unquote(task_id), unquote(name), query["expires"][0], query["signature"][0]
+
+
+def test_staging_dir_is_empty_and_under_root(store: LocalFileStore, tmp_path: Path) -> None:
+    staging = store.staging_dir(TASK, 1)
+    assert staging == tmp_path / "files" / ".staging" / f"{TASK}.1"
+    assert staging.is_dir()
+    (staging / "stale.png").write_bytes(b"x")
+    assert store.staging_dir(TASK, 1) == staging
+    assert list(staging.iterdir()) == []
+
+
+async def test_save_moves_files_and_removes_staging(store: LocalFileStore, tmp_path: Path) -> None:
+    staging = store.staging_dir(TASK, 2)
+    outputs = [_write(staging, "0.png", b"png0"), _write(staging, "result.json", b"{}")]
+    files = await store.save(TASK, outputs)
+    assert files == (
+        ResultFile("0.png", "image/png", 4),
+        ResultFile("result.json", "application/json", 2),
+    )
+    folder = tmp_path / "files" / TASK
+    assert (folder / "0.png").read_bytes() == b"png0"
+    assert (folder / "result.json").read_bytes() == b"{}"
+    assert not staging.exists()
+
+
+async def test_save_of_nothing(store: LocalFileStore) -> None:
+    assert await store.save(TASK, []) == ()
+
+
+@pytest.mark.parametrize("name", [".hidden", "a\\b", "nul\0.png"])
+async def test_save_refuses_unsafe_names(store: LocalFileStore, name: str) -> None:
+    staging = store.staging_dir(TASK, 1)
+    with pytest.raises(ValueError, match="Unsafe file name"):
+        await store.save(TASK, [OutputFile(staging / name, "image/png")])
+
+
+async def test_save_refuses_files_outside_the_task_staging(store: LocalFileStore, tmp_path: Path) -> None:
+    outside = tmp_path / "secret.txt"
+    outside.write_bytes(b"secret")
+    other_task = store.staging_dir("task_other", 1)
+    elsewhere = [
+        OutputFile(outside, "text/plain"),
+        OutputFile(store.staging_dir(TASK, 1) / ".." / ".." / "secret.txt", "text/plain"),
+        _write(other_task, "0.png", b"theirs"),
+    ]
+    for output in elsewhere:
+        with pytest.raises(ValueError, match="outside"):
+            await store.save(TASK, [output])
+    assert outside.read_bytes() == b"secret"
+    assert (other_task / "0.png").exists()
+
+
+async def test_save_refuses_symlinks_and_moves_nothing(store: LocalFileStore, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"secret")
+    staging = store.staging_dir(TASK, 1)
+    good = _write(staging, "0.png", b"png")
+    (staging / "1.png").symlink_to(secret)
+    with pytest.raises(ValueError, match="not a regular file"):
+        await store.save(TASK, [good, OutputFile(staging / "1.png", "image/png")])
+    assert (staging / "0.png").exists()
+    assert not (tmp_path / "files" / TASK).exists()
+
+
+async def test_save_refuses_duplicate_names(store: LocalFileStore) -> None:
+    staging = store.staging_dir(TASK, 1)
+    (staging / "sub").mkdir()
+    outputs = [_write(staging, "0.png", b"a"), _write(staging / "sub", "0.png", b"b")]
+    with pytest.raises(ValueError, match="duplicate"):
+        await store.save(TASK, outputs)
+
+
+async def test_url_resolves_to_the_file(store: LocalFileStore, tmp_path: Path) -> None:
+    staging = store.staging_dir(TASK, 1)
+    (file,) = await store.save(TASK, [_write(staging, "0.png", b"png")])
+    url = store.url(TASK, file, LATER)
+    assert url.startswith(f"http://gw.test:8000/files/{TASK}/0.png?expires={LATER}&signature=")
+    assert store.url(TASK, file, LATER) == url
+    path, content_type = store.resolve(*_query(url), now_ms=NOW)
+    assert path == tmp_path / "files" / TASK / "0.png"
+    assert content_type == "image/png"
+
+
+async def test_url_quotes_odd_names(store: LocalFileStore) -> None:
+    staging = store.staging_dir(TASK, 1)
+    (file,) = await store.save(TASK, [_write(staging, "a b?#%.json", b"{}")])
+    url = store.url(TASK, file, LATER)
+    assert " " not in url
+    assert "#" not in url
+    path, content_type = store.resolve(*_query(url), now_ms=NOW)
+    assert path.name == "a b?#%.json"
+    assert content_type == "application/json"
+
+
+def test_resolve_unknown_extension_is_octet_stream(store: LocalFileStore, tmp_path: Path) -> None:
+    (tmp_path / "files" / TASK).mkdir(parents=True)
+    (tmp_path / "files" / TASK / "blob").write_bytes(b"x")
+    url = store.url(TASK, ResultFile("blob", "application/x-custom", 1), LATER)
+    assert store.resolve(*_query(url), now_ms=NOW)[1] == "application/octet-stream"
+
+
+async def test_resolve_refuses_bad_signatures(store: LocalFileStore) -> None:
+    staging = store.staging_dir(TASK, 1)
+    (file,) = await store.save(TASK, [_write(staging, "0.png", b"png")])
+    task_id, name, expires, signature = _query(store.url(TASK, file, LATER))
+    invalid = [
+        (task_id, name, None, signature),
+        (task_id, name, expires, None),
+        (task_id, name, "soon", signature),
+        (task_id, name, "+" + expires, signature),
+        (task_id, name, " " + expires, signature),
+        (task_id, name, "9" * 5000, signature),
+        (task_id, name, str(int(expires) + 1), signature),
+        (task_id, name, expires, signature[:-1]),
+        (task_id, "1.png", expires, signature),
+        ("task_other", name, expires, signature),
+    ]
+    for args in invalid:
+        with pytest.raises(Forbidden, match=r"^The URL signature is invalid\.$"):
+            store.resolve(*args, now_ms=NOW)
+    with pytest.raises(Forbidden, match=r"^The URL has expired\.$"):
+        store.resolve(task_id, name, expires, signature, now_ms=LATER)
+
+
+@pytest.mark.parametrize(
+    ("task_id", "name"),
+    [(TASK, ".."), (TASK, "../../etc/passwd"), (TASK, ".staging"), ("..", TASK), (".staging", f"{TASK}.1")],
+)
+def test_resolve_refuses_traversal_even_when_signed(
+    store: LocalFileStore, tmp_path: Path, task_id: str, name: str
+) -> None:
+    (tmp_path / "files" / ".staging" / f"{TASK}.1").mkdir(parents=True)
+    url_path = f"/files/{task_id}/{name}"
+    signature = UrlSigner(b"secret").sign(url_path, LATER)
+    with pytest.raises(TaskNotFound, match=r"^No such file\.$"):
+        store.resolve(task_id, name, str(LATER), signature, now_ms=NOW)
+
+
+def test_resolve_missing_file(store: LocalFileStore) -> None:
+    url = store.url(TASK, ResultFile("0.png", "image/png", 3), LATER)
+    with pytest.raises(TaskNotFound, match="No such file"):
+        store.resolve(*_query(url), now_ms=NOW)
+
+
+async def test_resolve_refuses_a_folder(store: LocalFileStore, tmp_path: Path) -> None:
+    (tmp_path / "files" / TASK / "sub").mkdir(parents=True)
+    url = store.url(TASK, ResultFile("sub", "image/png", 3), LATER)
+    with pytest.raises(TaskNotFound):
+        store.resolve(*_query(url), now_ms=NOW)
+
+
+async def test_delete_removes_files_and_staging_leftovers(store: LocalFileStore, tmp_path: Path) -> None:
+    staging = store.staging_dir(TASK, 1)
+    await store.save(TASK, [_write(staging, "0.png", b"png")])
+    leftover = store.staging_dir(TASK, 2)
+    other = store.staging_dir(f"{TASK}.x", 1)
+    also_other = store.staging_dir(TASK + "z", 1)
+    await store.delete(TASK)
+    assert not (tmp_path / "files" / TASK).exists()
+    assert not leftover.exists()
+    assert other.exists()
+    assert also_other.exists()
+    await store.delete(TASK)  # missing is fine
+
+
+async def test_delete_on_an_empty_root(store: LocalFileStore) -> None:
+    await store.delete(TASK)
+
+
+@pytest.mark.parametrize("task_id", ["", ".", "..", "a/b", ".staging"])
+async def test_unsafe_task_ids_are_refused(store: LocalFileStore, task_id: str) -> None:
+    with pytest.raises(ValueError, match="Unsafe task id"):
+        await store.delete(task_id)
+    with pytest.raises(ValueError, match="Unsafe task id"):
+        store.staging_dir(task_id, 1)
+    with pytest.raises(ValueError, match="Unsafe task id"):
+        await store.save(task_id, [])
+
+
+@pytest.mark.parametrize(
+    ("name", "safe"),
+    [
+        ("0.png", True),
+        ("a b.json", True),
+        ("", False),
+        (".", False),
+        ("..", False),
+        (".env", False),
+        ("a/b", False),
+        ("a\\b", False),
+        ("a\0b", False),
+        ("/etc", False),
+    ],
+)
+def test_is_safe_name(name: str, safe: bool) -> None:
+    assert is_safe_name(name) is safe
