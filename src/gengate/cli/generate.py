@@ -2,7 +2,7 @@
 
 Exit codes: 0 done, 1 the task failed, 2 the API refused or could not be reached, 3 the wait timed out.
 Tests (or embedders) inject an `httpx.BaseTransport` as the click context object (`obj=`); the
-commands find it with `ctx.find_object`, so no global state is patched.
+commands find it with `ctx.find_object`, so tests need no monkeypatching.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 import httpx
+import stamina.instrumentation
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -59,6 +60,21 @@ def _fail(message: str, code: int) -> NoReturn:
     raise click.exceptions.Exit(code)
 
 
+def _say_retry(details: stamina.instrumentation.RetryDetails) -> None:
+    click.echo(f"retrying in {details.wait_for:.1f} s: {details.caused_by}", err=True)
+
+
+@contextmanager
+def _retry_notices() -> Iterator[None]:
+    """One readable line per retry instead of stamina's default log records, for this command only."""
+    previous = stamina.instrumentation.get_on_retry_hooks()
+    stamina.instrumentation.set_on_retry_hooks([_say_retry])
+    try:
+        yield
+    finally:
+        stamina.instrumentation.set_on_retry_hooks(previous)
+
+
 @contextmanager
 def _client(url: str, key: str | None) -> Iterator[Client]:
     """A client on the injected transport, if any, turning SDK errors into messages and exit codes."""
@@ -66,7 +82,7 @@ def _client(url: str, key: str | None) -> Iterator[Client]:
         raise click.UsageError("no API key: pass --key or set GENGATE_API_KEY")
     transport = click.get_current_context().find_object(httpx.BaseTransport)
     try:
-        with Client(url, key, transport=transport) as client:
+        with _retry_notices(), Client(url, key, transport=transport) as client:
             yield client
     except APIError as exc:
         _fail(str(exc), 2)

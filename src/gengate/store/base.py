@@ -49,8 +49,9 @@ class Store(Protocol):
 
     async def get_task(self, task_id: str) -> Task | None: ...
 
-    async def claim(self, models: Sequence[str], owner: str, limit: int, lease_ms: int) -> list[Claim]:
-        """Move up to `limit` pending tasks of `models` (priority, then age) to processing."""
+    async def claim(self, capacity: Mapping[str, int], owner: str, limit: int, lease_ms: int) -> list[Claim]:
+        """Move up to `limit` pending tasks to processing, priority then age first, and at most
+        `capacity[model]` of each model."""
         ...
 
     async def heartbeat(self, task_id: str, owner: str, attempt: int, lease_ms: int) -> bool: ...

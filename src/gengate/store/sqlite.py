@@ -87,15 +87,19 @@ class SQLiteStore:
         return _task(row) if row is not None else None
 
     @_unavailable_on_error
-    async def claim(self, models: Sequence[str], owner: str, limit: int, lease_ms: int) -> list[Claim]:
-        if not models or limit <= 0:
+    async def claim(self, capacity: Mapping[str, int], owner: str, limit: int, lease_ms: int) -> list[Claim]:
+        wanted = [(model, free) for model, free in capacity.items() if free > 0]
+        if not wanted or limit <= 0:
             return []
-        sql = q.CLAIM.format(models=", ".join(f":m{i}" for i in range(len(models))))
+        heads = " UNION ALL ".join(q.CLAIM_HEAD.format(i=i) for i in range(len(wanted)))
+        sql = q.CLAIM.format(heads=heads)
 
         def claim(conn: sqlite3.Connection) -> list[Claim]:
             now = now_ms()
             params: dict[str, Any] = {"owner": owner, "expires": now + lease_ms, "now": now, "limit": limit}
-            params.update({f"m{i}": model for i, model in enumerate(models)})
+            for i, (model, free) in enumerate(wanted):
+                params[f"m{i}"] = model
+                params[f"c{i}"] = free
             tasks = [_task(row) for row in conn.execute(sql, params).fetchall()]
             tasks.sort(key=lambda t: (-t.priority, t.create_time))
             return [Claim(task, task.attempts) for task in tasks]

@@ -21,16 +21,20 @@ INSERT_TASK = f"INSERT INTO tasks ({TASK_COLUMNS}) VALUES ({', '.join('?' * 22)}
 
 GET_TASK = f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?"
 
-# The inner SELECT walks the partial queue index; {models} is a list of placeholders.
+# {heads} is one CLAIM_HEAD per model, joined by UNION ALL: each walks the partial queue
+# index of its model for at most that model's free capacity, so a long queue costs nothing.
 CLAIM = f"""
 UPDATE tasks
    SET state = 'processing', lease_owner = :owner, lease_expires = :expires,
        attempts = attempts + 1, start_time = :now, progress = NULL
- WHERE id IN (SELECT id FROM tasks
-               WHERE state = 'pending' AND model IN ({{models}})
-               ORDER BY priority DESC, create_time
-               LIMIT :limit)
+ WHERE id IN (SELECT id FROM ({{heads}}) ORDER BY priority DESC, create_time LIMIT :limit)
 RETURNING {TASK_COLUMNS}
+"""
+
+CLAIM_HEAD = """
+SELECT * FROM (SELECT id, priority, create_time FROM tasks
+                WHERE state = 'pending' AND model = :m{i}
+                ORDER BY priority DESC, create_time LIMIT :c{i})
 """
 
 HEARTBEAT = """

@@ -67,15 +67,15 @@ class WorkerPool:
         for loop in self._loops:
             loop.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
-        running = [r.task for r in self._running.values()]
+        running = list(self._running.values())
         if running:
-            _done, pending = await asyncio.wait(running, timeout=grace_s)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-        for left in list(self._running.values()):
-            claim = left.claim
-            await self.store.release(claim.task.id, self.owner, claim.attempt)
+            await asyncio.wait([r.task for r in running], timeout=grace_s)
+        unfinished = [r for r in running if not r.task.done()]
+        for left in unfinished:
+            left.task.cancel()
+        await asyncio.gather(*(r.task for r in unfinished), return_exceptions=True)
+        for left in unfinished:
+            await self.store.release(left.claim.task.id, self.owner, left.claim.attempt)
         self._running.clear()
 
     @property
@@ -101,12 +101,12 @@ class WorkerPool:
         per_model: dict[str, int] = {}
         for run in self._running.values():
             per_model[run.claim.task.model] = per_model.get(run.claim.task.model, 0) + 1
-        models = [
-            spec.id
+        capacity = {
+            spec.id: spec.concurrency - per_model.get(spec.id, 0)
             for spec in self.catalogue
-            if spec.provider in self.providers and per_model.get(spec.id, 0) < spec.concurrency
-        ]
-        claims = await self.store.claim(models, self.owner, min(free, CLAIM_BATCH), self.lease_ms)
+            if spec.provider in self.providers
+        }
+        claims = await self.store.claim(capacity, self.owner, min(free, CLAIM_BATCH), self.lease_ms)
         for claim in claims:
             self._start(claim)
         return len(claims)

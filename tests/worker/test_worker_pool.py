@@ -1,0 +1,183 @@
+"""The worker pool with real providers, a real store and real files; no mocks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from gengate.domain.catalogue import Catalogue, ModelSpec
+from gengate.domain.clock import now_ms
+from gengate.domain.ids import new_task_id
+from gengate.domain.inputs import EchoInput
+from gengate.domain.states import TaskState
+from gengate.domain.task import Task
+from gengate.files.local import LocalFileStore
+from gengate.files.signing import UrlSigner
+from gengate.providers.base import OutputFile, Provider, RunContext
+from gengate.providers.demo import demo_providers
+from gengate.store.sqlite import SQLiteStore
+from gengate.worker.pool import WorkerPool
+
+
+@dataclass
+class FunctionProvider:
+    """A provider whose run is a plain function: the whole test double."""
+
+    fn: Callable[[dict[str, Any], RunContext], Any]
+    inputs: Mapping[str, type[msgspec.Struct]] = msgspec.field(default_factory=lambda: {"echo": EchoInput})
+
+    async def run(self, input: dict[str, Any], ctx: RunContext) -> Sequence[OutputFile]:
+        result = self.fn(input, ctx)
+        if asyncio.iscoroutine(result):
+            result = await result
+        return list(result)
+
+
+def raise_boom(_input: dict[str, Any], _ctx: RunContext) -> list[OutputFile]:
+    raise RuntimeError("boom")
+
+
+async def sleep_forever(_input: dict[str, Any], _ctx: RunContext) -> list[OutputFile]:
+    await asyncio.sleep(3600)
+    return []
+
+
+@dataclass
+class Rig:
+    store: SQLiteStore
+    pool: WorkerPool
+
+    async def submit(self, model: str, **input_: Any) -> Task:
+        task = Task(
+            id=new_task_id(),
+            key_id="key_1",
+            model=model,
+            mode="echo",
+            state=TaskState.PENDING,
+            input={
+                "mode": "echo",
+                "prompt": None,
+                "data": None,
+                "duration_ms": 0,
+                "fail_code": None,
+                **input_,
+            },
+            request={},
+            create_time=now_ms(),
+        )
+        await self.store.insert_task(task)
+        return task
+
+    async def until_done(self, task: Task, wait_s: float = 5.0) -> Task:
+        async with asyncio.timeout(wait_s):
+            while True:
+                current = await self.store.get_task(task.id)
+                assert current is not None
+                if current.state.is_terminal():
+                    return current
+                await asyncio.sleep(0.01)
+
+
+def spec(model: str, provider: str, **kw: Any) -> ModelSpec:
+    return ModelSpec(id=model, inputs={"echo": EchoInput}, provider=provider, **kw)
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    providers: dict[str, Provider] = {
+        **demo_providers(),
+        "boom": FunctionProvider(raise_boom),
+        "forever": FunctionProvider(sleep_forever),
+    }
+    catalogue = Catalogue(
+        {
+            "echo": spec("echo", "demo-echo"),
+            "slow": spec("slow", "demo-echo", timeout_s=0.2),
+            "boom": spec("boom", "boom"),
+            "forever": spec("forever", "forever", concurrency=1),
+        }
+    )
+    store = SQLiteStore(tmp_path / "db.sqlite")
+    await store.open()
+    files = LocalFileStore(tmp_path / "files", "http://test", UrlSigner(b"secret"))
+    pool = WorkerPool(store, store.hub, catalogue, providers, files, slots=4, lease_ms=600)
+    await pool.start()
+    yield Rig(store, pool)
+    await pool.stop(grace_s=0.1)
+    await store.close()
+
+
+async def test_runs_a_task_to_success_with_its_files(rig: Rig) -> None:
+    task = await rig.submit("echo", prompt="hello")
+    done = await rig.until_done(task)
+    assert done.state is TaskState.SUCCESS
+    assert [f.name for f in done.files] == ["result.json"]
+    assert done.cost_time is not None
+    assert done.cost_time >= 0
+
+
+async def test_progress_is_recorded_while_running(rig: Rig) -> None:
+    task = await rig.submit("echo", duration_ms=400)
+    seen: set[int] = set()
+    async with asyncio.timeout(5):
+        while (current := await rig.store.get_task(task.id)) and not current.state.is_terminal():
+            if current.progress is not None:
+                seen.add(current.progress)
+            await asyncio.sleep(0.01)
+    assert seen
+    assert min(seen) < 100
+
+
+async def test_model_timeout_fails_the_task(rig: Rig) -> None:
+    done = await rig.until_done(await rig.submit("slow", duration_ms=5000))
+    assert done.state is TaskState.FAILED
+    assert done.fail_code == "TIMEOUT"
+
+
+async def test_provider_exception_is_an_internal_error_not_a_lost_task(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    done = await rig.until_done(await rig.submit("boom"))
+    assert done.state is TaskState.FAILED
+    assert done.fail_code == "INTERNAL_ERROR"
+    assert "boom" not in (done.fail_msg or "")  # no internals to the client
+    assert any("boom" in r.getMessage() or r.exc_info for r in caplog.records)
+
+
+async def test_requested_failure_code_is_recorded(rig: Rig) -> None:
+    done = await rig.until_done(await rig.submit("echo", fail_code="CONTENT_VIOLATION"))
+    assert (done.state, done.fail_code) == (TaskState.FAILED, "CONTENT_VIOLATION")
+
+
+async def test_model_concurrency_is_respected(rig: Rig) -> None:
+    first = await rig.submit("forever")
+    second = await rig.submit("forever")
+    await asyncio.sleep(0.3)
+    states = {(await rig.store.get_task(t.id)).state for t in (first, second)}  # type: ignore[union-attr]
+    assert states == {TaskState.PROCESSING, TaskState.PENDING}
+
+
+async def test_lease_is_renewed_while_a_task_runs(rig: Rig) -> None:
+    task = await rig.submit("forever")
+    await asyncio.sleep(1.5)  # more than two leases of 600 ms
+    current = await rig.store.get_task(task.id)
+    assert current is not None
+    assert current.state is TaskState.PROCESSING
+    assert current.attempts == 1
+
+
+async def test_stop_hands_running_tasks_back_to_the_queue(rig: Rig) -> None:
+    task = await rig.submit("forever")
+    async with asyncio.timeout(5):
+        while (await rig.store.get_task(task.id)).state is TaskState.PENDING:  # type: ignore[union-attr]
+            await asyncio.sleep(0.01)
+    await rig.pool.stop(grace_s=0.1)
+    current = await rig.store.get_task(task.id)
+    assert current is not None
+    assert current.state is TaskState.PENDING
