@@ -46,3 +46,17 @@ def test_any_walk_of_allowed_steps_ends_terminal_at_most_once(steps: list[TaskSt
             ended += state.is_terminal()
     assert ended <= 1
     assert not (state.is_terminal() and any(can_transition(state, t) for t in TaskState))
+
+
+def test_trace_ids_are_version_4_uuids() -> None:
+    import uuid
+
+    from gengate.domain.ids import new_trace_id
+
+    ids = {new_trace_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122

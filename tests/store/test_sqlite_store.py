@@ -26,8 +26,8 @@ def make_task(model: str = "m", *, priority: int = 0, create_time: int | None = 
         model=model,
         mode="echo",
         state=TaskState.PENDING,
-        input={"mode": "echo", "prompt": "hi"},
-        request={"input": {"prompt": "hi"}},
+        input_json='{"mode":"echo","prompt":"hi"}',
+        request_json='{"input":{"prompt":"hi"}}',
         priority=priority,
         create_time=create_time if create_time is not None else now_ms(),
     )

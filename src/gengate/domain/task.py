@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+import orjson
 
 from gengate.domain.states import TaskState
 
@@ -20,8 +21,8 @@ class ResultFile(msgspec.Struct, frozen=True, gc=False):
 class Task(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     """A generation task.
 
-    Fields: `id` (`task_...`), `key_id` (owner), `model`, `mode`, `state`, `input` (validated,
-    defaults filled), `request` (the client's original body, echoed by the KIE dialect),
+    Fields: `id` (`task_...`), `key_id` (owner), `model`, `mode`, `state`, `input_json` (validated
+    input, defaults filled), `request_json` (the client's original body, echoed by the KIE dialect),
     `request_type` (`async`/`sync`/`callback`), `callback_url`, `priority`, the Unix-ms times
     `create_time`, `start_time`, `complete_time` and `cost_time` (ms of work), `progress`
     (0-100), `files` (outputs on success), `fail_code`/`fail_msg` (on failure), `attempts`
@@ -34,8 +35,8 @@ class Task(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     model: str
     mode: str
     state: TaskState
-    input: dict[str, Any]
-    request: dict[str, Any]
+    input_json: str
+    request_json: str
     request_type: str = "async"
     callback_url: str | None = None
     priority: int = 0
@@ -51,6 +52,17 @@ class Task(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     lease_owner: str | None = None
     lease_expires: int | None = None
     trace_id: str | None = None
+
+    @property
+    def input(self) -> dict[str, Any]:
+        """The validated input; kept as JSON text so that status reads never parse it."""
+        value: dict[str, Any] = orjson.loads(self.input_json)
+        return value
+
+    @property
+    def request(self) -> dict[str, Any]:
+        value: dict[str, Any] = orjson.loads(self.request_json)
+        return value
 
 
 class Claim(msgspec.Struct, frozen=True, gc=False):

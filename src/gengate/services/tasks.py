@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 from typing import Any
 
+import orjson
+
 from gengate.domain.catalogue import Catalogue
 from gengate.domain.clock import now_ms
 from gengate.domain.errors import BadRequest, TaskNotFound, TokenMismatched
@@ -54,8 +56,8 @@ class TaskService:
             model=spec.id,
             mode=validated.mode,
             state=TaskState.PENDING,
-            input=validated.value,
-            request=request,
+            input_json=orjson.dumps(validated.value).decode(),
+            request_json=orjson.dumps(request).decode(),
             request_type=request_type,
             callback_url=callback_url,
             create_time=now_ms(),

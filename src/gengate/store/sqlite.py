@@ -30,6 +30,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _files_decoder = msgspec.json.Decoder(list[tuple[str, str, int]])
+_STATES = {state.value: state for state in TaskState}
 
 
 def _unavailable_on_error(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
@@ -280,8 +281,8 @@ def _task_row(task: Task) -> tuple[Any, ...]:
         task.model,
         task.mode,
         task.state.value,
-        orjson.dumps(task.input).decode(),
-        orjson.dumps(task.request).decode(),
+        task.input_json,
+        task.request_json,
         task.request_type,
         task.callback_url,
         task.priority,
@@ -307,9 +308,9 @@ def _task(row: tuple[Any, ...]) -> Task:
         key_id=row[1],
         model=row[2],
         mode=row[3],
-        state=TaskState(row[4]),
-        input=orjson.loads(row[5]),
-        request=orjson.loads(row[6]),
+        state=_STATES[row[4]],
+        input_json=row[5],
+        request_json=row[6],
         request_type=row[7],
         callback_url=row[8],
         priority=row[9],

@@ -1,0 +1,100 @@
+"""A thin front for the few routes that carry most traffic (status reads).
+
+A status poll is a point read; the framework's request objects, routing and middleware
+layers would cost more than the read itself. Requests that match a hot route are answered
+here directly in raw ASGI, with the same handlers, errors and envelope as the framework
+routes (which stay the reference for every other method and path); all else passes
+through untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gengate.api.errors import Dialect, error_body
+from gengate.api.trace import TRACE_KEY
+from gengate.domain.errors import ApiError, GatewayError
+from gengate.domain.ids import new_trace_id
+
+log = logging.getLogger(__name__)
+
+_JSON = (b"content-type", b"application/json")
+
+
+@dataclass(frozen=True, slots=True)
+class HotRoute:
+    """`GET {prefix}{rest}`, where `rest` holds no `/`; the handler returns the `data` object."""
+
+    method: str
+    prefix: str
+    handler: Callable[[Scope], Awaitable[Any]]
+    dialect: Dialect = Dialect.APIXO
+    message_field: str = "message"
+
+
+class HotPath:
+    def __init__(self, app: ASGIApp, routes: Sequence[HotRoute]) -> None:
+        self.app = app
+        self.routes = tuple(routes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            for route in self.routes:
+                if (
+                    scope["method"] == route.method
+                    and path.startswith(route.prefix)
+                    and "/" not in path[len(route.prefix) :]
+                ):
+                    await self._answer(route, scope, send)
+                    return
+        await self.app(scope, receive, send)
+
+    async def _answer(self, route: HotRoute, scope: Scope, send: Send) -> None:
+        trace_id = new_trace_id()
+        scope[TRACE_KEY] = trace_id
+        headers = [_JSON, (b"x-trace-id", trace_id.encode())]
+        try:
+            data = await route.handler(scope)
+            status = 200
+            body = orjson.dumps({"code": 200, route.message_field: "success", "data": data})
+        except Exception as exc:
+            error = exc if isinstance(exc, GatewayError) else ApiError()
+            if error is not exc:
+                log.error("unexpected error (trace_id %s) on %s", trace_id, scope["path"], exc_info=exc)
+            status = error.status
+            body = orjson.dumps(error_body(error, trace_id, route.dialect))
+            headers += [(name.lower().encode(), value.encode()) for name, value in error.headers.items()]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def header_value(scope: Scope, name: bytes) -> str | None:
+    """A request header by lower-case name, decoded as Latin-1 like Starlette does."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def query_value(query_string: bytes, name: bytes) -> str | None:
+    """The first value of a query parameter; percent-decoding only when there is any."""
+    if b"%" in query_string or b"+" in query_string:
+        wanted = name.decode()
+        for key, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+            if key == wanted:
+                return value
+        return None
+    for pair in query_string.split(b"&"):
+        raw_key, _, raw_value = pair.partition(b"=")
+        if raw_key == name:
+            return raw_value.decode("latin-1")
+    return None
