@@ -283,9 +283,9 @@ def post_script(workload: Workload, folder: Path) -> Path:
     return script
 
 
-def run_wrk(wrk: str, url: str, seconds: float, extra: list[str]) -> WrkResult:
-    argv = ["taskset", "-c", LOAD_CPU, wrk, "-t1", f"-c{CONNECTIONS}", f"-d{seconds:g}s"]
-    argv += ["--latency", "--timeout", "5s", *extra, url]
+def run_wrk(wrk: str, url: str, seconds: int, extra: list[str]) -> WrkResult:
+    argv = ["taskset", "-c", LOAD_CPU, wrk, "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s"]
+    argv += ["--latency", "--timeout", "10s", *extra, url]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
     if done.returncode != 0:
         raise BenchError(f"wrk failed ({done.returncode}) on {url}:\n{done.stdout}{done.stderr}")
@@ -322,7 +322,7 @@ def parse_wrk(output: str) -> WrkResult:
 # --- the run -----------------------------------------------------------------------------------
 
 
-def measure(target: Target, wrk: str, seconds: float, warmup: float) -> dict[str, Any]:
+def measure(target: Target, wrk: str, seconds: int, warmup: int) -> dict[str, Any]:
     print(f"[{target.name}] starting on CPU {SERVER_CPU} ...", flush=True)
     with serve(target, RESULTS / f"{target.name}.log", start_timeout_s=60) as (client, env):
         workload = target.setup(client, env)
@@ -346,11 +346,11 @@ def measure(target: Target, wrk: str, seconds: float, warmup: float) -> dict[str
 
 
 def warm_and_run(
-    name: str, path: str, url: str, extra: list[str], *, wrk: str, seconds: float, warmup: float
+    name: str, path: str, url: str, extra: list[str], *, wrk: str, seconds: int, warmup: int
 ) -> WrkResult:
     if warmup > 0:
         run_wrk(wrk, url, warmup, extra)
-    print(f"[{name}] {path} for {seconds:g}s ...", flush=True)
+    print(f"[{name}] {path} for {seconds}s ...", flush=True)
     return run_wrk(wrk, url, seconds, extra)
 
 
@@ -395,13 +395,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--seconds", type=float, default=float(os.environ.get("BENCH_SECONDS", "10")))
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of wrk per path before measuring")
+    # wrk takes whole seconds.
+    parser.add_argument("--seconds", type=int, default=int(os.environ.get("BENCH_SECONDS", "10")))
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of wrk per path before measuring")
     parser.add_argument("--rounds", type=int, default=1, help="runs per target; the median is reported")
     parser.add_argument("--targets", default="raw,gengate", help="comma-separated: raw, gengate")
     args = parser.parse_args(argv)
-    if args.rounds < 1:
-        parser.error("--rounds must be at least 1")
+    if args.rounds < 1 or args.seconds < 1 or args.warmup < 0:
+        parser.error("--rounds and --seconds must be at least 1, --warmup at least 0")
     names = [name.strip() for name in args.targets.split(",") if name.strip()]
     if unknown := [name for name in names if name not in TARGETS]:
         parser.error(f"unknown targets {unknown}; choose from {sorted(TARGETS)}")

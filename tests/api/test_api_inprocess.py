@@ -73,6 +73,8 @@ async def test_submit_then_sync_read(http: httpx.AsyncClient, api_key: str) -> N
         (b'{"input": {"data": 18446744073709551616}}', "accepted: large integers parse as floats"),
         (b'{"input": {"prompt": "\xff\xfe"}}', "not valid JSON"),
         (b"[" * 10_000 + b"]" * 10_000, "not valid JSON"),
+        (b'{"input": {"data": ' + b"[" * 40 + b"]" * 40 + b"}}", "nested deeper"),
+        (b'{"input": {"data": ' + b"[" * 300 + b"]" * 300 + b"}}", "nested deeper"),
         (b"", "empty"),
         (b"[]", "JSON object"),
         (b'{"input": {}, "request_type": 7}', "request_type"),
@@ -125,3 +127,34 @@ async def test_openapi_lists_every_route(http: httpx.AsyncClient) -> None:
     }
     assert "TextToImageInput" in document["components"]["schemas"]
     assert (await http.get("/docs")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/api/v1/generateTask/demo-echo/"),
+        ("GET", "/api/v1/statusTask/"),
+        ("GET", "/api/v1/statusTask/demo-echo/extra"),
+        ("GET", "/api/v2/anything"),
+    ],
+)
+async def test_wrong_paths_are_no_api_not_redirects(
+    http: httpx.AsyncClient, api_key: str, method: str, path: str
+) -> None:
+    response = await http.request(method, path, headers=bearer(api_key), json=SUBMIT)
+    assert_error(response, 404, "no_api")
+
+
+async def test_unexpected_error_is_not_raised_to_the_server(
+    gateway: Gateway, api_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The error is answered and logged once; raising it further would drop the connection."""
+
+    async def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(gateway.tasks, "submit", broken)
+    transport = httpx.ASGITransport(app=gateway.asgi(), raise_app_exceptions=True)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as http:
+        response = await http.post("/api/v1/generateTask/demo-echo", json=SUBMIT, headers=bearer(api_key))
+    assert_error(response, 500, "api_error")

@@ -254,11 +254,6 @@ def test_task_under_another_model_is_not_found(gengate_server: Any, api_key: str
     assert_error(gengate_server.status(api_key, "demo-image", task_id), 404, "task_not_found")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: input nested ~253+ levels passes orjson.loads (limit 1024) but fails "
-    "orjson.dumps (limit 254) when the task is stored: 500 api_error instead of 400 bad_request",
-)
 def test_deeply_nested_input_is_a_bad_request(start_gengate: Any, assert_error: Any) -> None:
     """Client input must never cause a 500. (Own server: the 500 logs a traceback and uvicorn
     then drops the connection, which must not disturb the shared server.)"""

@@ -247,3 +247,13 @@ def test_concurrent_submits_all_finish(gengate_server: Any, api_key: str) -> Non
     for i, task_id in enumerate(ids):
         urls = check_success(gengate_server.wait_task(api_key, "demo-echo", task_id), "demo-echo")
         assert gengate_server.http.get(urls[0]).json()["data"] == {"i": i}
+
+
+def test_status_query_is_percent_decoded(gengate_server: Any, api_key: str) -> None:
+    task_id = gengate_server.submit_ok(api_key, "demo-echo", {"mode": "echo"})
+    encoded = "".join(f"%{ord(char):02X}" for char in task_id)
+    auth = gengate_server.auth(api_key)
+    for query in (f"taskId={encoded}", f"other=1&taskId={task_id}", f"taskId={encoded}&x=%20"):
+        response = gengate_server.http.get(f"/api/v1/statusTask/demo-echo?{query}", headers=auth)
+        assert response.status_code == 200, (query, response.text)
+        assert response.json()["data"]["taskId"] == task_id

@@ -35,4 +35,5 @@ def build_app(
         routes += FileRoutes(ctx.files).routes()
     routes += DocsRoutes(ctx).routes()
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    app.router.redirect_slashes = False  # a wrong path is `no_api`, not a redirect
     return HotPath(TraceMiddleware(app), apixo.hot_routes())

@@ -9,6 +9,10 @@ from starlette.requests import Request
 
 from gengate.domain.errors import BadRequest, PayloadTooLarge
 
+#: Deepest nesting of objects and arrays a body may have. orjson parses up to 1024 levels but
+#: writes only 254, and no generation input needs more than a handful.
+MAX_DEPTH = 32
+
 
 async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
     declared = request.headers.get("content-length")
@@ -35,4 +39,20 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
         raise BadRequest(f"The request body is not valid JSON: {exc.msg} at byte {exc.pos}.") from None
     if not isinstance(value, dict):
         raise BadRequest("The request body must be a JSON object.")
+    if _too_deep(value, MAX_DEPTH):
+        raise BadRequest(f"The request body is nested deeper than {MAX_DEPTH} levels.")
     return value
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """Whether containers nest deeper than `limit`; iterative, so depth costs no stack."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values() if isinstance(child, dict | list))
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item if isinstance(child, dict | list))
+    return False

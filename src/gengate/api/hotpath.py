@@ -48,10 +48,12 @@ class HotPath:
         if scope["type"] == "http":
             path: str = scope["path"]
             for route in self.routes:
+                rest = path[len(route.prefix) :]
                 if (
                     scope["method"] == route.method
                     and path.startswith(route.prefix)
-                    and "/" not in path[len(route.prefix) :]
+                    and rest
+                    and "/" not in rest
                 ):
                     await self._answer(route, scope, send)
                     return

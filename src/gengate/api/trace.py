@@ -25,12 +25,23 @@ class TraceMiddleware:
         scope[TRACE_KEY] = trace_id
         header = (b"x-trace-id", trace_id.encode())
 
+        started = False
+
         async def send_with_trace(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
-        await self.app(scope, receive, send_with_trace)
+        try:
+            await self.app(scope, receive, send_with_trace)
+        except Exception:
+            # Starlette re-raises an unexpected error after its handler answered `api_error`
+            # (and logged it with the trace id); raised further, the server would log it
+            # twice and drop the client's keep-alive connection.
+            if not started:
+                raise
 
 
 def trace_id_of(scope: Scope) -> str:

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import orjson
 
 from gengate.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from gengate.domain.catalogue import Catalogue
+    from gengate.services.keys import KeyService
 
 T = TypeVar("T")
 
@@ -112,17 +117,12 @@ def keys_create(config: Path | None, name: str, models: str | None, expires: dat
     expires_at = int(expires.replace(tzinfo=UTC).timestamp() * 1000) if expires else None
 
     async def create() -> tuple[dict[str, Any], str]:
-        from gengate.runtime import Gateway
-
-        gateway = Gateway(_settings(config))
-        unknown = [m for m in model_ids or () if m not in gateway.catalogue]
+        settings = _settings(config)
+        unknown = [m for m in model_ids or () if m not in _catalogue(settings)]
         if unknown:
             raise click.ClickException(f"unknown model ids: {', '.join(unknown)}")
-        await gateway.store.open()
-        try:
-            key, secret = await gateway.keys.create(name, models=model_ids, expires_at=expires_at)
-        finally:
-            await gateway.store.close()
+        async with _key_service(settings) as service:
+            key, secret = await service.create(name, models=model_ids, expires_at=expires_at)
         return key.public(), secret
 
     public, secret = _run(create)
@@ -137,14 +137,8 @@ def keys_list(config: Path | None, as_json: bool) -> None:
     """List keys (never their secrets)."""
 
     async def listing() -> list[dict[str, Any]]:
-        from gengate.runtime import Gateway
-
-        gateway = Gateway(_settings(config))
-        await gateway.store.open()
-        try:
-            return [key.public() for key in await gateway.keys.list()]
-        finally:
-            await gateway.store.close()
+        async with _key_service(_settings(config)) as service:
+            return [key.public() for key in await service.list()]
 
     rows = _run(listing)
     if as_json:
@@ -171,11 +165,31 @@ def keys_list(config: Path | None, as_json: bool) -> None:
 @config_option
 def models(config: Path | None) -> None:
     """List the models this configuration offers."""
-    from gengate.providers.registry import build_catalogue, build_providers
-
-    settings = _settings(config)
-    for spec in build_catalogue(settings, build_providers(settings)):
+    for spec in _catalogue(_settings(config)):
         click.echo(f"{spec.id:24} modes={','.join(spec.modes)}  provider={spec.provider}  price={spec.price}")
+
+
+@contextlib.asynccontextmanager
+async def _key_service(settings: Settings) -> AsyncIterator[KeyService]:
+    """Keys managed straight in the database, without the gateway's secrets or workers."""
+    from gengate.services.keys import KeyService
+    from gengate.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(settings.sqlite_path)
+    await store.open()
+    try:
+        yield KeyService(store, admin_key=None)
+    finally:
+        await store.close()
+
+
+def _catalogue(settings: Settings) -> Catalogue:
+    from gengate.providers.registry import ConfigError, build_catalogue, build_providers
+
+    try:
+        return build_catalogue(settings, build_providers(settings))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def _configure_logging(level: str) -> None:

@@ -19,9 +19,10 @@ from gengate.store.base import Store
 
 
 class KeyService:
-    def __init__(self, store: Store, admin_key: str, *, cache_ttl_s: float = 2.0) -> None:
+    def __init__(self, store: Store, admin_key: str | None, *, cache_ttl_s: float = 2.0) -> None:
         self.store = store
-        self._admin_hash = hash_key(admin_key).encode()
+        #: None (a command-line tool managing keys) admits no admin request at all.
+        self._admin_hash = hash_key(admin_key).encode() if admin_key is not None else None
         self._cache: dict[str, tuple[float, ApiKey | None]] = {}
         self._ttl = cache_ttl_s
 
@@ -48,7 +49,7 @@ class KeyService:
 
     def authenticate_admin(self, authorization: str | None) -> None:
         token_hash = hash_key(bearer_token(authorization)).encode()
-        if not hmac.compare_digest(token_hash, self._admin_hash):
+        if self._admin_hash is None or not hmac.compare_digest(token_hash, self._admin_hash):
             raise InvalidToken("The specified admin token is invalid or wrong.")
 
     # -- managing ----------------------------------------------------------------
