@@ -55,9 +55,14 @@ class LocalFileStore:
         """An empty `.staging/<task_id>.<attempt>`; a leftover of a crashed run is emptied."""
         _check_name(task_id, "task id")
         path = self._staging / f"{task_id}.{int(attempt)}"
-        if path.exists():
+        # Try the common case first: one mkdir, no stat (metadata calls are the cost here).
+        try:
+            path.mkdir()
+        except FileExistsError:
             shutil.rmtree(path)
-        path.mkdir(parents=True)
+            path.mkdir()
+        except FileNotFoundError:
+            path.mkdir(parents=True)
         return path
 
     async def save(self, task_id: str, outputs: Sequence[OutputFile]) -> tuple[ResultFile, ...]:

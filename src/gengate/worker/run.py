@@ -48,11 +48,13 @@ class TaskRun:
 
     async def _outcome(self) -> Outcome:
         task = self.claim.task
+        # File-system calls stay off the event loop: on a busy disk one mkdir can take a millisecond.
+        output_dir = await asyncio.to_thread(self.files.staging_dir, task.id, self.claim.attempt)
         ctx = RunContext(
             task_id=task.id,
             model=task.model,
             mode=task.mode,
-            output_dir=self.files.staging_dir(task.id, self.claim.attempt),
+            output_dir=output_dir,
             options=self.spec.options,
             cancel=self.cancel,
             on_progress=self._progress,
