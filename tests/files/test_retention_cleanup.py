@@ -1,0 +1,58 @@
+"""Retention: files of tasks past their TTL go; younger ones stay."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from gengate.domain.clock import now_ms
+from gengate.domain.ids import new_task_id
+from gengate.domain.states import TaskState
+from gengate.domain.task import Task
+from gengate.files.cleanup import remove_expired
+from gengate.files.local import LocalFileStore
+from gengate.files.signing import UrlSigner
+from gengate.providers.base import OutputFile
+from gengate.store.base import Succeeded
+from gengate.store.sqlite import SQLiteStore
+
+
+async def finished_task(store: SQLiteStore, files: LocalFileStore) -> str:
+    task_id = new_task_id()
+    await store.insert_task(
+        Task(
+            id=task_id,
+            key_id="key_1",
+            model="m",
+            mode="echo",
+            state=TaskState.PENDING,
+            input_json="{}",
+            request_json="{}",
+            create_time=now_ms(),
+        )
+    )
+    (claim,) = await store.claim({"m": 1}, "w", 1, 60_000)
+    staging = files.staging_dir(task_id, claim.attempt)
+    (staging / "0.txt").write_text("result")
+    saved = await files.save(task_id, [OutputFile(staging / "0.txt", "text/plain")])
+    await store.finish(task_id, "w", claim.attempt, Succeeded(saved))
+    return task_id
+
+
+async def test_remove_expired_deletes_only_old_results(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "db.sqlite")
+    await store.open()
+    files = LocalFileStore(tmp_path / "files", "http://test", UrlSigner(b"k"))
+    try:
+        old = await finished_task(store, files)
+        await asyncio.sleep(0.05)
+        young = await finished_task(store, files)
+        assert await remove_expired(store, files, ttl_ms=30) == 1
+        assert not (tmp_path / "files" / old).exists()
+        assert (tmp_path / "files" / young / "0.txt").read_text() == "result"
+        assert await remove_expired(store, files, ttl_ms=30) == 0  # marked, not found again
+        await asyncio.sleep(0.05)
+        assert await remove_expired(store, files, ttl_ms=30) == 1
+        assert not (tmp_path / "files" / young).exists()
+    finally:
+        await store.close()
