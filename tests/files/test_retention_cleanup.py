@@ -45,14 +45,14 @@ async def test_remove_expired_deletes_only_old_results(tmp_path: Path) -> None:
     files = LocalFileStore(tmp_path / "files", "http://test", UrlSigner(b"k"))
     try:
         old = await finished_task(store, files)
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.6)
         young = await finished_task(store, files)
-        assert await remove_expired(store, files, ttl_ms=30) == 1
+        assert await remove_expired(store, files, ttl_ms=300) == 1
         assert not (tmp_path / "files" / old).exists()
         assert (tmp_path / "files" / young / "0.txt").read_text() == "result"
-        assert await remove_expired(store, files, ttl_ms=30) == 0  # marked, not found again
-        await asyncio.sleep(0.05)
-        assert await remove_expired(store, files, ttl_ms=30) == 1
+        assert await remove_expired(store, files, ttl_ms=300) == 0  # marked, not found again
+        await asyncio.sleep(0.4)
+        assert await remove_expired(store, files, ttl_ms=300) == 1
         assert not (tmp_path / "files" / young).exists()
     finally:
         await store.close()
