@@ -28,7 +28,7 @@ test: lint typecheck
 	$(BIN)/pytest
 
 bench: $(STAMP)
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run --rounds 3
 
 fmt: $(STAMP)
 	$(BIN)/ruff format src tests bench

@@ -133,16 +133,21 @@ class WorkerPool:
         interval = self.lease_ms / 3000
         while True:
             await asyncio.sleep(interval)
-            for running in list(self._running.values()):
-                claim = running.claim
-                try:
-                    held = await self.store.heartbeat(claim.task.id, self.owner, claim.attempt, self.lease_ms)
-                except Exception:
-                    log.exception("heartbeat failed for %s", claim.task.id)
-                    continue
-                if not held:
-                    log.warning("lease on %s was lost; stopping its run", claim.task.id)
-                    running.run.lose_lease()
+            running = list(self._running.values())
+            # All at once: the store commits them together.
+            beats = await asyncio.gather(
+                *(
+                    self.store.heartbeat(r.claim.task.id, self.owner, r.claim.attempt, self.lease_ms)
+                    for r in running
+                ),
+                return_exceptions=True,
+            )
+            for run, held in zip(running, beats, strict=True):
+                if isinstance(held, BaseException):
+                    log.error("heartbeat failed for %s: %s", run.claim.task.id, held)
+                elif not held and not run.run.finishing and not run.task.done():
+                    log.warning("lease on %s was lost; stopping its run", run.claim.task.id)
+                    run.run.lose_lease()
 
     async def _reap(self) -> None:
         interval = max(self.lease_ms / 2000, 0.5)

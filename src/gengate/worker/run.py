@@ -25,6 +25,9 @@ class TaskRun:
     files: FileStore
     owner: str
     _lost: bool = False
+    #: Set once the outcome is on its way to the store: the lease ends with it, so a
+    #: heartbeat refused from then on means "finished", not "lost".
+    finishing: bool = False
     _progress_sent: int | None = None
     _progress_wanted: int | None = None
     _progress_writer: asyncio.Task[None] | None = None
@@ -40,6 +43,7 @@ class TaskRun:
         outcome = await self._outcome()
         if self._lost:
             return
+        self.finishing = True
         recorded = await self.store.finish(task.id, self.owner, self.claim.attempt, outcome)
         if recorded is None:
             log.warning("completion of %s refused: the claim is no longer ours", task.id)
