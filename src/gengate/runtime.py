@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,16 +18,20 @@ from starlette.types import ASGIApp
 
 from gengate import bootstrap
 from gengate.api.app import build_app
+from gengate.api.callbacks import callback_body
 from gengate.api.context import ApiContext
 from gengate.files.cleanup import run_cleanup
 from gengate.files.local import LocalFileStore
 from gengate.files.signing import UrlSigner
+from gengate.metrics import Metrics
 from gengate.providers.registry import build_catalogue, build_providers
 from gengate.services.keys import KeyService
 from gengate.services.tasks import TaskService
 from gengate.settings import Settings
 from gengate.store.notify import ChangeHub
 from gengate.store.sqlite import SQLiteStore
+from gengate.webhooks.sender import WebhookSender
+from gengate.webhooks.ssrf import AddressPolicy
 from gengate.worker.pool import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -44,8 +49,11 @@ class Gateway:
         self.files = LocalFileStore(
             settings.files_dir, settings.base_url, UrlSigner(bootstrap.server_secret(settings))
         )
-        self.keys = KeyService(self.store, self.admin_key)
-        self.tasks = TaskService(self.store, self.hub, self.catalogue)
+        secret = bootstrap.server_secret(settings)
+        self.metrics = Metrics()
+        self.keys = KeyService(self.store, self.admin_key, server_secret=secret)
+        policy = AddressPolicy.from_env_value(",".join(settings.webhook_allow))
+        self.tasks = TaskService(self.store, self.hub, self.catalogue, policy)
         self.pool = WorkerPool(
             store=self.store,
             hub=self.hub,
@@ -55,12 +63,24 @@ class Gateway:
             slots=settings.workers,
             lease_ms=int(settings.lease_s * 1000),
         )
+        self.webhooks = WebhookSender(
+            store=self.store,
+            hub=self.hub,
+            render=functools.partial(callback_body, ctx=self.api_context()),
+            secret_for=self.keys.webhook_secret_of,
+            policy=policy,
+            schedule=tuple(settings.webhook_retry_schedule),
+            metrics=self.metrics,
+            timeout_s=settings.webhook_timeout_s,
+            concurrency=settings.webhook_concurrency,
+        )
         self._background: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         await self.store.open()
         if self.settings.workers > 0:
             await self.pool.start()
+        await self.webhooks.start()
         ttl_ms = self.settings.result_ttl * 1000
         cleanup = run_cleanup(self.store, self.files, ttl_ms, self.settings.cleanup_interval_s)
         self._background.append(asyncio.create_task(cleanup, name="gengate-cleanup"))
@@ -72,6 +92,7 @@ class Gateway:
         self._background.clear()
         if self.settings.workers > 0:
             await self.pool.stop()
+        await self.webhooks.stop()
         await self.store.close()
 
     @contextlib.asynccontextmanager
@@ -91,6 +112,7 @@ class Gateway:
             result_ttl_ms=self.settings.result_ttl * 1000,
             max_body_bytes=self.settings.max_body_bytes,
             sync_wait_s=self.settings.sync_wait,
+            metrics=self.metrics,
         )
 
     def asgi(self) -> ASGIApp:

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
 
 DEFAULT_CONFIG_FILE = "gengate.toml"
+
+#: At once, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h: about a day and a half in all.
+DEFAULT_RETRY_SCHEDULE = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
 
 
 class ModelConfig(BaseModel):
@@ -52,9 +56,33 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1 << 20, gt=0, description="Largest request body accepted.")
     lease_s: float = Field(default=30.0, gt=0, description="A claim's lease, renewed while the task runs.")
     cleanup_interval_s: float = Field(default=300.0, gt=0, description="How often expired files are removed.")
+    webhook_retry_schedule: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [float(delay) for delay in DEFAULT_RETRY_SCHEDULE],
+        description="Seconds before each callback attempt: the first, then each retry (comma-separated).",
+    )
+    webhook_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="CIDRs callbacks may reach although private or loopback (comma-separated).",
+    )
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=120, description="Per callback attempt.")
+    webhook_concurrency: int = Field(default=64, ge=1, description="Callback attempts in flight at once.")
     demo_models: bool = Field(default=True, description="Offer the built-in demo models.")
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     log_level: str = "info"
+
+    @field_validator("webhook_retry_schedule", "webhook_allow", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _schedule(cls, value: list[float]) -> list[float]:
+        if not value or any(delay < 0 for delay in value):
+            raise ValueError("needs at least one delay, none negative")
+        return value
 
     @classmethod
     def settings_customise_sources(

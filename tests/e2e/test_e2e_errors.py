@@ -98,13 +98,16 @@ def test_bad_submit_body(
     assert_error(post_raw(gengate_server, api_key, content), 400, "bad_request", mentions=mentions)
 
 
-def test_callback_request_type_is_refused(gengate_server: Any, api_key: str, assert_error: Any) -> None:
-    response = gengate_server.submit(
-        api_key, "demo-image", IMAGE, request_type="callback", callback_url="https://example.com/hook"
-    )
-    assert_error(response, 400, "bad_request", mentions="callback")
-    response = gengate_server.submit(api_key, "demo-image", IMAGE, callback_url="https://example.com/hook")
-    assert_error(response, 400, "bad_request", mentions="callback")
+def test_callback_without_url_or_to_a_private_address_is_refused(
+    gengate_server: Any, api_key: str, assert_error: Any
+) -> None:
+    response = gengate_server.submit(api_key, "demo-image", IMAGE, request_type="callback")
+    assert_error(response, 400, "bad_request", mentions="callback_url")
+    for url in ("http://127.0.0.1:9/hook", "http://169.254.169.254/latest", "ftp://example.com/x"):
+        response = gengate_server.submit(
+            api_key, "demo-image", IMAGE, request_type="callback", callback_url=url
+        )
+        assert_error(response, 400, "bad_request", mentions="callback_url")
 
 
 def test_status_without_task_id(gengate_server: Any, api_key: str, assert_error: Any) -> None:

@@ -10,13 +10,15 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
+from gengate.api.account import AccountRoutes
 from gengate.api.admin import AdminRoutes
 from gengate.api.apixo import ApixoRoutes
+from gengate.api.callbacks import CallbackRoutes
 from gengate.api.context import ApiContext
 from gengate.api.docs import DocsRoutes
 from gengate.api.errors import EXCEPTION_HANDLERS
 from gengate.api.hotpath import HotPath
-from gengate.api.ops import FileRoutes, healthz
+from gengate.api.ops import FileRoutes, MetricsRoute, healthz
 from gengate.api.trace import TraceMiddleware
 from gengate.files.local import LocalFileStore
 
@@ -28,8 +30,11 @@ def build_app(
     apixo = ApixoRoutes(ctx)
     routes: list[BaseRoute] = [
         *apixo.routes(),
+        *CallbackRoutes(ctx).routes(),
+        *AccountRoutes(ctx).routes(),
         *AdminRoutes(ctx).routes(),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", MetricsRoute(ctx.metrics).endpoint, methods=["GET"]),
     ]
     if isinstance(ctx.files, LocalFileStore):
         routes += FileRoutes(ctx.files).routes()

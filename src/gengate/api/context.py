@@ -9,6 +9,7 @@ import orjson
 from gengate.domain.catalogue import Catalogue
 from gengate.domain.task import Task
 from gengate.files.base import FileStore
+from gengate.metrics import Metrics
 from gengate.services.keys import KeyService
 from gengate.services.tasks import TaskService
 
@@ -24,6 +25,7 @@ class ApiContext:
     result_ttl_ms: int
     max_body_bytes: int
     sync_wait_s: float
+    metrics: Metrics
     #: resultJson of recently read finished tasks: a finished task is immutable, and
     #: clients poll the same ones over and over.
     _result_json: dict[tuple[str, int], str] = field(default_factory=dict)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
@@ -9,10 +10,21 @@ from starlette.routing import Route
 from gengate.api.responses import JSONResponse
 from gengate.domain.clock import now_ms
 from gengate.files.local import LocalFileStore
+from gengate.metrics import Metrics
 
 
 async def healthz(_request: Request) -> Response:
     return JSONResponse({"status": "ok"})
+
+
+class MetricsRoute:
+    """`/metrics` in the Prometheus text format."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    async def endpoint(self, _request: Request) -> Response:
+        return Response(self.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 class FileRoutes:

@@ -10,7 +10,8 @@ class ApiKey(msgspec.Struct, frozen=True, gc=False, kw_only=True):
 
     Fields: `id` (`key_...`, public), `name`, `key_hash` (SHA-256 of the key), `prefix` (first
     characters, to tell keys apart), `disabled`, `expires_at` (Unix ms or None), `models`
-    (allowed model ids, None for all), `created_at` (Unix ms).
+    (allowed model ids, None for all), `created_at` (Unix ms), `webhook_secret_version` (bumped by a
+    rotation; the secret itself is derived, never stored).
     """
 
     id: str
@@ -21,6 +22,7 @@ class ApiKey(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     expires_at: int | None = None
     models: tuple[str, ...] | None = None
     created_at: int
+    webhook_secret_version: int = 1
 
     def public(self) -> dict[str, object]:
         """The fields an admin may see: everything but the hash."""
@@ -42,3 +44,4 @@ class KeyChanges(msgspec.Struct, frozen=True, kw_only=True):
     disabled: bool | msgspec.UnsetType = msgspec.UNSET
     expires_at: int | msgspec.UnsetType | None = msgspec.UNSET
     models: tuple[str, ...] | msgspec.UnsetType | None = msgspec.UNSET
+    webhook_secret_version: int | msgspec.UnsetType = msgspec.UNSET

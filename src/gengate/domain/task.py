@@ -27,7 +27,7 @@ class Task(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     `create_time`, `start_time`, `complete_time` and `cost_time` (ms of work), `progress`
     (0-100), `files` (outputs on success), `fail_code`/`fail_msg` (on failure), `attempts`
     (claims so far), `lease_owner`/`lease_expires` (the worker holding it), `trace_id` (of the
-    submit request).
+    submit request), `dialect` (the wire format it was created in: its callbacks use it).
     """
 
     id: str
@@ -52,6 +52,7 @@ class Task(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     lease_owner: str | None = None
     lease_expires: int | None = None
     trace_id: str | None = None
+    dialect: str = "apixo"
 
     @property
     def input(self) -> dict[str, Any]:

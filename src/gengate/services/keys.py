@@ -16,11 +16,20 @@ from gengate.domain.errors import Disabled, InvalidToken, KeyNotFound, NoToken, 
 from gengate.domain.ids import hash_key, key_display_prefix, new_api_key, new_key_id
 from gengate.domain.keys import ApiKey, KeyChanges
 from gengate.store.base import Store
+from gengate.webhooks.secrets import webhook_secret
 
 
 class KeyService:
-    def __init__(self, store: Store, admin_key: str | None, *, cache_ttl_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        admin_key: str | None,
+        *,
+        server_secret: bytes = b"",
+        cache_ttl_s: float = 2.0,
+    ) -> None:
         self.store = store
+        self._server_secret = server_secret
         #: None (a command-line tool managing keys) admits no admin request at all.
         self._admin_hash = hash_key(admin_key).encode() if admin_key is not None else None
         self._cache: dict[str, tuple[float, ApiKey | None]] = {}
@@ -85,6 +94,23 @@ class KeyService:
             raise KeyNotFound(f"Key '{key_id}' does not exist.")
         self._cache.pop(key.key_hash, None)
         return key
+
+    # -- webhook secrets ---------------------------------------------------------
+    def webhook_secret(self, key: ApiKey) -> str:
+        if not self._server_secret:
+            raise RuntimeError("webhook secrets need the server secret")
+        return webhook_secret(self._server_secret, key)
+
+    async def webhook_secret_of(self, key_id: str) -> str:
+        key = await self.store.get_key(key_id)
+        if key is None:
+            raise KeyNotFound(f"Key '{key_id}' does not exist.")
+        return self.webhook_secret(key)
+
+    async def rotate_webhook_secret(self, key: ApiKey) -> ApiKey:
+        """A new secret; callbacks signed from now on use it, and the old one stops verifying."""
+        changes = KeyChanges(webhook_secret_version=key.webhook_secret_version + 1)
+        return await self.update(key.id, changes)
 
 
 def bearer_token(authorization: str | None) -> str:

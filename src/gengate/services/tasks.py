@@ -17,15 +17,19 @@ from gengate.domain.states import TaskState
 from gengate.domain.task import Task
 from gengate.store.base import Store
 from gengate.store.notify import ChangeHub
+from gengate.webhooks.ssrf import AddressPolicy, UnsafeUrl, resolve_and_check
 
 REQUEST_TYPES = ("async", "sync", "callback")
 
 
 class TaskService:
-    def __init__(self, store: Store, hub: ChangeHub, catalogue: Catalogue) -> None:
+    def __init__(
+        self, store: Store, hub: ChangeHub, catalogue: Catalogue, callback_policy: AddressPolicy
+    ) -> None:
         self.store = store
         self.hub = hub
         self.catalogue = catalogue
+        self.callback_policy = callback_policy
 
     async def submit(
         self,
@@ -37,6 +41,7 @@ class TaskService:
         request_type: str = "async",
         callback_url: str | None = None,
         trace_id: str | None = None,
+        dialect: str = "apixo",
     ) -> Task:
         """Validate and store a task; it is durable when this returns."""
         spec = self.catalogue.get(model)
@@ -44,12 +49,14 @@ class TaskService:
             raise TokenMismatched(f"This key is not allowed to use model '{model}'.")
         if request_type not in REQUEST_TYPES:
             raise BadRequest(f"`request_type` must be one of: {', '.join(REQUEST_TYPES)}.")
-        if request_type == "callback" or callback_url is not None:
-            raise BadRequest(
-                "Callbacks are not available on this gateway yet: "
-                "use request_type `async` and poll, or `sync`."
-            )
+        if request_type == "callback" and not callback_url:
+            raise BadRequest("`callback_url` is required with request_type `callback`.")
         validated = self.catalogue.validate_input(spec, raw_input)
+        if callback_url is not None:
+            try:
+                await resolve_and_check(callback_url, self.callback_policy)
+            except UnsafeUrl as exc:
+                raise BadRequest(f"callback_url: {exc}") from None
         task = Task(
             id=new_task_id(),
             key_id=key.id,
@@ -62,6 +69,7 @@ class TaskService:
             callback_url=callback_url,
             create_time=now_ms(),
             trace_id=trace_id,
+            dialect=dialect,
         )
         await self.store.insert_task(task)
         return task

@@ -12,6 +12,7 @@ from typing import Protocol
 
 import msgspec
 
+from gengate.domain.deliveries import AttemptResult, Delivery
 from gengate.domain.keys import ApiKey, KeyChanges
 from gengate.domain.task import Claim, ResultFile, Task
 
@@ -75,6 +76,21 @@ class Store(Protocol):
     async def mark_files_removed(self, task_ids: Sequence[str]) -> None: ...
 
     async def queue_depth(self, model: str) -> int: ...
+
+    # -- callbacks -----------------------------------------------------------
+    # A task that ends with a `callback_url` owes a delivery, written by `finish` (and by the
+    # reaper) in the same transaction that ends the task.
+    async def claim_deliveries(self, owner: str, limit: int, lease_ms: int) -> list[Delivery]: ...
+
+    async def next_delivery_due(self) -> int | None:
+        """Unix ms of the earliest pending delivery, so the sender sleeps exactly until then."""
+        ...
+
+    async def record_attempt(self, delivery: Delivery, owner: str, result: AttemptResult) -> bool: ...
+
+    async def deliveries_of_task(self, task_id: str) -> list[Delivery]: ...
+
+    async def redeliver(self, delivery_id: str) -> bool: ...
 
     # -- keys ----------------------------------------------------------------
     async def insert_key(self, key: ApiKey) -> None: ...

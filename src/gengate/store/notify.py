@@ -15,6 +15,7 @@ class ChangeHub:
     def __init__(self) -> None:
         self._task_waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._work = asyncio.Event()
+        self._deliveries = asyncio.Event()
 
     # -- tasks ---------------------------------------------------------------
     def task_changed(self, task_id: str) -> None:
@@ -43,6 +44,19 @@ class ChangeHub:
 
     def waiting_tasks(self) -> int:
         return sum(len(waiters) for waiters in self._task_waiters.values())
+
+    # -- callbacks -------------------------------------------------------------
+    def deliveries_added(self) -> None:
+        self._deliveries.set()
+
+    async def wait_deliveries(self, wait_s: float) -> None:
+        """Return when a callback may be due, or after `wait_s`."""
+        try:
+            await asyncio.wait_for(self._deliveries.wait(), max(wait_s, 0))
+        except TimeoutError:
+            return
+        finally:
+            self._deliveries.clear()
 
     # -- work ----------------------------------------------------------------
     def work_added(self, _models: Iterable[str] = ()) -> None:

@@ -16,6 +16,13 @@ import msgspec
 import orjson
 
 from gengate.domain.clock import now_ms
+from gengate.domain.deliveries import (
+    AttemptResult,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryState,
+    new_delivery_id,
+)
 from gengate.domain.errors import Unavailable
 from gengate.domain.keys import ApiKey, KeyChanges
 from gengate.domain.states import FailCode, TaskState
@@ -146,10 +153,21 @@ class SQLiteStore:
             }
 
         def finish(conn: sqlite3.Connection) -> Task | None:
-            row = conn.execute(q.FINISH, {**params, "now": now_ms()}).fetchone()
-            return _task(row) if row is not None else None
+            now = now_ms()
+            row = conn.execute(q.FINISH, {**params, "now": now}).fetchone()
+            if row is None:
+                return None
+            task = _task(row)
+            _owe_callback(conn, task, now)
+            return task
 
-        return await self._writer.submit(finish, lambda task: self._notify_if(task is not None, task_id))
+        def after(task: Task | None) -> None:
+            if task is not None:
+                self.hub.task_changed(task_id)
+                if task.callback_url:
+                    self.hub.deliveries_added()
+
+        return await self._writer.submit(finish, after)
 
     def _notify_if(self, changed: bool, task_id: str) -> None:
         if changed:
@@ -186,7 +204,10 @@ class SQLiteStore:
                         "fail_code": lost.fail_code,
                         "fail_msg": lost.fail_msg,
                     }
-                    changed = conn.execute(q.FAIL_LOST, params).rowcount
+                    row = conn.execute(q.FAIL_LOST, params).fetchone()
+                    changed = row is not None
+                    if row is not None:
+                        _owe_callback(conn, _task(row), now_ms)
                     requeued = False
                 if changed:
                     reaped.append(ReapedTask(task_id, requeued))
@@ -197,6 +218,8 @@ class SQLiteStore:
                 self.hub.task_changed(task.task_id)
             if any(task.requeued for task in reaped):
                 self.hub.work_added()
+            if any(not task.requeued for task in reaped):
+                self.hub.deliveries_added()
 
         return await self._writer.submit(reap, after)
 
@@ -217,6 +240,77 @@ class SQLiteStore:
         row = self._reader.execute(q.QUEUE_DEPTH, (model,)).fetchone()
         return int(row[0])
 
+    # -- callbacks ---------------------------------------------------------------
+    @_unavailable_on_error
+    async def claim_deliveries(self, owner: str, limit: int, lease_ms: int) -> list[Delivery]:
+        """Due deliveries, leased to `owner` so that one sender at a time works on each."""
+
+        def claim(conn: sqlite3.Connection) -> list[Delivery]:
+            now = now_ms()
+            params = {"owner": owner, "expires": now + lease_ms, "now": now, "limit": limit}
+            return [_delivery(row) for row in conn.execute(q.CLAIM_DELIVERIES, params).fetchall()]
+
+        return await self._writer.submit(claim)
+
+    @_unavailable_on_error
+    async def next_delivery_due(self) -> int | None:
+        row = self._reader.execute(q.NEXT_DELIVERY_DUE).fetchone()
+        return int(row[0]) if row[0] is not None else None
+
+    @_unavailable_on_error
+    async def record_attempt(self, delivery: Delivery, owner: str, result: AttemptResult) -> bool:
+        """Record one attempt and what follows; False when the lease on it was lost meanwhile."""
+        attempt = result.attempt
+
+        def record(conn: sqlite3.Connection) -> bool:
+            params = {
+                "id": delivery.id,
+                "owner": owner,
+                "attempt": attempt.attempt,
+                "state": result.state.value,
+                "next_attempt_at": result.next_attempt_at,
+                "now": now_ms(),
+            }
+            if conn.execute(q.RECORD_ATTEMPT, params).rowcount != 1:
+                return False
+            conn.execute(
+                q.INSERT_ATTEMPT,
+                (
+                    delivery.id,
+                    attempt.attempt,
+                    attempt.started_at,
+                    attempt.status_code,
+                    attempt.latency_ms,
+                    attempt.error,
+                ),
+            )
+            return True
+
+        return await self._writer.submit(record)
+
+    @_unavailable_on_error
+    async def deliveries_of_task(self, task_id: str) -> list[Delivery]:
+        rows = self._reader.execute(q.DELIVERIES_OF_TASK, (task_id,)).fetchall()
+        return [_delivery(row, self._attempts(row[0])) for row in rows]
+
+    def _attempts(self, delivery_id: str) -> tuple[DeliveryAttempt, ...]:
+        rows = self._reader.execute(q.ATTEMPTS_OF_DELIVERY, (delivery_id,)).fetchall()
+        return tuple(DeliveryAttempt(*row) for row in rows)
+
+    @_unavailable_on_error
+    async def redeliver(self, delivery_id: str) -> bool:
+        """Send a finished delivery again, same id, as a fresh run of the retry schedule;
+        False when it is still pending (already on its way)."""
+
+        def again(conn: sqlite3.Connection) -> bool:
+            return conn.execute(q.REDELIVER, {"id": delivery_id, "now": now_ms()}).rowcount == 1
+
+        def after(sent: bool) -> None:
+            if sent:
+                self.hub.deliveries_added()
+
+        return await self._writer.submit(again, after)
+
     # -- keys ----------------------------------------------------------------
     @_unavailable_on_error
     async def insert_key(self, key: ApiKey) -> None:
@@ -229,6 +323,7 @@ class SQLiteStore:
             key.expires_at,
             _models_json(key.models),
             key.created_at,
+            key.webhook_secret_version,
         )
         await self._writer.submit(lambda conn: conn.execute(q.INSERT_KEY, row))
 
@@ -265,6 +360,7 @@ class SQLiteStore:
                     int(updated.disabled),
                     updated.expires_at,
                     _models_json(updated.models),
+                    updated.webhook_secret_version,
                     key_id,
                 ),
             )
@@ -274,6 +370,39 @@ class SQLiteStore:
 
 
 # -- rows <-> records ----------------------------------------------------------
+def _owe_callback(conn: sqlite3.Connection, task: Task, now: int) -> None:
+    """The outbox row, written in the transaction that ends the task: no crash can lose it."""
+    if task.callback_url:
+        conn.execute(
+            q.INSERT_DELIVERY,
+            {
+                "id": new_delivery_id(),
+                "task_id": task.id,
+                "key_id": task.key_id,
+                "url": task.callback_url,
+                "dialect": task.dialect,
+                "now": now,
+            },
+        )
+
+
+def _delivery(row: tuple[Any, ...], history: tuple[DeliveryAttempt, ...] = ()) -> Delivery:
+    return Delivery(
+        id=row[0],
+        task_id=row[1],
+        key_id=row[2],
+        url=row[3],
+        dialect=row[4],
+        state=DeliveryState(row[5]),
+        attempts=row[6],
+        round_start=row[7],
+        next_attempt_at=row[8],
+        created_at=row[9],
+        completed_at=row[10],
+        history=history,
+    )
+
+
 def _task_row(task: Task) -> tuple[Any, ...]:
     return (
         task.id,
@@ -298,6 +427,7 @@ def _task_row(task: Task) -> tuple[Any, ...]:
         task.lease_owner,
         task.lease_expires,
         task.trace_id,
+        task.dialect,
     )
 
 
@@ -326,6 +456,7 @@ def _task(row: tuple[Any, ...]) -> Task:
         lease_owner=row[19],
         lease_expires=row[20],
         trace_id=row[21],
+        dialect=row[22],
     )
 
 
@@ -347,4 +478,5 @@ def _key(row: tuple[Any, ...]) -> ApiKey:
         expires_at=row[5],
         models=tuple(orjson.loads(row[6])) if row[6] is not None else None,
         created_at=row[7],
+        webhook_secret_version=row[8],
     )

@@ -5,10 +5,10 @@ from __future__ import annotations
 TASK_COLUMNS = (
     "id, key_id, model, mode, state, input, request, request_type, callback_url, priority, "
     "create_time, start_time, complete_time, cost_time, progress, files, fail_code, fail_msg, "
-    "attempts, lease_owner, lease_expires, trace_id"
+    "attempts, lease_owner, lease_expires, trace_id, dialect"
 )
 
-KEY_COLUMNS = "id, name, key_hash, prefix, disabled, expires_at, models, created_at"
+KEY_COLUMNS = "id, name, key_hash, prefix, disabled, expires_at, models, created_at, webhook_secret_version"
 
 PRAGMAS = (
     "PRAGMA journal_mode = WAL",
@@ -17,7 +17,7 @@ PRAGMAS = (
     "PRAGMA busy_timeout = 5000",
 )
 
-INSERT_TASK = f"INSERT INTO tasks ({TASK_COLUMNS}) VALUES ({', '.join('?' * 22)})"
+INSERT_TASK = f"INSERT INTO tasks ({TASK_COLUMNS}) VALUES ({', '.join('?' * 23)})"
 
 GET_TASK = f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?"
 
@@ -71,11 +71,12 @@ UPDATE tasks SET state = 'pending', lease_owner = NULL, lease_expires = NULL, pr
  WHERE id = :id AND state = 'processing' AND lease_expires < :now
 """
 
-FAIL_LOST = """
+FAIL_LOST = f"""
 UPDATE tasks
    SET state = 'failed', complete_time = :now, fail_code = :fail_code, fail_msg = :fail_msg,
        lease_owner = NULL, lease_expires = NULL
  WHERE id = :id AND state = 'processing' AND lease_expires < :now
+RETURNING {TASK_COLUMNS}
 """
 
 EXPIRED_RESULTS = """
@@ -94,7 +95,7 @@ SELECT count(*) FROM tasks
    AND (priority > :priority OR (priority = :priority AND create_time < :create_time))
 """
 
-INSERT_KEY = f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+INSERT_KEY = f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 GET_KEY_BY_HASH = f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = ?"
 
@@ -102,4 +103,57 @@ GET_KEY = f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?"
 
 LIST_KEYS = f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"
 
-UPDATE_KEY = "UPDATE api_keys SET name = ?, disabled = ?, expires_at = ?, models = ? WHERE id = ?"
+UPDATE_KEY = """
+UPDATE api_keys SET name = ?, disabled = ?, expires_at = ?, models = ?, webhook_secret_version = ?
+ WHERE id = ?
+"""
+
+# -- callbacks -----------------------------------------------------------------------------
+DELIVERY_COLUMNS = (
+    "id, task_id, key_id, url, dialect, state, attempts, round_start, next_attempt_at, "
+    "created_at, completed_at"
+)
+
+INSERT_DELIVERY = """
+INSERT INTO deliveries (id, task_id, key_id, url, dialect, state, next_attempt_at, created_at)
+VALUES (:id, :task_id, :key_id, :url, :dialect, 'pending', :now, :now)
+"""
+
+CLAIM_DELIVERIES = f"""
+UPDATE deliveries SET lease_owner = :owner, lease_expires = :expires
+ WHERE id IN (SELECT id FROM deliveries
+               WHERE state = 'pending' AND next_attempt_at <= :now
+                 AND (lease_expires IS NULL OR lease_expires < :now)
+               ORDER BY next_attempt_at LIMIT :limit)
+RETURNING {DELIVERY_COLUMNS}
+"""
+
+NEXT_DELIVERY_DUE = "SELECT min(next_attempt_at) FROM deliveries WHERE state = 'pending'"
+
+INSERT_ATTEMPT = """
+INSERT INTO delivery_attempts (delivery_id, attempt, started_at, status_code, latency_ms, error)
+VALUES (?, ?, ?, ?, ?, ?)
+"""
+
+RECORD_ATTEMPT = """
+UPDATE deliveries
+   SET attempts = :attempt, state = :state, next_attempt_at = :next_attempt_at,
+       completed_at = CASE WHEN :state = 'pending' THEN NULL ELSE :now END,
+       lease_owner = NULL, lease_expires = NULL
+ WHERE id = :id AND lease_owner = :owner AND attempts = :attempt - 1
+"""
+
+DELIVERIES_OF_TASK = f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE task_id = ? ORDER BY created_at, id"
+
+GET_DELIVERY = f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?"
+
+ATTEMPTS_OF_DELIVERY = """
+SELECT attempt, started_at, status_code, latency_ms, error FROM delivery_attempts
+ WHERE delivery_id = ? ORDER BY attempt
+"""
+
+# Sends the message again, with the same id, as a fresh run of the retry schedule.
+REDELIVER = """
+UPDATE deliveries SET state = 'pending', next_attempt_at = :now, completed_at = NULL, round_start = attempts
+ WHERE id = :id AND state != 'pending'
+"""

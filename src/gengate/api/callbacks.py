@@ -1,0 +1,74 @@
+"""Callbacks as clients see them: the body each dialect posts, and the delivery routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gengate.api.apixo import status_data
+from gengate.api.context import ApiContext
+from gengate.api.responses import success
+from gengate.domain.deliveries import Delivery
+from gengate.domain.errors import BadRequest
+from gengate.domain.task import Task
+
+
+def callback_body(task: Task, ctx: ApiContext) -> bytes:
+    """What the task's callback posts: for the APIXO dialect, exactly its status response."""
+    return orjson.dumps({"code": 200, "message": "success", "data": status_data(task, ctx)})
+
+
+def delivery_view(delivery: Delivery) -> dict[str, Any]:
+    return {
+        "id": delivery.id,
+        "url": delivery.url,
+        "state": delivery.state.value,
+        "attempts": [
+            {
+                "attempt": a.attempt,
+                "startedAt": a.started_at,
+                "statusCode": a.status_code,
+                "latencyMs": a.latency_ms,
+                "error": a.error,
+            }
+            for a in delivery.history
+        ],
+        "nextAttemptAt": delivery.next_attempt_at,
+        "createdAt": delivery.created_at,
+        "completedAt": delivery.completed_at,
+    }
+
+
+class CallbackRoutes:
+    def __init__(self, ctx: ApiContext) -> None:
+        self.ctx = ctx
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/api/v1/tasks/{task_id}/deliveries", self.deliveries, methods=["GET"]),
+            Route("/api/v1/tasks/{task_id}/redeliver", self.redeliver, methods=["POST"]),
+        ]
+
+    async def deliveries(self, request: Request) -> Response:
+        key = await self.ctx.keys.authenticate(request.headers.get("authorization"))
+        task = await self.ctx.tasks.get(key, request.path_params["task_id"])
+        deliveries = await self.ctx.tasks.store.deliveries_of_task(task.id)
+        return success({"taskId": task.id, "deliveries": [delivery_view(d) for d in deliveries]})
+
+    async def redeliver(self, request: Request) -> Response:
+        """Send the task's latest callback again (same `webhook-id`, fresh schedule)."""
+        key = await self.ctx.keys.authenticate(request.headers.get("authorization"))
+        task = await self.ctx.tasks.get(key, request.path_params["task_id"])
+        deliveries = await self.ctx.tasks.store.deliveries_of_task(task.id)
+        if not deliveries:
+            raise BadRequest(
+                "This task has no callback to deliver: it had no callback_url or is not finished."
+            )
+        latest = deliveries[-1]
+        if not await self.ctx.tasks.store.redeliver(latest.id):
+            raise BadRequest("The callback is still being delivered; wait for it to end before redelivering.")
+        return success({"taskId": task.id, "deliveryId": latest.id, "state": "pending"})

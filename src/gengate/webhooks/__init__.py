@@ -1,0 +1,1 @@
+"""Callbacks: the outbox sender, Standard Webhooks signatures, and the SSRF guard."""

@@ -1,0 +1,226 @@
+"""Delivering the callback outbox: signed, retried on a schedule, never to a forbidden address.
+
+Due deliveries are claimed under a lease (so several senders never send one twice at
+once), each sent in its own coroutine (a slow receiver holds up nobody else), and every
+attempt is recorded with what follows it. The sender connects to the address the SSRF guard
+checked, never resolving the name a second time, and follows no redirect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+import httpx
+from standardwebhooks.webhooks import Webhook
+
+from gengate.domain.clock import now_ms
+from gengate.domain.deliveries import AttemptResult, Delivery, DeliveryAttempt, DeliveryState
+from gengate.domain.task import Task
+from gengate.metrics import Metrics
+from gengate.store.base import Store
+from gengate.store.notify import ChangeHub
+from gengate.webhooks.ssrf import AddressPolicy, UnsafeUrl, resolve_and_check
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "gengate-webhooks/1"
+#: The longest a receiver's Retry-After may postpone the next attempt.
+MAX_RETRY_AFTER_S = 24 * 3600
+#: The most a receiver's error body is kept in the attempt record.
+ERROR_EXCERPT = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """An attempt's result as the retry policy sees it."""
+
+    status_code: int | None
+    error: str | None
+    retry_after_s: float | None = None
+
+    @property
+    def delivered(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+    @property
+    def gone(self) -> bool:
+        return self.status_code == 410
+
+
+def next_step(
+    outcome: Outcome, attempts_in_round: int, schedule: Sequence[float], now: int
+) -> tuple[DeliveryState, int | None]:
+    """Delivered, failed for good, or when to try again: `schedule[k]` seconds after the k-th
+    attempt of this round, or later if the receiver's Retry-After asks for it."""
+    if outcome.delivered:
+        return DeliveryState.DELIVERED, None
+    if outcome.gone or attempts_in_round >= len(schedule):
+        return DeliveryState.FAILED, None
+    delay = schedule[attempts_in_round]
+    if outcome.retry_after_s is not None:
+        delay = max(delay, min(outcome.retry_after_s, MAX_RETRY_AFTER_S))
+    return DeliveryState.PENDING, now + int(delay * 1000)
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """`Retry-After` as seconds: either delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+@dataclass
+class WebhookSender:
+    store: Store
+    hub: ChangeHub
+    #: The callback body of a finished task, in the dialect it was created in.
+    render: Callable[[Task], bytes]
+    #: The `whsec_...` secret of a key id.
+    secret_for: Callable[[str], Awaitable[str]]
+    policy: AddressPolicy
+    schedule: Sequence[float]
+    metrics: Metrics
+    timeout_s: float = 10.0
+    concurrency: int = 64
+    lease_ms: int = 120_000
+    idle_poll_s: float = 5.0
+    owner: str = field(default_factory=lambda: "s_" + secrets.token_hex(6))
+    _client: httpx.AsyncClient | None = None
+    _loop_task: asyncio.Task[None] | None = None
+    _inflight: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def start(self) -> None:
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(self.timeout_s),
+            follow_redirects=False,
+            trust_env=False,  # a proxy would resolve the name itself: the guard would be moot
+            limits=httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency),
+        )
+        self._loop_task = asyncio.create_task(self._run(), name="gengate-webhooks")
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+        if self._inflight:
+            _done, pending = await asyncio.wait(self._inflight, timeout=grace_s)
+            for task in pending:
+                task.cancel()  # its lease expires and another sender (or the next start) retries
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self._client is not None:
+            await self._client.aclose()
+
+    async def _run(self) -> None:
+        while True:
+            claimed = 0
+            try:
+                free = self.concurrency - len(self._inflight)
+                if free > 0:
+                    for delivery in await self.store.claim_deliveries(self.owner, free, self.lease_ms):
+                        claimed += 1
+                        task = asyncio.create_task(
+                            self.deliver(delivery), name=f"gengate-webhook-{delivery.id}"
+                        )
+                        self._inflight.add(task)
+                        task.add_done_callback(self._done)
+                if claimed:
+                    continue
+                await self.hub.wait_deliveries(await self._idle_wait())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("claiming callbacks failed; trying again")
+                await asyncio.sleep(1.0)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self.hub.deliveries_added()  # a slot is free
+
+    async def _idle_wait(self) -> float:
+        if len(self._inflight) >= self.concurrency:
+            return self.idle_poll_s
+        due = await self.store.next_delivery_due()
+        if due is None:
+            return self.idle_poll_s
+        return min(self.idle_poll_s, max(0.0, (due - now_ms()) / 1000))
+
+    async def deliver(self, delivery: Delivery) -> None:
+        attempt_no = delivery.attempts + 1
+        started = now_ms()
+        clock = time.perf_counter()
+        outcome = await self._attempt(delivery)
+        latency_ms = int((time.perf_counter() - clock) * 1000) if outcome.status_code is not None else None
+        state, next_at = next_step(outcome, attempt_no - delivery.round_start, self.schedule, now_ms())
+        result = AttemptResult(
+            DeliveryAttempt(attempt_no, started, outcome.status_code, latency_ms, outcome.error),
+            state,
+            next_at,
+        )
+        self._count(state, delivery, latency_ms)
+        if not await self.store.record_attempt(delivery, self.owner, result):
+            log.warning("attempt %d of callback %s not recorded: its lease was lost", attempt_no, delivery.id)
+
+    def _count(self, state: DeliveryState, delivery: Delivery, latency_ms: int | None) -> None:
+        outcome = {DeliveryState.PENDING: "retry"}.get(state, state.value)
+        self.metrics.webhook_attempts.labels(outcome).inc()
+        if latency_ms is not None:
+            self.metrics.webhook_latency.observe(latency_ms / 1000)
+        if state is DeliveryState.DELIVERED:
+            self.metrics.webhook_delay.observe(max(0, now_ms() - delivery.created_at) / 1000)
+
+    async def _attempt(self, delivery: Delivery) -> Outcome:
+        assert self._client is not None, "sender not started"
+        task = await self.store.get_task(delivery.task_id)
+        if task is None:
+            return Outcome(None, "the task no longer exists")
+        try:
+            target = await resolve_and_check(delivery.url, self.policy)
+        except UnsafeUrl as exc:
+            return Outcome(None, f"refused: {exc}")
+        body = self.render(task)
+        webhook = Webhook(await self.secret_for(delivery.key_id))
+        sent_at = datetime.now(UTC)
+        headers = {
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            "host": target.host_header(),
+            "webhook-id": delivery.id,
+            "webhook-timestamp": str(int(sent_at.timestamp())),
+            "webhook-signature": webhook.sign(delivery.id, sent_at, body.decode()),
+        }
+        try:
+            response = await self._client.post(
+                target.ip_url(), content=body, headers=headers, extensions={"sni_hostname": target.host}
+            )
+        except httpx.TimeoutException:
+            return Outcome(None, f"no answer within {self.timeout_s:g} s")
+        except httpx.HTTPError as exc:
+            return Outcome(None, f"{type(exc).__name__}: {exc}"[:ERROR_EXCERPT] or type(exc).__name__)
+        status = response.status_code
+        if 200 <= status < 300:
+            return Outcome(status, None)
+        error = f"HTTP {status}"
+        if response.is_redirect:
+            error += " (redirects are not followed)"
+        with contextlib.suppress(UnicodeDecodeError):
+            excerpt = response.content[:ERROR_EXCERPT].decode()
+            if excerpt:
+                error += f": {excerpt}"
+        return Outcome(status, error, retry_after_seconds(response.headers.get("retry-after")))
