@@ -78,7 +78,7 @@ _ERROR = {
 }
 
 
-_KEY = {
+_KEY: dict[str, Any] = {
     "type": "object",
     "properties": {
         "id": {"type": "string"},
@@ -88,6 +88,32 @@ _KEY = {
         "expires_at": {"type": ["integer", "null"]},
         "models": {"type": ["array", "null"], "items": {"type": "string"}},
         "created_at": {"type": "integer"},
+    },
+}
+
+
+_DELIVERY = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "description": "The webhook-id, the same on every attempt."},
+        "url": {"type": "string"},
+        "state": {"type": "string", "enum": ["pending", "delivered", "failed"]},
+        "attempts": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "attempt": {"type": "integer"},
+                    "startedAt": {"type": "integer"},
+                    "statusCode": {"type": ["integer", "null"]},
+                    "latencyMs": {"type": ["integer", "null"]},
+                    "error": {"type": ["string", "null"]},
+                },
+            },
+        },
+        "nextAttemptAt": {"type": ["integer", "null"]},
+        "createdAt": {"type": "integer"},
+        "completedAt": {"type": ["integer", "null"]},
     },
 }
 
@@ -119,12 +145,19 @@ def openapi_document(catalogue: Catalogue, version: str) -> dict[str, Any]:
         "TaskStatus": _TASK_STATUS,
         "Error": _ERROR,
         "Key": _KEY,
+        "Account": {**_KEY, "properties": {**_KEY["properties"], "webhook_secret": {"type": "string"}}},
+        "Delivery": _DELIVERY,
         "GenerateTaskRequest": {
             "type": "object",
             "required": ["input"],
             "properties": {
                 "request_type": {"type": "string", "enum": ["async", "sync", "callback"], "default": "async"},
-                "callback_url": {"type": "string", "format": "uri"},
+                "callback_url": {
+                    "type": "string",
+                    "format": "uri",
+                    "description": "Receives the status response, signed per Standard Webhooks, "
+                    "when the task ends.",
+                },
                 "input": {"oneOf": [_ref(struct.__name__) for struct in mode_structs.values()]},
             },
         },
@@ -136,6 +169,7 @@ def openapi_document(catalogue: Catalogue, version: str) -> dict[str, Any]:
         "schema": {"type": "string", "enum": [spec.id for spec in catalogue]},
     }
     bearer: list[dict[str, list[str]]] = [{"bearer": []}]
+    task_param = {"name": "taskId", "in": "path", "required": True, "schema": {"type": "string"}}
     paths = {
         "/api/v1/generateTask/{model}": {
             "post": {
@@ -207,6 +241,50 @@ def openapi_document(catalogue: Catalogue, version: str) -> dict[str, Any]:
                 ],
                 "responses": {"200": {"description": "The file"}} | _errors(403, 404),
             }
+        },
+        "/api/v1/account": {
+            "get": {
+                "summary": "The calling key, with its webhook secret",
+                "security": bearer,
+                "responses": _ok(_envelope(_ref("Account"))) | _errors(401, 403),
+            }
+        },
+        "/api/v1/account/rotateWebhookSecret": {
+            "post": {
+                "summary": "Replace the webhook secret; later callbacks are signed with the new one",
+                "security": bearer,
+                "responses": _ok(_envelope(_ref("Account"))) | _errors(401, 403),
+            }
+        },
+        "/api/v1/tasks/{taskId}/deliveries": {
+            "get": {
+                "summary": "Every attempt to deliver the task's callback",
+                "security": bearer,
+                "parameters": [task_param],
+                "responses": _ok(
+                    _envelope(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "taskId": {"type": "string"},
+                                "deliveries": {"type": "array", "items": _ref("Delivery")},
+                            },
+                        }
+                    )
+                )
+                | _errors(401, 403, 404),
+            }
+        },
+        "/api/v1/tasks/{taskId}/redeliver": {
+            "post": {
+                "summary": "Send the task's latest callback again (same webhook-id)",
+                "security": bearer,
+                "parameters": [task_param],
+                "responses": _ok(_envelope({"type": "object"})) | _errors(400, 401, 403, 404),
+            }
+        },
+        "/metrics": {
+            "get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "Metrics"}}}
         },
         "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "Alive"}}}},
     }

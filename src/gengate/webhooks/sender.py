@@ -99,7 +99,8 @@ class WebhookSender:
     metrics: Metrics
     timeout_s: float = 10.0
     concurrency: int = 64
-    lease_ms: int = 120_000
+    #: Held while one attempt runs: past it (a sender that died mid-attempt) another takes over.
+    lease_ms: int = 60_000
     idle_poll_s: float = 5.0
     owner: str = field(default_factory=lambda: "s_" + secrets.token_hex(6))
     _client: httpx.AsyncClient | None = None
