@@ -13,31 +13,34 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import msgspec
-import orjson
 
 from gengate.domain.clock import now_ms
 from gengate.domain.deliveries import (
     AttemptResult,
     Delivery,
     DeliveryAttempt,
-    DeliveryState,
-    new_delivery_id,
 )
 from gengate.domain.errors import Unavailable
 from gengate.domain.keys import ApiKey, KeyChanges
 from gengate.domain.states import FailCode, TaskState
-from gengate.domain.task import Claim, ResultFile, Task
+from gengate.domain.task import Claim, Task
 from gengate.store import sqlite_queries as q
 from gengate.store.base import Failed, Outcome, ReapedTask, Succeeded
 from gengate.store.migrate import migrate_sqlite
 from gengate.store.notify import ChangeHub
+from gengate.store.sqlite_rows import (
+    delivery_from_row,
+    files_json,
+    key_from_row,
+    models_json,
+    owe_callback,
+    task_from_row,
+    task_row,
+)
 from gengate.store.sqlite_writer import SQLiteWriter
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-_files_decoder = msgspec.json.Decoder(list[tuple[str, str, int]])
-_STATES = {state.value: state for state in TaskState}
 
 
 def _unavailable_on_error(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
@@ -82,7 +85,7 @@ class SQLiteStore:
     # -- tasks ---------------------------------------------------------------
     @_unavailable_on_error
     async def insert_task(self, task: Task) -> None:
-        row = _task_row(task)
+        row = task_row(task)
 
         def insert(conn: sqlite3.Connection) -> None:
             conn.execute(q.INSERT_TASK, row)
@@ -92,7 +95,7 @@ class SQLiteStore:
     @_unavailable_on_error
     async def get_task(self, task_id: str) -> Task | None:
         row = self._reader.execute(q.GET_TASK, (task_id,)).fetchone()
-        return _task(row) if row is not None else None
+        return task_from_row(row) if row is not None else None
 
     @_unavailable_on_error
     async def claim(self, capacity: Mapping[str, int], owner: str, limit: int, lease_ms: int) -> list[Claim]:
@@ -108,7 +111,7 @@ class SQLiteStore:
             for i, (model, free) in enumerate(wanted):
                 params[f"m{i}"] = model
                 params[f"c{i}"] = free
-            tasks = [_task(row) for row in conn.execute(sql, params).fetchall()]
+            tasks = [task_from_row(row) for row in conn.execute(sql, params).fetchall()]
             tasks.sort(key=lambda t: (-t.priority, t.create_time))
             return [Claim(task, task.attempts) for task in tasks]
 
@@ -140,7 +143,7 @@ class SQLiteStore:
         if isinstance(outcome, Succeeded):
             params |= {
                 "state": TaskState.SUCCESS.value,
-                "files": _files_json(outcome.files),
+                "files": files_json(outcome.files),
                 "fail_code": None,
                 "fail_msg": None,
             }
@@ -157,8 +160,8 @@ class SQLiteStore:
             row = conn.execute(q.FINISH, {**params, "now": now}).fetchone()
             if row is None:
                 return None
-            task = _task(row)
-            _owe_callback(conn, task, now)
+            task = task_from_row(row)
+            owe_callback(conn, task, now)
             return task
 
         def after(task: Task | None) -> None:
@@ -207,7 +210,7 @@ class SQLiteStore:
                     row = conn.execute(q.FAIL_LOST, params).fetchone()
                     changed = row is not None
                     if row is not None:
-                        _owe_callback(conn, _task(row), now_ms)
+                        owe_callback(conn, task_from_row(row), now_ms)
                     requeued = False
                 if changed:
                     reaped.append(ReapedTask(task_id, requeued))
@@ -248,7 +251,7 @@ class SQLiteStore:
         def claim(conn: sqlite3.Connection) -> list[Delivery]:
             now = now_ms()
             params = {"owner": owner, "expires": now + lease_ms, "now": now, "limit": limit}
-            return [_delivery(row) for row in conn.execute(q.CLAIM_DELIVERIES, params).fetchall()]
+            return [delivery_from_row(row) for row in conn.execute(q.CLAIM_DELIVERIES, params).fetchall()]
 
         return await self._writer.submit(claim)
 
@@ -291,7 +294,7 @@ class SQLiteStore:
     @_unavailable_on_error
     async def deliveries_of_task(self, task_id: str) -> list[Delivery]:
         rows = self._reader.execute(q.DELIVERIES_OF_TASK, (task_id,)).fetchall()
-        return [_delivery(row, self._attempts(row[0])) for row in rows]
+        return [delivery_from_row(row, self._attempts(row[0])) for row in rows]
 
     def _attempts(self, delivery_id: str) -> tuple[DeliveryAttempt, ...]:
         rows = self._reader.execute(q.ATTEMPTS_OF_DELIVERY, (delivery_id,)).fetchall()
@@ -321,7 +324,7 @@ class SQLiteStore:
             key.prefix,
             int(key.disabled),
             key.expires_at,
-            _models_json(key.models),
+            models_json(key.models),
             key.created_at,
             key.webhook_secret_version,
         )
@@ -330,16 +333,16 @@ class SQLiteStore:
     @_unavailable_on_error
     async def get_key_by_hash(self, key_hash: str) -> ApiKey | None:
         row = self._reader.execute(q.GET_KEY_BY_HASH, (key_hash,)).fetchone()
-        return _key(row) if row is not None else None
+        return key_from_row(row) if row is not None else None
 
     @_unavailable_on_error
     async def get_key(self, key_id: str) -> ApiKey | None:
         row = self._reader.execute(q.GET_KEY, (key_id,)).fetchone()
-        return _key(row) if row is not None else None
+        return key_from_row(row) if row is not None else None
 
     @_unavailable_on_error
     async def list_keys(self) -> list[ApiKey]:
-        return [_key(row) for row in self._reader.execute(q.LIST_KEYS).fetchall()]
+        return [key_from_row(row) for row in self._reader.execute(q.LIST_KEYS).fetchall()]
 
     @_unavailable_on_error
     async def update_key(self, key_id: str, changes: KeyChanges) -> ApiKey | None:
@@ -348,7 +351,7 @@ class SQLiteStore:
             if row is None:
                 return None
             updated = msgspec.structs.replace(
-                _key(row),
+                key_from_row(row),
                 **{
                     f: v for f in changes.__struct_fields__ if (v := getattr(changes, f)) is not msgspec.UNSET
                 },
@@ -359,7 +362,7 @@ class SQLiteStore:
                     updated.name,
                     int(updated.disabled),
                     updated.expires_at,
-                    _models_json(updated.models),
+                    models_json(updated.models),
                     updated.webhook_secret_version,
                     key_id,
                 ),
@@ -367,116 +370,3 @@ class SQLiteStore:
             return updated
 
         return await self._writer.submit(update)
-
-
-# -- rows <-> records ----------------------------------------------------------
-def _owe_callback(conn: sqlite3.Connection, task: Task, now: int) -> None:
-    """The outbox row, written in the transaction that ends the task: no crash can lose it."""
-    if task.callback_url:
-        conn.execute(
-            q.INSERT_DELIVERY,
-            {
-                "id": new_delivery_id(),
-                "task_id": task.id,
-                "key_id": task.key_id,
-                "url": task.callback_url,
-                "dialect": task.dialect,
-                "now": now,
-            },
-        )
-
-
-def _delivery(row: tuple[Any, ...], history: tuple[DeliveryAttempt, ...] = ()) -> Delivery:
-    return Delivery(
-        id=row[0],
-        task_id=row[1],
-        key_id=row[2],
-        url=row[3],
-        dialect=row[4],
-        state=DeliveryState(row[5]),
-        attempts=row[6],
-        round_start=row[7],
-        next_attempt_at=row[8],
-        created_at=row[9],
-        completed_at=row[10],
-        history=history,
-    )
-
-
-def _task_row(task: Task) -> tuple[Any, ...]:
-    return (
-        task.id,
-        task.key_id,
-        task.model,
-        task.mode,
-        task.state.value,
-        task.input_json,
-        task.request_json,
-        task.request_type,
-        task.callback_url,
-        task.priority,
-        task.create_time,
-        task.start_time,
-        task.complete_time,
-        task.cost_time,
-        task.progress,
-        _files_json(task.files) if task.files else None,
-        task.fail_code,
-        task.fail_msg,
-        task.attempts,
-        task.lease_owner,
-        task.lease_expires,
-        task.trace_id,
-        task.dialect,
-    )
-
-
-def _task(row: tuple[Any, ...]) -> Task:
-    files = row[15]
-    return Task(
-        id=row[0],
-        key_id=row[1],
-        model=row[2],
-        mode=row[3],
-        state=_STATES[row[4]],
-        input_json=row[5],
-        request_json=row[6],
-        request_type=row[7],
-        callback_url=row[8],
-        priority=row[9],
-        create_time=row[10],
-        start_time=row[11],
-        complete_time=row[12],
-        cost_time=row[13],
-        progress=row[14],
-        files=tuple(ResultFile(*f) for f in _files_decoder.decode(files)) if files else (),
-        fail_code=row[16],
-        fail_msg=row[17],
-        attempts=row[18],
-        lease_owner=row[19],
-        lease_expires=row[20],
-        trace_id=row[21],
-        dialect=row[22],
-    )
-
-
-def _files_json(files: Sequence[ResultFile]) -> str:
-    return orjson.dumps([(f.name, f.content_type, f.size) for f in files]).decode()
-
-
-def _models_json(models: tuple[str, ...] | None) -> str | None:
-    return orjson.dumps(list(models)).decode() if models is not None else None
-
-
-def _key(row: tuple[Any, ...]) -> ApiKey:
-    return ApiKey(
-        id=row[0],
-        name=row[1],
-        key_hash=row[2],
-        prefix=row[3],
-        disabled=bool(row[4]),
-        expires_at=row[5],
-        models=tuple(orjson.loads(row[6])) if row[6] is not None else None,
-        created_at=row[7],
-        webhook_secret_version=row[8],
-    )

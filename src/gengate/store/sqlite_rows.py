@@ -1,0 +1,131 @@
+"""Rows of the SQLite schema to records and back, and the outbox statement of a task's end."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+import orjson
+
+from gengate.domain.deliveries import Delivery, DeliveryAttempt, DeliveryState, new_delivery_id
+from gengate.domain.keys import ApiKey
+from gengate.domain.states import TaskState
+from gengate.domain.task import ResultFile, Task
+from gengate.store import sqlite_queries as q
+
+_files_decoder = msgspec.json.Decoder(list[tuple[str, str, int]])
+_STATES = {state.value: state for state in TaskState}
+
+
+def owe_callback(conn: sqlite3.Connection, task: Task, now: int) -> None:
+    """The outbox row, written in the transaction that ends the task: no crash can lose it."""
+    if task.callback_url:
+        conn.execute(
+            q.INSERT_DELIVERY,
+            {
+                "id": new_delivery_id(),
+                "task_id": task.id,
+                "key_id": task.key_id,
+                "url": task.callback_url,
+                "dialect": task.dialect,
+                "now": now,
+            },
+        )
+
+
+def delivery_from_row(row: tuple[Any, ...], history: tuple[DeliveryAttempt, ...] = ()) -> Delivery:
+    return Delivery(
+        id=row[0],
+        task_id=row[1],
+        key_id=row[2],
+        url=row[3],
+        dialect=row[4],
+        state=DeliveryState(row[5]),
+        attempts=row[6],
+        round_start=row[7],
+        next_attempt_at=row[8],
+        created_at=row[9],
+        completed_at=row[10],
+        history=history,
+    )
+
+
+def task_row(task: Task) -> tuple[Any, ...]:
+    return (
+        task.id,
+        task.key_id,
+        task.model,
+        task.mode,
+        task.state.value,
+        task.input_json,
+        task.request_json,
+        task.request_type,
+        task.callback_url,
+        task.priority,
+        task.create_time,
+        task.start_time,
+        task.complete_time,
+        task.cost_time,
+        task.progress,
+        files_json(task.files) if task.files else None,
+        task.fail_code,
+        task.fail_msg,
+        task.attempts,
+        task.lease_owner,
+        task.lease_expires,
+        task.trace_id,
+        task.dialect,
+    )
+
+
+def task_from_row(row: tuple[Any, ...]) -> Task:
+    files = row[15]
+    return Task(
+        id=row[0],
+        key_id=row[1],
+        model=row[2],
+        mode=row[3],
+        state=_STATES[row[4]],
+        input_json=row[5],
+        request_json=row[6],
+        request_type=row[7],
+        callback_url=row[8],
+        priority=row[9],
+        create_time=row[10],
+        start_time=row[11],
+        complete_time=row[12],
+        cost_time=row[13],
+        progress=row[14],
+        files=tuple(ResultFile(*f) for f in _files_decoder.decode(files)) if files else (),
+        fail_code=row[16],
+        fail_msg=row[17],
+        attempts=row[18],
+        lease_owner=row[19],
+        lease_expires=row[20],
+        trace_id=row[21],
+        dialect=row[22],
+    )
+
+
+def files_json(files: Sequence[ResultFile]) -> str:
+    return orjson.dumps([(f.name, f.content_type, f.size) for f in files]).decode()
+
+
+def models_json(models: tuple[str, ...] | None) -> str | None:
+    return orjson.dumps(list(models)).decode() if models is not None else None
+
+
+def key_from_row(row: tuple[Any, ...]) -> ApiKey:
+    return ApiKey(
+        id=row[0],
+        name=row[1],
+        key_hash=row[2],
+        prefix=row[3],
+        disabled=bool(row[4]),
+        expires_at=row[5],
+        models=tuple(orjson.loads(row[6])) if row[6] is not None else None,
+        created_at=row[7],
+        webhook_secret_version=row[8],
+    )
