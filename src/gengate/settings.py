@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, description="Default: SQLite in the data folder.")
     result_ttl: int = Field(default=86_400, gt=0, description="Seconds result URLs and files live.")
     sync_wait: float = Field(default=60.0, gt=0, le=600, description="Longest wait of a `sync` submit.")
-    workers: int = Field(default=8, ge=0, description="In-process worker slots; 0 runs no worker.")
+    workers: int = Field(default=32, ge=0, description="In-process worker slots; 0 runs no worker.")
     max_body_bytes: int = Field(default=1 << 20, gt=0, description="Largest request body accepted.")
     lease_s: float = Field(default=30.0, gt=0, description="A claim's lease, renewed while the task runs.")
     cleanup_interval_s: float = Field(default=300.0, gt=0, description="How often expired files are removed.")
