@@ -13,7 +13,7 @@ from gengate.domain.ids import new_task_id
 from gengate.domain.keys import ApiKey, KeyChanges
 from gengate.domain.states import TaskState
 from gengate.domain.task import ResultFile, Task
-from gengate.store.base import Failed, Succeeded
+from gengate.store.base import Failed, Lease, Succeeded
 from gengate.store.sqlite import SQLiteStore
 
 LEASE = 60_000
@@ -119,8 +119,8 @@ async def test_progress_and_heartbeat_are_fenced(store: SQLiteStore) -> None:
     assert await store.set_progress(task.id, "w1", 1, 40)
     assert not await store.set_progress(task.id, "w2", 1, 90)
     assert (await store.get_task(task.id)).progress == 40  # type: ignore[union-attr]
-    assert await store.heartbeat(task.id, "w1", 1, LEASE)
-    assert not await store.heartbeat(task.id, "w1", 2, LEASE)
+    assert await store.heartbeat(task.id, "w1", 1, LEASE) is Lease.HELD
+    assert await store.heartbeat(task.id, "w1", 2, LEASE) is Lease.LOST
 
 
 async def test_expired_lease_is_requeued_then_fails_worker_lost(store: SQLiteStore) -> None:

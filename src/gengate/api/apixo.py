@@ -12,7 +12,8 @@ from starlette.types import Scope
 from gengate.api.body import read_json_object
 from gengate.api.context import ApiContext
 from gengate.api.hotpath import HotRoute, header_value, query_value
-from gengate.api.responses import success
+from gengate.api.params import wait_seconds
+from gengate.api.responses import JSONResponse, success
 from gengate.api.trace import trace_id_of
 from gengate.domain.errors import BadRequest
 from gengate.domain.states import TaskState
@@ -48,6 +49,7 @@ class ApixoRoutes:
         return [
             Route("/api/v1/generateTask/{model}", self.generate_task, methods=["POST"]),
             Route("/api/v1/statusTask/{model}", self.status_task, methods=["GET"]),
+            Route("/api/v1/cancelTask/{model}", self.cancel_task, methods=["POST"]),
         ]
 
     async def generate_task(self, request: Request) -> Response:
@@ -78,28 +80,59 @@ class ApixoRoutes:
             return success(status_data(task, ctx))
         return success({"taskId": task.id})
 
+    async def cancel_task(self, request: Request) -> Response:
+        """A pending task ends `failed`/`CANCELED` at once, a running one once its provider
+        stops; a finished one is left as it is, and the message says so."""
+        ctx = self.ctx
+        key = await ctx.keys.authenticate(request.headers.get("authorization"))
+        model = request.path_params["model"]
+        ctx.catalogue.get(model)
+        task_id = request.query_params.get("taskId")
+        if not task_id:
+            raise BadRequest("The `taskId` query parameter is required.")
+        task, changed = await ctx.tasks.cancel(key, task_id, model)
+        if changed:
+            message = "success"
+        elif task.state.is_terminal():
+            message = f"The task had already ended ({task.state.value}); nothing changed."
+        else:
+            message = "Cancel requested; the task stops when its worker does."
+        return JSONResponse({"code": 200, "message": message, "data": status_data(task, ctx)})
+
     async def status_task(self, request: Request) -> Response:
         data = await self.status(
             request.headers.get("authorization"),
             request.path_params["model"],
             request.query_params.get("taskId"),
+            request.query_params.get("wait"),
         )
         return success(data)
 
-    async def status(self, authorization: str | None, model: str, task_id: str | None) -> dict[str, Any]:
-        """`data` of `statusTask`; shared by the route and the hot path in front of the framework."""
+    async def status(
+        self, authorization: str | None, model: str, task_id: str | None, wait: str | None = None
+    ) -> dict[str, Any]:
+        """`data` of `statusTask`; shared by the route and the hot path in front of the framework.
+        With `wait=N` it answers as soon as the state or progress changes, or after N seconds."""
         ctx = self.ctx
         key = await ctx.keys.authenticate(authorization)
         ctx.catalogue.get(model)
         if not task_id:
             raise BadRequest("The `taskId` query parameter is required.")
+        wait_s = wait_seconds(wait)
         task = await ctx.tasks.get(key, task_id, model)
+        if wait_s > 0:
+            task = await ctx.tasks.wait_for_change(task, wait_s)
         return status_data(task, ctx)
 
     async def hot_status(self, scope: Scope) -> dict[str, Any]:
         model = scope["path"][len(STATUS_PREFIX) :]
-        task_id = query_value(scope["query_string"], b"taskId")
-        return await self.status(header_value(scope, b"authorization"), model, task_id)
+        query = scope["query_string"]
+        return await self.status(
+            header_value(scope, b"authorization"),
+            model,
+            query_value(query, b"taskId"),
+            query_value(query, b"wait") if b"wait=" in query else None,
+        )
 
     def hot_routes(self) -> list[HotRoute]:
         return [HotRoute("GET", STATUS_PREFIX, self.hot_status)]

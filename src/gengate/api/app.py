@@ -18,8 +18,10 @@ from gengate.api.context import ApiContext
 from gengate.api.docs import DocsRoutes
 from gengate.api.errors import EXCEPTION_HANDLERS
 from gengate.api.hotpath import HotPath
+from gengate.api.kie import KieRoutes
 from gengate.api.ops import FileRoutes, MetricsRoute, healthz
 from gengate.api.trace import TraceMiddleware
+from gengate.api.xhuo import XhuoRoutes
 from gengate.files.local import LocalFileStore
 
 
@@ -28,8 +30,11 @@ def build_app(
     lifespan: Callable[[Starlette], AbstractAsyncContextManager[Any]] | None = None,
 ) -> ASGIApp:
     apixo = ApixoRoutes(ctx)
+    kie = KieRoutes(ctx)
     routes: list[BaseRoute] = [
         *apixo.routes(),
+        *kie.routes(),
+        *XhuoRoutes(ctx).routes(),
         *CallbackRoutes(ctx).routes(),
         *AccountRoutes(ctx).routes(),
         *AdminRoutes(ctx).routes(),
@@ -41,4 +46,4 @@ def build_app(
     routes += DocsRoutes(ctx).routes()
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     app.router.redirect_slashes = False  # a wrong path is `no_api`, not a redirect
-    return HotPath(TraceMiddleware(app), apixo.hot_routes())
+    return HotPath(TraceMiddleware(app), [*apixo.hot_routes(), *kie.hot_routes()])

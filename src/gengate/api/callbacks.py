@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gengate.api import kie, xhuo
 from gengate.api.apixo import status_data
 from gengate.api.context import ApiContext
 from gengate.api.responses import success
@@ -18,7 +19,12 @@ from gengate.domain.task import Task
 
 
 def callback_body(task: Task, ctx: ApiContext) -> bytes:
-    """What the task's callback posts: for the APIXO dialect, exactly its status response."""
+    """What the task's callback posts, in the dialect it was created in: for APIXO exactly its
+    status response, for KIE its recordInfo response, for XHuo seed 003's callback envelope."""
+    if task.dialect == "kie":
+        return kie.record_body(task, ctx)
+    if task.dialect == "xhuo":
+        return xhuo.callback_body(task, ctx)
     return orjson.dumps({"code": 200, "message": "success", "data": status_data(task, ctx)})
 
 

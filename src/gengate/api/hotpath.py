@@ -30,13 +30,26 @@ _JSON = (b"content-type", b"application/json")
 
 @dataclass(frozen=True, slots=True)
 class HotRoute:
-    """`GET {prefix}{rest}`, where `rest` holds no `/`; the handler returns the `data` object."""
+    """`GET {prefix}{rest}`, where `rest` holds no `/`; the handler returns the `data` object.
+
+    With `exact`, the path must be `prefix` itself: for routes whose parameters are all in
+    the query string (KIE's `recordInfo`).
+    """
 
     method: str
     prefix: str
     handler: Callable[[Scope], Awaitable[Any]]
     dialect: Dialect = Dialect.APIXO
     message_field: str = "message"
+    exact: bool = False
+
+    def matches(self, method: str, path: str) -> bool:
+        if method != self.method:
+            return False
+        if self.exact:
+            return path == self.prefix
+        rest = path[len(self.prefix) :]
+        return path.startswith(self.prefix) and bool(rest) and "/" not in rest
 
 
 class HotPath:
@@ -46,15 +59,10 @@ class HotPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            method: str = scope["method"]
             path: str = scope["path"]
             for route in self.routes:
-                rest = path[len(route.prefix) :]
-                if (
-                    scope["method"] == route.method
-                    and path.startswith(route.prefix)
-                    and rest
-                    and "/" not in rest
-                ):
+                if route.matches(method, path):
                     await self._answer(route, scope, send)
                     return
         await self.app(scope, receive, send)

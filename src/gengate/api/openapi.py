@@ -78,6 +78,82 @@ _ERROR = {
 }
 
 
+_KIE_ERROR = {
+    **_ERROR,
+    "required": ["code", "msg", "data", "error", "trace_id"],
+    "properties": {
+        "msg" if name == "message" else name: schema for name, schema in _ERROR["properties"].items()
+    },
+}
+
+_XHUO_ERROR = {
+    "type": "object",
+    "required": ["error", "trace_id"],
+    "properties": {
+        "error": _ERROR["properties"]["error"],
+        "trace_id": {"type": "string", "format": "uuid"},
+        "task_id": {
+            "type": "string",
+            "description": "On 504 `timeout` and on a failed task: the task, to poll or look up.",
+        },
+    },
+}
+
+
+def _nullable(type_: str, description: str) -> dict[str, Any]:
+    return {"type": [type_, "null"], "description": description}
+
+
+_KIE_RECORD = {
+    "type": "object",
+    "required": [
+        "taskId",
+        "model",
+        "state",
+        "param",
+        "resultJson",
+        "failCode",
+        "failMsg",
+        "costTime",
+        "completeTime",
+        "createTime",
+    ],
+    "properties": {
+        "taskId": {"type": "string"},
+        "model": {"type": "string"},
+        "state": {
+            "type": "string",
+            "enum": ["waiting", "success", "fail"],
+            "description": "`waiting`: pending or processing; `fail`: failed or canceled.",
+        },
+        "param": {"type": "string", "description": "The original create request as a JSON string."},
+        "resultJson": _nullable("string", 'On success: a JSON string `{"resultUrls": [...]}`.'),
+        "failCode": {**_nullable("string", "On failure."), "examples": [c.value for c in FailCode]},
+        "failMsg": _nullable("string", "On failure."),
+        "costTime": _nullable("integer", "On success: ms of work."),
+        "completeTime": _nullable("integer", "Unix ms; on success and failure."),
+        "createTime": {"type": "integer", "description": "Unix ms."},
+        "progress": _nullable("integer", "0-100 while known."),
+    },
+}
+
+_XHUO_RESULT = {
+    "type": "object",
+    "required": ["success", "task_id", "trace_id"],
+    "properties": {
+        "success": {"type": "boolean", "const": True},
+        "task_id": {"type": "string"},
+        "trace_id": {"type": "string", "format": "uuid", "description": "Of the submit request."},
+        "result_urls": {
+            "type": "array",
+            "items": {"type": "string", "format": "uri"},
+            "description": "Signed, expiring; absent from the answer to a run with `callback_url`.",
+        },
+        "cost_time": {"type": ["integer", "null"], "description": "ms of work."},
+    },
+}
+
+
 _KEY: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -118,9 +194,9 @@ _DELIVERY = {
 }
 
 
-def _errors(*statuses: int) -> dict[str, Any]:
+def _errors(*statuses: int, schema: str = "Error") -> dict[str, Any]:
     return {
-        str(status): {"description": "Error", "content": {"application/json": {"schema": _ref("Error")}}}
+        str(status): {"description": "Error", "content": {"application/json": {"schema": _ref(schema)}}}
         for status in statuses
     }
 

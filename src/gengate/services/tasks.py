@@ -20,6 +20,8 @@ from gengate.store.notify import ChangeHub
 from gengate.webhooks.ssrf import AddressPolicy, UnsafeUrl, resolve_and_check
 
 REQUEST_TYPES = ("async", "sync", "callback")
+#: How long a cancel of a running task waits for its worker to stop before answering.
+CANCEL_WAIT_S = 5.0
 
 
 class TaskService:
@@ -80,6 +82,43 @@ class TaskService:
         if task is None or task.key_id != key.id or (model is not None and task.model != model):
             raise TaskNotFound(f"Task '{task_id}' does not exist for this key.")
         return task
+
+    async def cancel(self, key: ApiKey, task_id: str, model: str | None = None) -> tuple[Task, bool]:
+        """Cancel the key's task: the task as it then stands, and whether anything changed
+        (False for a task that had already finished)."""
+        task = await self.get(key, task_id, model)
+        if task.state.is_terminal():
+            return task, False
+        current = await self.store.cancel(task.id)
+        if current is None:
+            raise TaskNotFound(f"Task '{task_id}' does not exist for this key.")
+        if current.state is TaskState.PROCESSING:
+            # The worker stops the provider within its grace period; answer with the end if it
+            # comes soon, else with the state as it stands.
+            current = await self.wait_until_done(current, CANCEL_WAIT_S)
+        return current, current.state is TaskState.FAILED and current.fail_code == "CANCELED"
+
+    async def wait_for_change(self, task: Task, wait_s: float) -> Task:
+        """Long-poll: the task as soon as its state or progress differs from `task`, or as it
+        stands after `wait_s` seconds. Waiting costs a future and no CPU."""
+        if task.state.is_terminal() or wait_s <= 0:
+            return task
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        seen = (task.state, task.progress)
+        while True:
+            waiter = self.hub.watch(task.id)
+            try:
+                current = await self.store.get_task(task.id)
+                if current is None:
+                    return task
+                remaining = deadline - loop.time()
+                if (current.state, current.progress) != seen or remaining <= 0:
+                    return current
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(waiter, remaining)
+            finally:
+                self.hub.unwatch(task.id, waiter)
 
     async def wait_until_done(self, task: Task, wait_s: float) -> Task:
         """The task once terminal, or as it stands when `wait_s` seconds have passed."""

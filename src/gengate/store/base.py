@@ -7,6 +7,7 @@ All methods are async so that a networked backend (PostgreSQL) fits behind the s
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
@@ -29,6 +30,17 @@ class Failed(msgspec.Struct, frozen=True):
 
 
 Outcome = Succeeded | Failed
+
+
+class Lease(enum.Enum):
+    """What a heartbeat learns: the lease is still ours, lost, or its task should stop."""
+
+    HELD = "held"
+    LOST = "lost"
+    CANCEL_REQUESTED = "cancel_requested"
+
+
+CANCELED_MESSAGE = "Task canceled by the client."
 
 
 class ReapedTask(msgspec.Struct, frozen=True):
@@ -55,7 +67,9 @@ class Store(Protocol):
         `capacity[model]` of each model."""
         ...
 
-    async def heartbeat(self, task_id: str, owner: str, attempt: int, lease_ms: int) -> bool: ...
+    async def heartbeat(self, task_id: str, owner: str, attempt: int, lease_ms: int) -> Lease: ...
+
+    async def cancel(self, task_id: str) -> Task | None: ...
 
     async def set_progress(self, task_id: str, owner: str, attempt: int, progress: int) -> bool: ...
 

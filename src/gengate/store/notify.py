@@ -8,7 +8,7 @@ own notifications (PostgreSQL LISTEN/NOTIFY).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 
 class ChangeHub:
@@ -16,6 +16,7 @@ class ChangeHub:
         self._task_waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._work = asyncio.Event()
         self._deliveries = asyncio.Event()
+        self._cancel_listeners: list[Callable[[str], None]] = []
 
     # -- tasks ---------------------------------------------------------------
     def task_changed(self, task_id: str) -> None:
@@ -44,6 +45,15 @@ class ChangeHub:
 
     def waiting_tasks(self) -> int:
         return sum(len(waiters) for waiters in self._task_waiters.values())
+
+    # -- cancel ----------------------------------------------------------------
+    def on_cancel(self, listener: Callable[[str], None]) -> None:
+        """Workers in this process learn at once that a running task was canceled."""
+        self._cancel_listeners.append(listener)
+
+    def cancel_requested(self, task_id: str) -> None:
+        for listener in self._cancel_listeners:
+            listener(task_id)
 
     # -- callbacks -------------------------------------------------------------
     def deliveries_added(self) -> None:

@@ -25,7 +25,7 @@ from gengate.domain.keys import ApiKey, KeyChanges
 from gengate.domain.states import FailCode, TaskState
 from gengate.domain.task import Claim, Task
 from gengate.store import sqlite_queries as q
-from gengate.store.base import Failed, Outcome, ReapedTask, Succeeded
+from gengate.store.base import CANCELED_MESSAGE, Failed, Lease, Outcome, ReapedTask, Succeeded
 from gengate.store.migrate import migrate_sqlite
 from gengate.store.notify import ChangeHub
 from gengate.store.sqlite_rows import (
@@ -122,12 +122,49 @@ class SQLiteStore:
             self.hub.task_changed(claim.task.id)
 
     @_unavailable_on_error
-    async def heartbeat(self, task_id: str, owner: str, attempt: int, lease_ms: int) -> bool:
-        def beat(conn: sqlite3.Connection) -> bool:
+    async def heartbeat(self, task_id: str, owner: str, attempt: int, lease_ms: int) -> Lease:
+        def beat(conn: sqlite3.Connection) -> Lease:
             params = {"id": task_id, "owner": owner, "attempt": attempt, "expires": now_ms() + lease_ms}
-            return conn.execute(q.HEARTBEAT, params).rowcount == 1
+            row = conn.execute(q.HEARTBEAT, params).fetchone()
+            if row is None:
+                return Lease.LOST
+            return Lease.CANCEL_REQUESTED if row[0] else Lease.HELD
 
         return await self._writer.submit(beat)
+
+    @_unavailable_on_error
+    async def cancel(self, task_id: str) -> Task | None:
+        """Cancel: a pending task ends `failed`/`CANCELED` at once (callback owed in the same
+        transaction); a running one is marked for its worker to stop. Returns the task as it
+        then stands, unchanged when it had already finished."""
+
+        def cancel(conn: sqlite3.Connection) -> tuple[Task | None, bool]:
+            now = now_ms()
+            params = {"id": task_id, "now": now, "fail_msg": CANCELED_MESSAGE}
+            row = conn.execute(q.CANCEL_PENDING, params).fetchone()
+            if row is not None:
+                task = task_from_row(row)
+                owe_callback(conn, task, now)
+                return task, False
+            row = conn.execute(q.REQUEST_CANCEL, {"id": task_id}).fetchone()
+            if row is not None:
+                return task_from_row(row), True
+            row = conn.execute(q.GET_TASK, (task_id,)).fetchone()
+            return (task_from_row(row) if row is not None else None), False
+
+        def after(result: tuple[Task | None, bool]) -> None:
+            task, running = result
+            if task is None:
+                return
+            if running:
+                self.hub.cancel_requested(task.id)
+            elif task.fail_code == "CANCELED":
+                self.hub.task_changed(task.id)
+                if task.callback_url:
+                    self.hub.deliveries_added()
+
+        task, _running = await self._writer.submit(cancel, after)
+        return task
 
     @_unavailable_on_error
     async def set_progress(self, task_id: str, owner: str, attempt: int, progress: int) -> bool:
@@ -193,13 +230,19 @@ class SQLiteStore:
     async def reap_expired(self, now_ms: int, max_attempts: Mapping[str, int]) -> list[ReapedTask]:
         def reap(conn: sqlite3.Connection) -> list[ReapedTask]:
             reaped = []
-            for task_id, model, attempts in conn.execute(q.EXPIRED_LEASES, {"now": now_ms}).fetchall():
-                if attempts < max_attempts.get(model, 1):
+            expired = conn.execute(q.EXPIRED_LEASES, {"now": now_ms}).fetchall()
+            for task_id, model, attempts, cancel_requested in expired:
+                if attempts < max_attempts.get(model, 1) and not cancel_requested:
                     changed = conn.execute(q.REQUEUE, {"id": task_id, "now": now_ms}).rowcount
                     requeued = True
                 else:
-                    lost = Failed(
-                        FailCode.WORKER_LOST, f"The worker running the task was lost {attempts} times."
+                    # A canceled task whose worker died is not run again: it ends canceled.
+                    lost = (
+                        Failed(FailCode.CANCELED, CANCELED_MESSAGE)
+                        if cancel_requested
+                        else Failed(
+                            FailCode.WORKER_LOST, f"The worker running the task was lost {attempts} times."
+                        )
                     )
                     params = {
                         "id": task_id,

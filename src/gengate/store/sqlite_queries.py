@@ -40,6 +40,19 @@ SELECT * FROM (SELECT id, priority, create_time FROM tasks
 HEARTBEAT = """
 UPDATE tasks SET lease_expires = :expires
  WHERE id = :id AND state = 'processing' AND lease_owner = :owner AND attempts = :attempt
+RETURNING cancel_requested
+"""
+
+CANCEL_PENDING = f"""
+UPDATE tasks
+   SET state = 'failed', complete_time = :now, fail_code = 'CANCELED', fail_msg = :fail_msg
+ WHERE id = :id AND state = 'pending'
+RETURNING {TASK_COLUMNS}
+"""
+
+REQUEST_CANCEL = f"""
+UPDATE tasks SET cancel_requested = 1 WHERE id = :id AND state = 'processing'
+RETURNING {TASK_COLUMNS}
 """
 
 SET_PROGRESS = """
@@ -63,7 +76,8 @@ UPDATE tasks SET state = 'pending', lease_owner = NULL, lease_expires = NULL, pr
 """
 
 EXPIRED_LEASES = """
-SELECT id, model, attempts FROM tasks WHERE state = 'processing' AND lease_expires < :now
+SELECT id, model, attempts, cancel_requested FROM tasks
+ WHERE state = 'processing' AND lease_expires < :now
 """
 
 REQUEUE = """

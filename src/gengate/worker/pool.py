@@ -20,7 +20,7 @@ from gengate.domain.clock import now_ms
 from gengate.domain.task import Claim
 from gengate.files.base import FileStore
 from gengate.providers.base import Provider
-from gengate.store.base import Store
+from gengate.store.base import Lease, Store
 from gengate.store.notify import ChangeHub
 from gengate.worker.run import TaskRun
 
@@ -54,6 +54,7 @@ class WorkerPool:
     _stopping: bool = False
 
     async def start(self) -> None:
+        self.hub.on_cancel(self._cancel_requested)
         self._loops = [
             asyncio.create_task(self._dispatch(), name="gengate-dispatch"),
             asyncio.create_task(self._heartbeat(), name="gengate-heartbeat"),
@@ -77,6 +78,11 @@ class WorkerPool:
         for left in unfinished:
             await self.store.release(left.claim.task.id, self.owner, left.claim.attempt)
         self._running.clear()
+
+    def _cancel_requested(self, task_id: str) -> None:
+        running = self._running.get(task_id)
+        if running is not None:
+            running.run.request_cancel()
 
     @property
     def busy(self) -> int:
@@ -142,10 +148,12 @@ class WorkerPool:
                 ),
                 return_exceptions=True,
             )
-            for run, held in zip(running, beats, strict=True):
-                if isinstance(held, BaseException):
-                    log.error("heartbeat failed for %s: %s", run.claim.task.id, held)
-                elif not held and not run.run.finishing and not run.task.done():
+            for run, lease in zip(running, beats, strict=True):
+                if isinstance(lease, BaseException):
+                    log.error("heartbeat failed for %s: %s", run.claim.task.id, lease)
+                elif lease is Lease.CANCEL_REQUESTED:
+                    run.run.request_cancel()  # canceled through another process
+                elif lease is Lease.LOST and not run.run.finishing and not run.task.done():
                     log.warning("lease on %s was lost; stopping its run", run.claim.task.id)
                     run.run.lose_lease()
 

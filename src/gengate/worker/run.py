@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from gengate.domain.catalogue import ModelSpec
 from gengate.domain.states import FailCode
 from gengate.domain.task import Claim
 from gengate.files.base import FileStore
-from gengate.providers.base import Provider, ProviderFailure, RunContext
-from gengate.store.base import Failed, Outcome, Store, Succeeded
+from gengate.providers.base import OutputFile, Provider, ProviderFailure, RunContext
+from gengate.store.base import CANCELED_MESSAGE, Failed, Outcome, Store, Succeeded
 
 log = logging.getLogger(__name__)
+
+#: How long a provider may take to notice a cancel before its run is stopped outright.
+CANCEL_GRACE_S = 2.0
 
 
 @dataclass
@@ -25,6 +29,7 @@ class TaskRun:
     files: FileStore
     owner: str
     _lost: bool = False
+    _canceled: bool = False
     #: Set once the outcome is on its way to the store: the lease ends with it, so a
     #: heartbeat refused from then on means "finished", not "lost".
     finishing: bool = False
@@ -32,6 +37,11 @@ class TaskRun:
     _progress_wanted: int | None = None
     _progress_writer: asyncio.Task[None] | None = None
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def request_cancel(self) -> None:
+        """The client canceled: the provider is told, and stopped outright after a grace period."""
+        self._canceled = True
+        self.cancel.set()
 
     def lose_lease(self) -> None:
         """Another worker may own the task now: stop work; the store will refuse our result."""
@@ -43,6 +53,8 @@ class TaskRun:
         outcome = await self._outcome()
         if self._lost:
             return
+        if self._canceled:  # however the run ended, the client asked for nothing more
+            outcome = Failed(FailCode.CANCELED, CANCELED_MESSAGE)
         self.finishing = True
         recorded = await self.store.finish(task.id, self.owner, self.claim.attempt, outcome)
         if recorded is None:
@@ -65,7 +77,7 @@ class TaskRun:
         )
         try:
             async with asyncio.timeout(self.spec.timeout_s) as deadline:
-                outputs = await self.provider.run(task.input, ctx)
+                outputs = await self._run_provider(ctx)
             return Succeeded(await self.files.save(task.id, outputs))
         except ProviderFailure as failure:
             return Failed(failure.fail_code, failure.message)
@@ -75,6 +87,24 @@ class TaskRun:
             return self._internal_error()
         except Exception:
             return self._internal_error()
+
+    async def _run_provider(self, ctx: RunContext) -> Sequence[OutputFile]:
+        """The provider's run, stopped outright `CANCEL_GRACE_S` after a cancel it ignores."""
+        run = asyncio.ensure_future(self.provider.run(self.claim.task.input, ctx))
+        stop = asyncio.ensure_future(self._cancel_grace())
+        try:
+            await asyncio.wait({run, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if run.done():
+                return run.result()
+            raise ProviderFailure(FailCode.CANCELED, CANCELED_MESSAGE)
+        finally:
+            for future in (run, stop):
+                future.cancel()
+            await asyncio.gather(run, stop, return_exceptions=True)
+
+    async def _cancel_grace(self) -> None:
+        await self.cancel.wait()
+        await asyncio.sleep(CANCEL_GRACE_S)
 
     def _internal_error(self) -> Failed:
         task = self.claim.task
