@@ -22,9 +22,9 @@ from gengate.domain.task import Task
 STATUS_PREFIX = "/api/v1/statusTask/"
 
 
-def status_data(task: Task, ctx: ApiContext) -> dict[str, Any]:
-    """`data` of a status body: exactly the fields the seeds show for the state, plus `model`
-    and `progress`, which clients may ignore."""
+def status_data(task: Task, ctx: ApiContext, queue_position: int | None = None) -> dict[str, Any]:
+    """`data` of a status body: exactly the fields the seeds show for the state, plus `model`,
+    `progress` and, while pending, `queuePosition`, which clients may ignore."""
     data: dict[str, Any] = {"taskId": task.id, "state": task.state.value}
     if task.state is TaskState.SUCCESS:
         data["resultJson"] = ctx.result_json(task)
@@ -38,6 +38,8 @@ def status_data(task: Task, ctx: ApiContext) -> dict[str, Any]:
     data["model"] = task.model
     if task.progress is not None:
         data["progress"] = task.progress
+    if queue_position is not None:
+        data["queuePosition"] = queue_position
     return data
 
 
@@ -74,6 +76,7 @@ class ApixoRoutes:
             request_type=request_type,
             callback_url=callback_url,
             trace_id=trace_id_of(request.scope),
+            idempotency_key=request.headers.get("idempotency-key"),
         )
         if request_type == "sync":
             task = await ctx.tasks.wait_until_done(task, ctx.sync_wait_s)
@@ -122,7 +125,7 @@ class ApixoRoutes:
         task = await ctx.tasks.get(key, task_id, model)
         if wait_s > 0:
             task = await ctx.tasks.wait_for_change(task, wait_s)
-        return status_data(task, ctx)
+        return status_data(task, ctx, await ctx.tasks.queue_position(task))
 
     async def hot_status(self, scope: Scope) -> dict[str, Any]:
         model = scope["path"][len(STATUS_PREFIX) :]

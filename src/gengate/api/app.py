@@ -20,6 +20,7 @@ from gengate.api.errors import EXCEPTION_HANDLERS
 from gengate.api.hotpath import HotPath
 from gengate.api.kie import KieRoutes
 from gengate.api.ops import FileRoutes, MetricsRoute, healthz
+from gengate.api.tasks_api import TasksApi
 from gengate.api.trace import TraceMiddleware
 from gengate.api.xhuo import XhuoRoutes
 from gengate.files.local import LocalFileStore
@@ -37,6 +38,7 @@ def build_app(
         *XhuoRoutes(ctx).routes(),
         *CallbackRoutes(ctx).routes(),
         *AccountRoutes(ctx).routes(),
+        *TasksApi(ctx).routes(),
         *AdminRoutes(ctx).routes(),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", MetricsRoute(ctx.metrics).endpoint, methods=["GET"]),

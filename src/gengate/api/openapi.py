@@ -58,7 +58,7 @@ def _all_errors() -> list[type[GatewayError]]:
     return found
 
 
-_ERROR = {
+_ERROR: dict[str, Any] = {
     "type": "object",
     "required": ["code", "message", "data", "error", "trace_id"],
     "properties": {
@@ -90,7 +90,21 @@ _XHUO_ERROR = {
     "type": "object",
     "required": ["error", "trace_id"],
     "properties": {
-        "error": _ERROR["properties"]["error"],
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {
+                    "type": "string",
+                    "enum": [
+                        *_ERROR["properties"]["error"]["properties"]["code"]["enum"],
+                        *(c.value for c in FailCode),
+                    ],
+                    "description": "A gateway error code, or the failCode of a run whose task failed.",
+                },
+                "message": {"type": "string"},
+            },
+        },
         "trace_id": {"type": "string", "format": "uuid"},
         "task_id": {
             "type": "string",
@@ -238,6 +252,45 @@ def openapi_document(catalogue: Catalogue, version: str) -> dict[str, Any]:
             },
         },
     }
+    input_refs = [_ref(struct.__name__) for struct in mode_structs.values()]
+    components |= {
+        "KieRecord": _KIE_RECORD,
+        "KieError": _KIE_ERROR,
+        "XhuoError": _XHUO_ERROR,
+        "XhuoRunResult": _XHUO_RESULT,
+        "KieCreateTaskRequest": {
+            "type": "object",
+            "required": ["model", "input"],
+            "properties": {
+                "model": {"type": "string", "enum": [spec.id for spec in catalogue]},
+                "callBackUrl": {
+                    "type": "string",
+                    "format": "uri",
+                    "description": "Receives the recordInfo response, signed per Standard Webhooks, "
+                    "when the task ends.",
+                },
+                "input": {"oneOf": input_refs},
+            },
+        },
+    }
+    # A run's body is the input itself, with `callback_url` beside the input's own fields.
+    run_refs = []
+    for struct in mode_structs.values():
+        schema = components[struct.__name__]
+        components["Run" + struct.__name__] = {
+            **schema,
+            "title": "Run" + struct.__name__,
+            "properties": {
+                **schema["properties"],
+                "callback_url": {
+                    "type": "string",
+                    "format": "uri",
+                    "description": "Answer at once; POST seed 003's callback envelope here when "
+                    "the task ends.",
+                },
+            },
+        }
+        run_refs.append(_ref("Run" + struct.__name__))
     model_param = {
         "name": "model",
         "in": "path",
@@ -246,6 +299,14 @@ def openapi_document(catalogue: Catalogue, version: str) -> dict[str, Any]:
     }
     bearer: list[dict[str, list[str]]] = [{"bearer": []}]
     task_param = {"name": "taskId", "in": "path", "required": True, "schema": {"type": "string"}}
+    wait_param = {
+        "name": "wait",
+        "in": "query",
+        "required": False,
+        "description": "Long-poll: answer as soon as the state or progress changes, or after this "
+        "many seconds (at most 60).",
+        "schema": {"type": "number", "minimum": 0, "maximum": 60},
+    }
     paths = {
         "/api/v1/generateTask/{model}": {
             "post": {
@@ -275,6 +336,44 @@ def openapi_document(catalogue: Catalogue, version: str) -> dict[str, Any]:
                     {"name": "taskId", "in": "query", "required": True, "schema": {"type": "string"}},
                 ],
                 "responses": _ok(_envelope(_ref("TaskStatus"))) | _errors(400, 401, 403, 404, 500, 503),
+            }
+        },
+        "/api/v1/jobs/createTask": {
+            "post": {
+                "summary": "Submit a generation task (KIE jobs dialect)",
+                "security": bearer,
+                "requestBody": _json_body(_ref("KieCreateTaskRequest")),
+                "responses": _ok(
+                    _envelope({"type": "object", "properties": {"taskId": {"type": "string"}}}, "msg")
+                )
+                | _errors(400, 401, 403, 404, 413, 500, 503, schema="KieError"),
+            }
+        },
+        "/api/v1/jobs/recordInfo": {
+            "get": {
+                "summary": "Query a task, every field present (KIE jobs dialect)",
+                "security": bearer,
+                "parameters": [
+                    {"name": "taskId", "in": "query", "required": True, "schema": {"type": "string"}},
+                    wait_param,
+                ],
+                "responses": _ok(_envelope(_ref("KieRecord"), "msg"))
+                | _errors(400, 401, 403, 404, 500, 503, schema="KieError"),
+            }
+        },
+        "/api/v1/run/{model}": {
+            "post": {
+                "summary": "Run a model and wait for its result (XHuo dialect)",
+                "description": "Without `callback_url` it waits (bounded) and answers the result; "
+                "a failed task answers its failCode as `error.code` (HTTP 403 CONTENT_VIOLATION, "
+                "400 INVALID_INPUT, 504 TIMEOUT, 409 CANCELED, 500 otherwise), and a task still "
+                "running at the wait limit answers 504 `timeout` with `task_id`. With "
+                "`callback_url` it answers `{success, task_id, trace_id}` at once.",
+                "security": bearer,
+                "parameters": [model_param],
+                "requestBody": _json_body({"oneOf": run_refs}),
+                "responses": _ok(_ref("XhuoRunResult"))
+                | _errors(400, 401, 403, 404, 409, 413, 500, 503, 504, schema="XhuoError"),
             }
         },
         "/admin/v1/keys": {

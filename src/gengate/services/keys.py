@@ -7,6 +7,8 @@ time; a change made here drops the cache at once, and other processes see it wit
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 import time
 from collections.abc import Sequence
@@ -48,13 +50,11 @@ class KeyService:
             if len(self._cache) > 10_000:
                 self._cache.clear()
             self._cache[token_hash] = (now + self._ttl, key)
-        if key is None:
-            raise InvalidToken
-        if key.disabled:
-            raise Disabled
-        if key.expires_at is not None and key.expires_at <= now_ms():
-            raise TokenExpired
-        return key
+        return _usable(key)
+
+    async def check_key(self, key_id: str) -> ApiKey:
+        """A key named by id (in a signed token): still there, enabled and unexpired."""
+        return _usable(await self.store.get_key(key_id))
 
     def authenticate_admin(self, authorization: str | None) -> None:
         token_hash = hash_key(bearer_token(authorization)).encode()
@@ -95,6 +95,32 @@ class KeyService:
         self._cache.pop(key.key_hash, None)
         return key
 
+    # -- scoped tokens -----------------------------------------------------------
+    def scoped_token(self, key: ApiKey, scope: str, ttl_ms: int) -> tuple[str, int]:
+        """A short-lived token standing for `key` on one `scope` only (a browser's event
+        stream, which cannot send headers); returns it and its expiry (Unix ms)."""
+        expires = now_ms() + ttl_ms
+        return f"{key.id}.{expires}.{self._sign_scope(key.id, scope, expires)}", expires
+
+    async def key_of_scoped_token(self, token: str, scope: str) -> ApiKey:
+        key_id, _, rest = token.partition(".")
+        expires_text, _, signature = rest.partition(".")
+        if not (expires_text.isascii() and expires_text.isdigit()) or len(expires_text) > 18:
+            raise InvalidToken("The token is invalid.")
+        expected = self._sign_scope(key_id, scope, int(expires_text))
+        if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "surrogatepass")):
+            raise InvalidToken("The token is invalid.")
+        if int(expires_text) <= now_ms():
+            raise TokenExpired("The token has expired; ask for a new one.")
+        return await self.check_key(key_id)
+
+    def _sign_scope(self, key_id: str, scope: str, expires: int) -> str:
+        if not self._server_secret:
+            raise RuntimeError("scoped tokens need the server secret")
+        message = f"gengate-scoped:{key_id}:{scope}:{expires}".encode()
+        digest = hmac.new(self._server_secret, message, hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
     # -- webhook secrets ---------------------------------------------------------
     def webhook_secret(self, key: ApiKey) -> str:
         if not self._server_secret:
@@ -111,6 +137,16 @@ class KeyService:
         """A new secret; callbacks signed from now on use it, and the old one stops verifying."""
         changes = KeyChanges(webhook_secret_version=key.webhook_secret_version + 1)
         return await self.update(key.id, changes)
+
+
+def _usable(key: ApiKey | None) -> ApiKey:
+    if key is None:
+        raise InvalidToken
+    if key.disabled:
+        raise Disabled
+    if key.expires_at is not None and key.expires_at <= now_ms():
+        raise TokenExpired
+    return key
 
 
 def bearer_token(authorization: str | None) -> str:

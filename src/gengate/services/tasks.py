@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from typing import Any
 
 import orjson
@@ -15,13 +16,20 @@ from gengate.domain.ids import new_task_id
 from gengate.domain.keys import ApiKey
 from gengate.domain.states import TaskState
 from gengate.domain.task import Task
-from gengate.store.base import Store
+from gengate.store.base import Idempotency, Store, TaskQuery
 from gengate.store.notify import ChangeHub
 from gengate.webhooks.ssrf import AddressPolicy, UnsafeUrl, resolve_and_check
 
 REQUEST_TYPES = ("async", "sync", "callback")
+MAX_IDEMPOTENCY_KEY = 255
 #: How long a cancel of a running task waits for its worker to stop before answering.
 CANCEL_WAIT_S = 5.0
+
+
+def request_hash(dialect: str, model: str, request: dict[str, Any]) -> str:
+    """What makes two submits "the same request": route, model and body, key order aside."""
+    canonical = orjson.dumps([dialect, model, request], option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()
 
 
 class TaskService:
@@ -44,8 +52,11 @@ class TaskService:
         callback_url: str | None = None,
         trace_id: str | None = None,
         dialect: str = "apixo",
+        idempotency_key: str | None = None,
     ) -> Task:
-        """Validate and store a task; it is durable when this returns."""
+        """Validate and store a task; it is durable when this returns. With an
+        `idempotency_key` already used for the same request in the last 24 h, the task made
+        then is returned instead; used for another request, `conflict`."""
         spec = self.catalogue.get(model)
         if key.models is not None and model not in key.models:
             raise TokenMismatched(f"This key is not allowed to use model '{model}'.")
@@ -73,8 +84,21 @@ class TaskService:
             trace_id=trace_id,
             dialect=dialect,
         )
-        await self.store.insert_task(task)
-        return task
+        idempotency = None
+        if idempotency_key is not None:
+            if not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY or not idempotency_key.isprintable():
+                raise BadRequest(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters.")
+            idempotency = Idempotency(idempotency_key, request_hash(dialect, spec.id, request))
+        return await self.store.insert_task(task, idempotency)
+
+    async def list(self, key: ApiKey, query: TaskQuery) -> list[Task]:
+        return await self.store.list_tasks(key.id, query)
+
+    async def queue_position(self, task: Task) -> int | None:
+        """How many pending tasks of its model are ahead of a pending task; None otherwise."""
+        if task.state is not TaskState.PENDING:
+            return None
+        return await self.store.queue_position(task)
 
     async def get(self, key: ApiKey, task_id: str, model: str | None = None) -> Task:
         """The key's own task; another key's task is "not found", never "forbidden"."""

@@ -42,6 +42,27 @@ class Lease(enum.Enum):
 
 CANCELED_MESSAGE = "Task canceled by the client."
 
+#: How long an Idempotency-Key holds.
+IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000
+
+
+class Idempotency(msgspec.Struct, frozen=True):
+    """A submit's `Idempotency-Key` and the hash of its request."""
+
+    key: str
+    request_hash: str
+
+
+class TaskQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """Filters of a task listing, newest first; `before` is the (create_time, id) cursor."""
+
+    state: str | None = None
+    model: str | None = None
+    since: int | None = None
+    until: int | None = None
+    before: tuple[int, str] | None = None
+    limit: int = 50
+
 
 class ReapedTask(msgspec.Struct, frozen=True):
     """A task whose lease expired: back to the queue, or failed past its attempts."""
@@ -56,9 +77,16 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
     # -- tasks ---------------------------------------------------------------
-    async def insert_task(self, task: Task) -> None:
-        """Durable before it returns: the caller hands out the id only afterwards."""
+    async def insert_task(self, task: Task, idempotency: Idempotency | None = None) -> Task:
+        """Durable before it returns: the caller hands out the id only afterwards. With an
+        idempotency key seen in the last 24 h for the same request, the earlier task instead;
+        for another request, `Conflict`. Checked in the insert's transaction: a concurrent
+        duplicate never makes two tasks."""
         ...
+
+    async def list_tasks(self, key_id: str, query: TaskQuery) -> list[Task]: ...
+
+    async def queue_position(self, task: Task) -> int: ...
 
     async def get_task(self, task_id: str) -> Task | None: ...
 

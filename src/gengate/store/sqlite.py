@@ -20,12 +20,22 @@ from gengate.domain.deliveries import (
     Delivery,
     DeliveryAttempt,
 )
-from gengate.domain.errors import Unavailable
+from gengate.domain.errors import Conflict, Unavailable
 from gengate.domain.keys import ApiKey, KeyChanges
 from gengate.domain.states import FailCode, TaskState
 from gengate.domain.task import Claim, Task
 from gengate.store import sqlite_queries as q
-from gengate.store.base import CANCELED_MESSAGE, Failed, Lease, Outcome, ReapedTask, Succeeded
+from gengate.store.base import (
+    CANCELED_MESSAGE,
+    IDEMPOTENCY_TTL_MS,
+    Failed,
+    Idempotency,
+    Lease,
+    Outcome,
+    ReapedTask,
+    Succeeded,
+    TaskQuery,
+)
 from gengate.store.migrate import migrate_sqlite
 from gengate.store.notify import ChangeHub
 from gengate.store.sqlite_rows import (
@@ -84,13 +94,65 @@ class SQLiteStore:
 
     # -- tasks ---------------------------------------------------------------
     @_unavailable_on_error
-    async def insert_task(self, task: Task) -> None:
+    async def insert_task(self, task: Task, idempotency: Idempotency | None = None) -> Task:
         row = task_row(task)
 
-        def insert(conn: sqlite3.Connection) -> None:
+        def insert(conn: sqlite3.Connection) -> Task | None:
+            if idempotency is not None:
+                params = {
+                    "key_id": task.key_id,
+                    "idem_key": idempotency.key,
+                    "since": task.create_time - IDEMPOTENCY_TTL_MS,
+                }
+                seen = conn.execute(q.GET_IDEMPOTENCY, params).fetchone()
+                if seen is not None:
+                    if seen[0] != idempotency.request_hash:
+                        return None
+                    existing = conn.execute(q.GET_TASK, (seen[1],)).fetchone()
+                    if existing is not None:
+                        return task_from_row(existing)
+                conn.execute(
+                    q.PUT_IDEMPOTENCY,
+                    {
+                        **params,
+                        "request_hash": idempotency.request_hash,
+                        "task_id": task.id,
+                        "now": task.create_time,
+                    },
+                )
             conn.execute(q.INSERT_TASK, row)
+            return task
 
-        await self._writer.submit(insert, lambda _: self.hub.work_added((task.model,)))
+        stored = await self._writer.submit(insert, lambda _: self.hub.work_added((task.model,)))
+        if stored is None:
+            raise Conflict("This Idempotency-Key was used with a different request in the last 24 hours.")
+        return stored
+
+    @_unavailable_on_error
+    async def list_tasks(self, key_id: str, query: TaskQuery) -> list[Task]:
+        filters: list[str] = []
+        params: dict[str, Any] = {"key_id": key_id, "limit": query.limit}
+        for column, value, operator in (
+            ("state", query.state, "="),
+            ("model", query.model, "="),
+            ("create_time", query.since, ">="),
+            ("create_time", query.until, "<"),
+        ):
+            if value is not None:
+                filters.append(f"AND {column} {operator} :{column}_{len(filters)}")
+                params[f"{column}_{len(filters) - 1}"] = value
+        if query.before is not None:
+            filters.append("AND (create_time, id) < (:before_time, :before_id)")
+            params["before_time"], params["before_id"] = query.before
+        sql = q.LIST_TASKS.format(filters=" ".join(filters))
+        return [task_from_row(row) for row in self._reader.execute(sql, params).fetchall()]
+
+    @_unavailable_on_error
+    async def queue_position(self, task: Task) -> int:
+        """Pending tasks of the same model ahead of this one."""
+        params = {"model": task.model, "priority": task.priority, "create_time": task.create_time}
+        row = self._reader.execute(q.QUEUE_POSITION, params).fetchone()
+        return int(row[0])
 
     @_unavailable_on_error
     async def get_task(self, task_id: str) -> Task | None:

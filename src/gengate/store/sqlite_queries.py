@@ -21,6 +21,24 @@ INSERT_TASK = f"INSERT INTO tasks ({TASK_COLUMNS}) VALUES ({', '.join('?' * 23)}
 
 GET_TASK = f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?"
 
+GET_IDEMPOTENCY = """
+SELECT request_hash, task_id FROM idempotency_keys
+ WHERE key_id = :key_id AND idem_key = :idem_key AND created_at >= :since
+"""
+
+PUT_IDEMPOTENCY = """
+INSERT OR REPLACE INTO idempotency_keys (key_id, idem_key, request_hash, task_id, created_at)
+VALUES (:key_id, :idem_key, :request_hash, :task_id, :now)
+"""
+
+# {filters} adds `AND ...` clauses; the cursor is the (create_time, id) of the last row seen.
+LIST_TASKS = f"""
+SELECT {TASK_COLUMNS} FROM tasks
+ WHERE key_id = :key_id {{filters}}
+ ORDER BY create_time DESC, id DESC
+ LIMIT :limit
+"""
+
 # {heads} is one CLAIM_HEAD per model, joined by UNION ALL: each walks the partial queue
 # index of its model for at most that model's free capacity, so a long queue costs nothing.
 CLAIM = f"""

@@ -1,0 +1,143 @@
+"""A key's tasks beyond one status read: listing, the model catalogue, and a live event stream."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from gengate.api.apixo import status_data
+from gengate.api.context import ApiContext
+from gengate.api.responses import success
+from gengate.domain.errors import BadRequest
+from gengate.domain.inputs import input_json_schema
+from gengate.domain.states import TaskState
+from gengate.domain.task import Task
+from gengate.store.base import TaskQuery
+
+MAX_PAGE = 200
+#: How long a browser's events token lives.
+EVENTS_TOKEN_TTL_MS = 10 * 60 * 1000
+#: A comment line this often keeps proxies from closing a quiet stream.
+KEEPALIVE_S = 15.0
+
+
+class TasksApi:
+    def __init__(self, ctx: ApiContext) -> None:
+        self.ctx = ctx
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/api/v1/tasks", self.list_tasks, methods=["GET"]),
+            Route("/api/v1/models", self.models, methods=["GET"]),
+            Route("/api/v1/tasks/{task_id}/events", self.events, methods=["GET"]),
+            Route("/api/v1/tasks/{task_id}/eventsToken", self.events_token, methods=["POST"]),
+        ]
+
+    # -- listing ---------------------------------------------------------------------------
+    async def list_tasks(self, request: Request) -> Response:
+        """Own tasks, newest first, filtered by `state`, `model`, `since`/`until` (Unix ms),
+        `limit` per page; `cursor` (from `nextCursor`) continues."""
+        key = await self.ctx.keys.authenticate(request.headers.get("authorization"))
+        params = request.query_params
+        state = params.get("state")
+        if state is not None and state not in {s.value for s in TaskState}:
+            raise BadRequest(f"`state` must be one of: {', '.join(s.value for s in TaskState)}.")
+        limit = _int_param(params.get("limit"), "limit", 50)
+        if not 1 <= limit <= MAX_PAGE:
+            raise BadRequest(f"`limit` must be between 1 and {MAX_PAGE}.")
+        query = TaskQuery(
+            state=state,
+            model=params.get("model"),
+            since=_int_param(params.get("since"), "since", None),
+            until=_int_param(params.get("until"), "until", None),
+            before=_decode_cursor(params.get("cursor")),
+            limit=limit,
+        )
+        tasks = await self.ctx.tasks.list(key, query)
+        next_cursor = _encode_cursor(tasks[-1]) if len(tasks) == limit else None
+        return success({"tasks": [status_data(task, self.ctx) for task in tasks], "nextCursor": next_cursor})
+
+    # -- catalogue -------------------------------------------------------------------------
+    async def models(self, request: Request) -> Response:
+        """The models this key may use: modes, the input JSON schema of each, and the price."""
+        key = await self.ctx.keys.authenticate(request.headers.get("authorization"))
+        models = [
+            {
+                "id": spec.id,
+                "modes": list(spec.modes),
+                "inputSchema": {mode: input_json_schema(struct) for mode, struct in spec.inputs.items()},
+                "price": spec.price,
+            }
+            for spec in self.ctx.catalogue
+            if key.models is None or spec.id in key.models
+        ]
+        return success({"models": models})
+
+    # -- events ----------------------------------------------------------------------------
+    async def events_token(self, request: Request) -> Response:
+        """A short-lived token for `events?token=`: browsers' EventSource sends no headers."""
+        key = await self.ctx.keys.authenticate(request.headers.get("authorization"))
+        task = await self.ctx.tasks.get(key, request.path_params["task_id"])
+        token, expires = self.ctx.keys.scoped_token(key, f"events:{task.id}", EVENTS_TOKEN_TTL_MS)
+        return success(
+            {"token": token, "expiresAt": expires, "path": f"/api/v1/tasks/{task.id}/events?token={token}"}
+        )
+
+    async def events(self, request: Request) -> Response:
+        """Server-Sent Events: the status now, then one event per state or progress change,
+        ending after the terminal state."""
+        task_id = request.path_params["task_id"]
+        token = request.query_params.get("token")
+        if token is not None and "authorization" not in request.headers:
+            key = await self.ctx.keys.key_of_scoped_token(token, f"events:{task_id}")
+        else:
+            key = await self.ctx.keys.authenticate(request.headers.get("authorization"))
+        task = await self.ctx.tasks.get(key, task_id)
+        headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        return StreamingResponse(self._stream(task), media_type="text/event-stream", headers=headers)
+
+    async def _stream(self, task: Task) -> AsyncIterator[bytes]:
+        event_id = 1
+        yield _event(event_id, status_data(task, self.ctx))
+        while not task.state.is_terminal():
+            current = await self.ctx.tasks.wait_for_change(task, KEEPALIVE_S)
+            if (current.state, current.progress) == (task.state, task.progress):
+                yield b": keep-alive\n\n"
+                continue
+            task = current
+            event_id += 1
+            yield _event(event_id, status_data(task, self.ctx))
+
+
+def _event(event_id: int, data: dict[str, Any]) -> bytes:
+    return b"id: %d\nevent: status\ndata: %s\n\n" % (event_id, orjson.dumps(data))
+
+
+def _int_param(raw: str | None, name: str, default: int | None) -> Any:
+    if raw is None or raw == "":
+        return default
+    if not (raw.isascii() and raw.lstrip("-").isdigit()) or len(raw) > 18:
+        raise BadRequest(f"`{name}` must be an integer.")
+    return int(raw)
+
+
+def _encode_cursor(task: Task) -> str:
+    return base64.urlsafe_b64encode(f"{task.create_time}:{task.id}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(raw: str | None) -> tuple[int, str] | None:
+    if not raw:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+        time_text, _, task_id = text.partition(":")
+        return int(time_text), task_id
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise BadRequest("`cursor` is invalid: use the `nextCursor` of the previous page.") from None
