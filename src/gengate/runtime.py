@@ -43,7 +43,11 @@ class Gateway:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.admin_key, self.admin_key_is_new = bootstrap.admin_key(settings)
         self.hub = ChangeHub()
-        self.store = SQLiteStore(settings.sqlite_path, self.hub)
+        self.store = SQLiteStore(
+            settings.sqlite_path,
+            self.hub,
+            first_callback_delay_ms=int(settings.webhook_retry_schedule[0] * 1000),
+        )
         self.providers = build_providers(settings)
         self.catalogue = build_catalogue(settings, self.providers)
         self.files = LocalFileStore(

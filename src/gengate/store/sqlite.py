@@ -67,9 +67,11 @@ def _unavailable_on_error(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P
 
 
 class SQLiteStore:
-    def __init__(self, path: Path, hub: ChangeHub | None = None) -> None:
+    def __init__(self, path: Path, hub: ChangeHub | None = None, *, first_callback_delay_ms: int = 0) -> None:
         self.path = path
         self.hub = hub or ChangeHub()
+        #: The first delay of the callback retry schedule: when a newly owed callback is due.
+        self.first_callback_delay_ms = first_callback_delay_ms
         self._writer = SQLiteWriter(path, q.PRAGMAS)
         self._read: sqlite3.Connection | None = None
 
@@ -206,7 +208,7 @@ class SQLiteStore:
             row = conn.execute(q.CANCEL_PENDING, params).fetchone()
             if row is not None:
                 task = task_from_row(row)
-                owe_callback(conn, task, now)
+                owe_callback(conn, task, now, self.first_callback_delay_ms)
                 return task, False
             row = conn.execute(q.REQUEST_CANCEL, {"id": task_id}).fetchone()
             if row is not None:
@@ -260,7 +262,7 @@ class SQLiteStore:
             if row is None:
                 return None
             task = task_from_row(row)
-            owe_callback(conn, task, now)
+            owe_callback(conn, task, now, self.first_callback_delay_ms)
             return task
 
         def after(task: Task | None) -> None:
@@ -315,7 +317,7 @@ class SQLiteStore:
                     row = conn.execute(q.FAIL_LOST, params).fetchone()
                     changed = row is not None
                     if row is not None:
-                        owe_callback(conn, task_from_row(row), now_ms)
+                        owe_callback(conn, task_from_row(row), now_ms, self.first_callback_delay_ms)
                     requeued = False
                 if changed:
                     reaped.append(ReapedTask(task_id, requeued))
@@ -362,7 +364,7 @@ class SQLiteStore:
 
     @_unavailable_on_error
     async def next_delivery_due(self) -> int | None:
-        row = self._reader.execute(q.NEXT_DELIVERY_DUE).fetchone()
+        row = self._reader.execute(q.NEXT_DELIVERY_DUE, {"now": now_ms()}).fetchone()
         return int(row[0]) if row[0] is not None else None
 
     @_unavailable_on_error

@@ -148,7 +148,7 @@ DELIVERY_COLUMNS = (
 
 INSERT_DELIVERY = """
 INSERT INTO deliveries (id, task_id, key_id, url, dialect, state, next_attempt_at, created_at)
-VALUES (:id, :task_id, :key_id, :url, :dialect, 'pending', :now, :now)
+VALUES (:id, :task_id, :key_id, :url, :dialect, 'pending', :now + :first_delay, :now)
 """
 
 CLAIM_DELIVERIES = f"""
@@ -160,7 +160,11 @@ UPDATE deliveries SET lease_owner = :owner, lease_expires = :expires
 RETURNING {DELIVERY_COLUMNS}
 """
 
-NEXT_DELIVERY_DUE = "SELECT min(next_attempt_at) FROM deliveries WHERE state = 'pending'"
+# A delivery leased to a sender is due again only when its lease runs out.
+NEXT_DELIVERY_DUE = """
+SELECT min(CASE WHEN lease_expires >= :now THEN lease_expires ELSE next_attempt_at END)
+  FROM deliveries WHERE state = 'pending'
+"""
 
 INSERT_ATTEMPT = """
 INSERT INTO delivery_attempts (delivery_id, attempt, started_at, status_code, latency_ms, error)

@@ -19,7 +19,7 @@ _files_decoder = msgspec.json.Decoder(list[tuple[str, str, int]])
 _STATES = {state.value: state for state in TaskState}
 
 
-def owe_callback(conn: sqlite3.Connection, task: Task, now: int) -> None:
+def owe_callback(conn: sqlite3.Connection, task: Task, now: int, first_delay_ms: int = 0) -> None:
     """The outbox row, written in the transaction that ends the task: no crash can lose it."""
     if task.callback_url:
         conn.execute(
@@ -31,6 +31,7 @@ def owe_callback(conn: sqlite3.Connection, task: Task, now: int) -> None:
                 "url": task.callback_url,
                 "dialect": task.dialect,
                 "now": now,
+                "first_delay": first_delay_ms,
             },
         )
 

@@ -75,11 +75,11 @@ def retry_after_seconds(value: str | None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # isdigit alone admits "²", which float() refuses
         return float(value)
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
@@ -166,7 +166,12 @@ class WebhookSender:
         attempt_no = delivery.attempts + 1
         started = now_ms()
         clock = time.perf_counter()
-        outcome = await self._attempt(delivery)
+        try:
+            outcome = await self._attempt(delivery)
+        except Exception:
+            # Still an attempt on the schedule: an unrecorded one would hold its lease and loop.
+            log.exception("callback %s failed inside the gateway", delivery.id)
+            outcome = Outcome(None, "internal error in the gateway while sending")
         latency_ms = int((time.perf_counter() - clock) * 1000) if outcome.status_code is not None else None
         state, next_at = next_step(outcome, attempt_no - delivery.round_start, self.schedule, now_ms())
         result = AttemptResult(
@@ -207,10 +212,13 @@ class WebhookSender:
             "webhook-signature": webhook.sign(delivery.id, sent_at, body.decode()),
         }
         try:
-            response = await self._client.post(
-                target.ip_url(), content=body, headers=headers, extensions={"sni_hostname": target.host}
-            )
-        except httpx.TimeoutException:
+            # httpx's timeout bounds each read; this bounds the whole attempt, so a receiver
+            # trickling its answer a byte at a time cannot hold the attempt (and its lease).
+            async with asyncio.timeout(self.timeout_s):
+                response = await self._client.post(
+                    target.ip_url(), content=body, headers=headers, extensions={"sni_hostname": target.host}
+                )
+        except (httpx.TimeoutException, TimeoutError):
             return Outcome(None, f"no answer within {self.timeout_s:g} s")
         except httpx.HTTPError as exc:
             return Outcome(None, f"{type(exc).__name__}: {exc}"[:ERROR_EXCERPT] or type(exc).__name__)
