@@ -29,7 +29,7 @@ def test_accepted_tasks_survive_sigkill(start_gengate: Any, tmp_path: Path) -> N
     for model, task_id in submitted:
         data = queue_only.status_data(key, model, task_id)
         assert data["state"] == "pending", data  # no worker runs in this server
-        assert PENDING_FIELDS <= set(data) <= PENDING_FIELDS | {"model", "progress"}, data
+        assert PENDING_FIELDS <= set(data) <= PENDING_FIELDS | {"model", "progress", "queuePosition"}, data
         created[task_id] = data["createTime"]
     # One more, killed the moment its taskId is in hand: accepted means durable.
     last = queue_only.submit_ok(key, "demo-echo", {"mode": "echo", "data": "last"})

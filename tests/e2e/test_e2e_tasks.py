@@ -19,7 +19,7 @@ SEED_BODY: dict[str, Any] = {
     "input": {"mode": "text-to-image", "prompt": "A beautiful sunset over mountains"},
 }
 TASK_ID = re.compile(r"^task_[A-Za-z0-9_-]{22,}$")
-EXTRAS = {"model", "progress"}
+EXTRAS = {"model", "progress", "queuePosition"}
 PENDING_FIELDS = {"taskId", "state", "createTime"}
 SUCCESS_FIELDS = {"taskId", "state", "resultJson", "costTime", "createTime", "completeTime"}
 FAILED_FIELDS = {"taskId", "state", "failCode", "failMsg", "createTime", "completeTime"}

@@ -105,6 +105,7 @@ class KieRoutes:
             callback_url=callback_url or None,
             trace_id=trace_id_of(request.scope),
             dialect="kie",
+            idempotency_key=request.headers.get("idempotency-key"),
         )
         return success({"taskId": task.id}, message_field="msg")
 

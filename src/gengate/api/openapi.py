@@ -346,7 +346,7 @@ def openapi_document(catalogue: Catalogue, version: str) -> dict[str, Any]:
                 "responses": _ok(
                     _envelope({"type": "object", "properties": {"taskId": {"type": "string"}}}, "msg")
                 )
-                | _errors(400, 401, 403, 404, 413, 500, 503, schema="KieError"),
+                | _errors(400, 401, 403, 404, 409, 413, 500, 503, schema="KieError"),
             }
         },
         "/api/v1/jobs/recordInfo": {

@@ -53,13 +53,14 @@ class TaskFailed(GatewayError):
         self.code = fail_code  # type: ignore[misc]
 
 
-def run_result(task: Task, ctx: ApiContext) -> dict[str, Any]:
-    """The success body of a run: `success`, `task_id`, `trace_id` (of the submit request),
-    then the business fields `result_urls` and `cost_time` (ms of work)."""
+def run_result(task: Task, ctx: ApiContext, trace_id: str | None = None) -> dict[str, Any]:
+    """The success body of a run: `success`, `task_id`, `trace_id` (of the answered request;
+    by default the submit request's), then the business fields `result_urls` and `cost_time`
+    (ms of work)."""
     return {
         "success": True,
         "task_id": task.id,
-        "trace_id": task.trace_id,
+        "trace_id": trace_id or task.trace_id,
         "result_urls": ctx.result_urls(task),
         "cost_time": task.cost_time,
     }
@@ -110,12 +111,13 @@ class XhuoRoutes:
             callback_url=callback_url or None,
             trace_id=trace_id,
             dialect="xhuo",
+            idempotency_key=request.headers.get("idempotency-key"),
         )
         if callback_url:
             return JSONResponse({"success": True, "task_id": task.id, "trace_id": trace_id})
         task = await ctx.tasks.wait_until_done(task, ctx.sync_wait_s)
         if task.state is TaskState.SUCCESS:
-            return JSONResponse(run_result(task, ctx))
+            return JSONResponse(run_result(task, ctx, trace_id))
         if task.state is TaskState.FAILED:
             raise TaskFailed(task)
         raise Timeout(
