@@ -44,6 +44,7 @@ _TASK_STATUS = {
         "completeTime": {"type": "integer", "description": "Unix ms; on success and failure."},
         "model": {"type": "string"},
         "progress": {"type": "integer", "minimum": 0, "maximum": 100},
+        "queuePosition": {"type": "integer", "description": "While pending: tasks of the model ahead."},
     },
 }
 
@@ -334,8 +335,111 @@ def openapi_document(catalogue: Catalogue, version: str) -> dict[str, Any]:
                 "parameters": [
                     model_param,
                     {"name": "taskId", "in": "query", "required": True, "schema": {"type": "string"}},
+                    wait_param,
                 ],
                 "responses": _ok(_envelope(_ref("TaskStatus"))) | _errors(400, 401, 403, 404, 500, 503),
+            }
+        },
+        "/api/v1/cancelTask/{model}": {
+            "post": {
+                "summary": "Cancel a task: pending ends at once, running stops, finished stays",
+                "security": bearer,
+                "parameters": [
+                    model_param,
+                    {"name": "taskId", "in": "query", "required": True, "schema": {"type": "string"}},
+                ],
+                "responses": _ok(_envelope(_ref("TaskStatus"))) | _errors(400, 401, 403, 404, 503),
+            }
+        },
+        "/api/v1/tasks": {
+            "get": {
+                "summary": "The key's tasks, newest first, in cursor pages",
+                "security": bearer,
+                "parameters": [
+                    {
+                        "name": "state",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": [s.value for s in TaskState]},
+                    },
+                    {"name": "model", "in": "query", "schema": {"type": "string"}},
+                    {"name": "since", "in": "query", "schema": {"type": "integer", "description": "Unix ms"}},
+                    {"name": "until", "in": "query", "schema": {"type": "integer", "description": "Unix ms"}},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 200},
+                    },
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": _ok(
+                    _envelope(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "tasks": {"type": "array", "items": _ref("TaskStatus")},
+                                "nextCursor": {"type": ["string", "null"]},
+                            },
+                        }
+                    )
+                )
+                | _errors(400, 401, 403),
+            }
+        },
+        "/api/v1/models": {
+            "get": {
+                "summary": "The models this key may use, with input schemas and prices",
+                "security": bearer,
+                "responses": _ok(
+                    _envelope(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "models": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "properties": {
+                                            "id": {"type": "string"},
+                                            "modes": {"type": "array", "items": {"type": "string"}},
+                                            "inputSchema": {"type": "object"},
+                                            "price": {"type": "integer"},
+                                        },
+                                    },
+                                }
+                            },
+                        }
+                    )
+                )
+                | _errors(401, 403),
+            }
+        },
+        "/api/v1/tasks/{taskId}/events": {
+            "get": {
+                "summary": "Server-Sent Events: one `status` event per state or progress change",
+                "description": "Authorize with the header, or (browsers) `token` from eventsToken.",
+                "parameters": [task_param, {"name": "token", "in": "query", "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "An event stream", "content": {"text/event-stream": {}}}}
+                | _errors(401, 403, 404),
+            }
+        },
+        "/api/v1/tasks/{taskId}/eventsToken": {
+            "post": {
+                "summary": "A short-lived token for the event stream of one task",
+                "security": bearer,
+                "parameters": [task_param],
+                "responses": _ok(
+                    _envelope(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "token": {"type": "string"},
+                                "expiresAt": {"type": "integer"},
+                                "path": {"type": "string"},
+                            },
+                        }
+                    )
+                )
+                | _errors(401, 403, 404),
             }
         },
         "/api/v1/jobs/createTask": {
