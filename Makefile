@@ -29,6 +29,7 @@ test: lint typecheck
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run --rounds 3
+	$(BIN)/python -m bench.longpoll
 
 fmt: $(STAMP)
 	$(BIN)/ruff format src tests bench
