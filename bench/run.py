@@ -460,6 +460,13 @@ def main(argv: list[str] | None = None) -> int:
         print("bench failed: the load saw errors, so the figures are not meaningful:", file=sys.stderr)
         print("\n".join(f"  {p}" for p in problems), file=sys.stderr)
         return 1
+
+    # --- callbacks (bench/callbacks.py): delivery latency and rate, printed after the figures ---
+    # above and merged into latest.json under "callbacks"; alone: `python -m bench.callbacks`.
+    if "gengate" in names:
+        from bench import callbacks
+
+        return callbacks.main([])
     return 0
 
 

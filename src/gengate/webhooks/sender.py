@@ -27,13 +27,21 @@ from gengate.domain.task import Task
 from gengate.metrics import Metrics
 from gengate.store.base import Store
 from gengate.store.notify import ChangeHub
-from gengate.webhooks.ssrf import AddressPolicy, UnsafeUrl, resolve_and_check
+from gengate.webhooks.ssrf import (
+    RESOLVE_TIMEOUT_S,
+    AddressPolicy,
+    UnsafeUrl,
+    parse_callback_url,
+    resolve_and_check,
+)
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = "gengate-webhooks/1"
 #: The longest a receiver's Retry-After may postpone the next attempt.
 MAX_RETRY_AFTER_S = 24 * 3600
+#: Added to the longest an attempt can take (resolve, then send) to make the delivery lease.
+LEASE_MARGIN_S = 30.0
 #: The most a receiver's error body is kept in the attempt record.
 ERROR_EXCERPT = 200
 
@@ -45,6 +53,8 @@ class Outcome:
     status_code: int | None
     error: str | None
     retry_after_s: float | None = None
+    #: No retry can succeed (a URL the guard refuses for good): fail now, not in a day and a half.
+    permanent: bool = False
 
     @property
     def delivered(self) -> bool:
@@ -62,7 +72,7 @@ def next_step(
     attempt of this round, or later if the receiver's Retry-After asks for it."""
     if outcome.delivered:
         return DeliveryState.DELIVERED, None
-    if outcome.gone or attempts_in_round >= len(schedule):
+    if outcome.gone or outcome.permanent or attempts_in_round >= len(schedule):
         return DeliveryState.FAILED, None
     delay = schedule[attempts_in_round]
     if outcome.retry_after_s is not None:
@@ -86,6 +96,15 @@ def retry_after_seconds(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
+def _refused_for_good(url: str) -> bool:
+    """A malformed URL, or an address literal the guard refuses, cannot become deliverable; a
+    name might resolve elsewhere later (or the operator admit its range), so it is retried."""
+    try:
+        return parse_callback_url(url).ip is not None
+    except UnsafeUrl:
+        return True
+
+
 @dataclass
 class WebhookSender:
     store: Store
@@ -100,12 +119,17 @@ class WebhookSender:
     timeout_s: float = 10.0
     concurrency: int = 64
     #: Held while one attempt runs: past it (a sender that died mid-attempt) another takes over.
-    lease_ms: int = 60_000
+    #: 0 derives it from the longest an attempt can take, so a slow attempt is never sent twice.
+    lease_ms: int = 0
     idle_poll_s: float = 5.0
     owner: str = field(default_factory=lambda: "s_" + secrets.token_hex(6))
     _client: httpx.AsyncClient | None = None
     _loop_task: asyncio.Task[None] | None = None
     _inflight: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        if self.lease_ms <= 0:
+            self.lease_ms = int((self.timeout_s + RESOLVE_TIMEOUT_S + LEASE_MARGIN_S) * 1000)
 
     async def start(self) -> None:
         self._client = httpx.AsyncClient(
@@ -168,11 +192,23 @@ class WebhookSender:
         clock = time.perf_counter()
         try:
             outcome = await self._attempt(delivery)
+        except asyncio.CancelledError:
+            # Stopping: record the attempt so that its lease ends now and the next start (or
+            # another sender) retries on schedule instead of waiting the lease out.
+            outcome = Outcome(None, "interrupted: the gateway stopped during the attempt")
+            with contextlib.suppress(Exception):
+                await self._record(delivery, attempt_no, started, outcome, None)
+            raise
         except Exception:
             # Still an attempt on the schedule: an unrecorded one would hold its lease and loop.
             log.exception("callback %s failed inside the gateway", delivery.id)
             outcome = Outcome(None, "internal error in the gateway while sending")
         latency_ms = int((time.perf_counter() - clock) * 1000) if outcome.status_code is not None else None
+        await self._record(delivery, attempt_no, started, outcome, latency_ms)
+
+    async def _record(
+        self, delivery: Delivery, attempt_no: int, started: int, outcome: Outcome, latency_ms: int | None
+    ) -> None:
         state, next_at = next_step(outcome, attempt_no - delivery.round_start, self.schedule, now_ms())
         result = AttemptResult(
             DeliveryAttempt(attempt_no, started, outcome.status_code, latency_ms, outcome.error),
@@ -199,7 +235,7 @@ class WebhookSender:
         try:
             target = await resolve_and_check(delivery.url, self.policy)
         except UnsafeUrl as exc:
-            return Outcome(None, f"refused: {exc}")
+            return Outcome(None, f"refused: {exc}", permanent=_refused_for_good(delivery.url))
         body = self.render(task)
         webhook = Webhook(await self.secret_for(delivery.key_id))
         sent_at = datetime.now(UTC)
