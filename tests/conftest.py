@@ -41,3 +41,14 @@ async def http(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
 async def api_key(gateway: Gateway) -> str:
     _key, secret = await gateway.keys.create("test")
     return secret
+
+
+@pytest.fixture
+async def idle(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, str, Gateway]]:
+    """A gateway without workers: its tasks stay pending until canceled."""
+    gateway = Gateway(settings.model_copy(update={"workers": 0}))
+    async with gateway.running():
+        _key, secret = await gateway.keys.create("idle")
+        transport = httpx.ASGITransport(app=gateway.asgi())
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as http:
+            yield http, secret, gateway

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 from ipaddress import ip_network
 from typing import Any
 
@@ -19,7 +18,6 @@ from gengate.api.callbacks import callback_body
 from gengate.api.errors import Dialect
 from gengate.api.hotpath import HotPath, HotRoute
 from gengate.runtime import Gateway
-from gengate.settings import Settings
 
 CREATE = "/api/v1/jobs/createTask"
 RECORD = "/api/v1/jobs/recordInfo"
@@ -84,17 +82,6 @@ def assert_kie_error(response: httpx.Response, status: int, code: str) -> dict[s
     assert body["msg"] == body["error"]["message"]
     assert body["trace_id"] == response.headers["x-trace-id"]
     return body
-
-
-@pytest.fixture
-async def idle(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, str, Gateway]]:
-    """A gateway without workers: its tasks stay pending until canceled."""
-    gateway = Gateway(settings.model_copy(update={"workers": 0}))
-    async with gateway.running():
-        _key, secret = await gateway.keys.create("idle")
-        transport = httpx.ASGITransport(app=gateway.asgi())
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as http:
-            yield http, secret, gateway
 
 
 async def cancel(gateway: Gateway, secret: str, task_id: str) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from ipaddress import ip_network
 from typing import Any
 
@@ -12,7 +11,6 @@ import httpx
 import pytest
 
 from gengate.runtime import Gateway
-from gengate.settings import Settings
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -33,17 +31,6 @@ async def status(http: httpx.AsyncClient, key: str, task_id: str, **params: Any)
     assert response.status_code == 200, response.text
     data: dict[str, Any] = response.json()["data"]
     return data
-
-
-@pytest.fixture
-async def idle(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, str, Gateway]]:
-    """A gateway without workers: its tasks stay pending."""
-    gateway = Gateway(settings.model_copy(update={"workers": 0}))
-    async with gateway.running():
-        _key, secret = await gateway.keys.create("idle")
-        transport = httpx.ASGITransport(app=gateway.asgi())
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as http:
-            yield http, secret, gateway
 
 
 async def test_long_poll_answers_when_the_task_changes(http: httpx.AsyncClient, api_key: str) -> None:

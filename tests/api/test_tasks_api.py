@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -12,7 +11,6 @@ import pytest
 
 from gengate.domain.keys import KeyChanges
 from gengate.runtime import Gateway
-from gengate.settings import Settings
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -26,17 +24,8 @@ async def submit(http: httpx.AsyncClient, key: str, body: Any = ECHO, **headers:
     return await http.post("/api/v1/generateTask/demo-echo", json=body, headers={**bearer(key), **headers})
 
 
-@pytest.fixture
-async def idle(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, Gateway]]:
-    gateway = Gateway(settings.model_copy(update={"workers": 0}))
-    async with gateway.running():
-        transport = httpx.ASGITransport(app=gateway.asgi())
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as http:
-            yield http, gateway
-
-
-async def test_list_pages_newest_first_with_filters(idle: tuple[httpx.AsyncClient, Gateway]) -> None:
-    http, gateway = idle
+async def test_list_pages_newest_first_with_filters(idle: tuple[httpx.AsyncClient, str, Gateway]) -> None:
+    http, _secret, gateway = idle
     _k, key = await gateway.keys.create("lister")
     _o, other = await gateway.keys.create("other")
     ids = [(await submit(http, key)).json()["data"]["taskId"] for _ in range(5)]
@@ -86,8 +75,8 @@ async def test_models_lists_what_the_key_may_use(http: httpx.AsyncClient, gatewa
     assert [m["id"] for m in only] == ["demo-echo"]
 
 
-async def test_idempotency_key_returns_the_same_task(idle: tuple[httpx.AsyncClient, Gateway]) -> None:
-    http, gateway = idle
+async def test_idempotency_key_returns_the_same_task(idle: tuple[httpx.AsyncClient, str, Gateway]) -> None:
+    http, _secret, gateway = idle
     _k, key = await gateway.keys.create("idem")
     first = await submit(http, key, **{"Idempotency-Key": "order-1"})
     again = await submit(http, key, **{"Idempotency-Key": "order-1"})
@@ -99,9 +88,9 @@ async def test_idempotency_key_returns_the_same_task(idle: tuple[httpx.AsyncClie
 
 
 async def test_idempotency_key_with_another_body_is_a_conflict(
-    idle: tuple[httpx.AsyncClient, Gateway],
+    idle: tuple[httpx.AsyncClient, str, Gateway],
 ) -> None:
-    http, gateway = idle
+    http, _secret, gateway = idle
     _k, key = await gateway.keys.create("idem")
     await submit(http, key, **{"Idempotency-Key": "order-1"})
     changed = {"request_type": "async", "input": {"mode": "echo", "prompt": "other"}}
@@ -110,8 +99,8 @@ async def test_idempotency_key_with_another_body_is_a_conflict(
     assert response.json()["error"]["code"] == "conflict"
 
 
-async def test_idempotency_keys_are_per_api_key(idle: tuple[httpx.AsyncClient, Gateway]) -> None:
-    http, gateway = idle
+async def test_idempotency_keys_are_per_api_key(idle: tuple[httpx.AsyncClient, str, Gateway]) -> None:
+    http, _secret, gateway = idle
     _a, first = await gateway.keys.create("a")
     _b, second = await gateway.keys.create("b")
     one = await submit(http, first, **{"Idempotency-Key": "same"})
@@ -119,8 +108,8 @@ async def test_idempotency_keys_are_per_api_key(idle: tuple[httpx.AsyncClient, G
     assert one.json()["data"]["taskId"] != two.json()["data"]["taskId"]
 
 
-async def test_concurrent_duplicates_make_one_task(idle: tuple[httpx.AsyncClient, Gateway]) -> None:
-    http, gateway = idle
+async def test_concurrent_duplicates_make_one_task(idle: tuple[httpx.AsyncClient, str, Gateway]) -> None:
+    http, _secret, gateway = idle
     _k, key = await gateway.keys.create("idem")
     responses = await asyncio.gather(*(submit(http, key, **{"Idempotency-Key": "burst"}) for _ in range(30)))
     assert {r.json()["data"]["taskId"] for r in responses} == {responses[0].json()["data"]["taskId"]}
@@ -139,8 +128,8 @@ async def test_bad_idempotency_key(http: httpx.AsyncClient, api_key: str, value:
     assert response.status_code == 400
 
 
-async def test_queue_position_while_pending(idle: tuple[httpx.AsyncClient, Gateway]) -> None:
-    http, gateway = idle
+async def test_queue_position_while_pending(idle: tuple[httpx.AsyncClient, str, Gateway]) -> None:
+    http, _secret, gateway = idle
     _k, key = await gateway.keys.create("queue")
     ids = [(await submit(http, key)).json()["data"]["taskId"] for _ in range(3)]
     positions = []
