@@ -7,221 +7,24 @@ from typing import Any
 import msgspec
 
 from gengate.api.admin import CreateKeyBody, UpdateKeyBody
+from gengate.api.openapi_parts import (
+    DELIVERY,
+    ERROR,
+    KEY,
+    KIE_ERROR,
+    KIE_RECORD,
+    REF,
+    TASK_STATUS,
+    XHUO_ERROR,
+    XHUO_RESULT,
+    envelope,
+    errors,
+    json_body,
+    ok,
+    ref,
+)
 from gengate.domain.catalogue import Catalogue
-from gengate.domain.errors import GatewayError
-from gengate.domain.states import FailCode, TaskState
-
-REF = "#/components/schemas/"
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": REF + name}
-
-
-def _envelope(data: dict[str, Any], message_field: str = "message") -> dict[str, Any]:
-    return {
-        "type": "object",
-        "required": ["code", message_field, "data"],
-        "properties": {
-            "code": {"type": "integer", "example": 200},
-            message_field: {"type": "string"},
-            "data": data,
-        },
-    }
-
-
-_TASK_STATUS = {
-    "type": "object",
-    "required": ["taskId", "state", "createTime"],
-    "properties": {
-        "taskId": {"type": "string", "example": "task_3q2Xb7kPz1YwLm9vN0aR4t"},
-        "state": {"type": "string", "enum": [s.value for s in TaskState]},
-        "resultJson": {"type": "string", "description": 'On success: a JSON string `{"resultUrls": [...]}`.'},
-        "costTime": {"type": "integer", "description": "On success: ms of work."},
-        "failCode": {"type": "string", "description": "On failure.", "examples": [c.value for c in FailCode]},
-        "failMsg": {"type": "string", "description": "On failure."},
-        "createTime": {"type": "integer", "description": "Unix ms."},
-        "completeTime": {"type": "integer", "description": "Unix ms; on success and failure."},
-        "model": {"type": "string"},
-        "progress": {"type": "integer", "minimum": 0, "maximum": 100},
-        "queuePosition": {"type": "integer", "description": "While pending: tasks of the model ahead."},
-    },
-}
-
-
-def _all_errors() -> list[type[GatewayError]]:
-    found: list[type[GatewayError]] = []
-    pending = [GatewayError]
-    while pending:
-        cls = pending.pop()
-        found.append(cls)
-        pending.extend(cls.__subclasses__())
-    return found
-
-
-_ERROR: dict[str, Any] = {
-    "type": "object",
-    "required": ["code", "message", "data", "error", "trace_id"],
-    "properties": {
-        "code": {"type": "integer"},
-        "message": {"type": "string"},
-        "data": {"type": "null"},
-        "error": {
-            "type": "object",
-            "required": ["code", "message"],
-            "properties": {
-                "code": {"type": "string", "enum": sorted({c.code for c in _all_errors()})},
-                "message": {"type": "string"},
-            },
-        },
-        "trace_id": {"type": "string", "format": "uuid"},
-    },
-}
-
-
-_KIE_ERROR = {
-    **_ERROR,
-    "required": ["code", "msg", "data", "error", "trace_id"],
-    "properties": {
-        "msg" if name == "message" else name: schema for name, schema in _ERROR["properties"].items()
-    },
-}
-
-_XHUO_ERROR = {
-    "type": "object",
-    "required": ["error", "trace_id"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "message"],
-            "properties": {
-                "code": {
-                    "type": "string",
-                    "enum": [
-                        *_ERROR["properties"]["error"]["properties"]["code"]["enum"],
-                        *(c.value for c in FailCode),
-                    ],
-                    "description": "A gateway error code, or the failCode of a run whose task failed.",
-                },
-                "message": {"type": "string"},
-            },
-        },
-        "trace_id": {"type": "string", "format": "uuid"},
-        "task_id": {
-            "type": "string",
-            "description": "On 504 `timeout` and on a failed task: the task, to poll or look up.",
-        },
-    },
-}
-
-
-def _nullable(type_: str, description: str) -> dict[str, Any]:
-    return {"type": [type_, "null"], "description": description}
-
-
-_KIE_RECORD = {
-    "type": "object",
-    "required": [
-        "taskId",
-        "model",
-        "state",
-        "param",
-        "resultJson",
-        "failCode",
-        "failMsg",
-        "costTime",
-        "completeTime",
-        "createTime",
-    ],
-    "properties": {
-        "taskId": {"type": "string"},
-        "model": {"type": "string"},
-        "state": {
-            "type": "string",
-            "enum": ["waiting", "success", "fail"],
-            "description": "`waiting`: pending or processing; `fail`: failed or canceled.",
-        },
-        "param": {"type": "string", "description": "The original create request as a JSON string."},
-        "resultJson": _nullable("string", 'On success: a JSON string `{"resultUrls": [...]}`.'),
-        "failCode": {**_nullable("string", "On failure."), "examples": [c.value for c in FailCode]},
-        "failMsg": _nullable("string", "On failure."),
-        "costTime": _nullable("integer", "On success: ms of work."),
-        "completeTime": _nullable("integer", "Unix ms; on success and failure."),
-        "createTime": {"type": "integer", "description": "Unix ms."},
-        "progress": _nullable("integer", "0-100 while known."),
-    },
-}
-
-_XHUO_RESULT = {
-    "type": "object",
-    "required": ["success", "task_id", "trace_id"],
-    "properties": {
-        "success": {"type": "boolean", "const": True},
-        "task_id": {"type": "string"},
-        "trace_id": {"type": "string", "format": "uuid", "description": "Of the submit request."},
-        "result_urls": {
-            "type": "array",
-            "items": {"type": "string", "format": "uri"},
-            "description": "Signed, expiring; absent from the answer to a run with `callback_url`.",
-        },
-        "cost_time": {"type": ["integer", "null"], "description": "ms of work."},
-    },
-}
-
-
-_KEY: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "id": {"type": "string"},
-        "name": {"type": "string"},
-        "prefix": {"type": "string", "description": "The first characters of the key, to tell keys apart."},
-        "disabled": {"type": "boolean"},
-        "expires_at": {"type": ["integer", "null"]},
-        "models": {"type": ["array", "null"], "items": {"type": "string"}},
-        "created_at": {"type": "integer"},
-    },
-}
-
-
-_DELIVERY = {
-    "type": "object",
-    "properties": {
-        "id": {"type": "string", "description": "The webhook-id, the same on every attempt."},
-        "url": {"type": "string"},
-        "state": {"type": "string", "enum": ["pending", "delivered", "failed"]},
-        "attempts": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "attempt": {"type": "integer"},
-                    "startedAt": {"type": "integer"},
-                    "statusCode": {"type": ["integer", "null"]},
-                    "latencyMs": {"type": ["integer", "null"]},
-                    "error": {"type": ["string", "null"]},
-                },
-            },
-        },
-        "nextAttemptAt": {"type": ["integer", "null"]},
-        "createdAt": {"type": "integer"},
-        "completedAt": {"type": ["integer", "null"]},
-    },
-}
-
-
-def _errors(*statuses: int, schema: str = "Error") -> dict[str, Any]:
-    return {
-        str(status): {"description": "Error", "content": {"application/json": {"schema": _ref(schema)}}}
-        for status in statuses
-    }
-
-
-def _ok(schema: dict[str, Any], description: str = "Success") -> dict[str, Any]:
-    return {"200": {"description": description, "content": {"application/json": {"schema": schema}}}}
-
-
-def _json_body(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
+from gengate.domain.states import TaskState
 
 
 def openapi_document(catalogue: Catalogue, version: str) -> dict[str, Any]:
@@ -233,11 +36,11 @@ def openapi_document(catalogue: Catalogue, version: str) -> dict[str, Any]:
     structs += list(mode_structs.values())
     _, components = msgspec.json.schema_components(structs, ref_template=REF + "{name}")
     components |= {
-        "TaskStatus": _TASK_STATUS,
-        "Error": _ERROR,
-        "Key": _KEY,
-        "Account": {**_KEY, "properties": {**_KEY["properties"], "webhook_secret": {"type": "string"}}},
-        "Delivery": _DELIVERY,
+        "TaskStatus": TASK_STATUS,
+        "Error": ERROR,
+        "Key": KEY,
+        "Account": {**KEY, "properties": {**KEY["properties"], "webhook_secret": {"type": "string"}}},
+        "Delivery": DELIVERY,
         "GenerateTaskRequest": {
             "type": "object",
             "required": ["input"],
@@ -249,16 +52,16 @@ def openapi_document(catalogue: Catalogue, version: str) -> dict[str, Any]:
                     "description": "Receives the status response, signed per Standard Webhooks, "
                     "when the task ends.",
                 },
-                "input": {"oneOf": [_ref(struct.__name__) for struct in mode_structs.values()]},
+                "input": {"oneOf": [ref(struct.__name__) for struct in mode_structs.values()]},
             },
         },
     }
-    input_refs = [_ref(struct.__name__) for struct in mode_structs.values()]
+    input_refs = [ref(struct.__name__) for struct in mode_structs.values()]
     components |= {
-        "KieRecord": _KIE_RECORD,
-        "KieError": _KIE_ERROR,
-        "XhuoError": _XHUO_ERROR,
-        "XhuoRunResult": _XHUO_RESULT,
+        "KieRecord": KIE_RECORD,
+        "KieError": KIE_ERROR,
+        "XhuoError": XHUO_ERROR,
+        "XhuoRunResult": XHUO_RESULT,
         "KieCreateTaskRequest": {
             "type": "object",
             "required": ["model", "input"],
@@ -291,7 +94,7 @@ def openapi_document(catalogue: Catalogue, version: str) -> dict[str, Any]:
                 },
             },
         }
-        run_refs.append(_ref("Run" + struct.__name__))
+        run_refs.append(ref("Run" + struct.__name__))
     model_param = {
         "name": "model",
         "in": "path",
@@ -316,16 +119,16 @@ def openapi_document(catalogue: Catalogue, version: str) -> dict[str, Any]:
                 "`sync` waits (bounded) and answers the status.",
                 "security": bearer,
                 "parameters": [model_param],
-                "requestBody": _json_body(_ref("GenerateTaskRequest")),
-                "responses": _ok(
+                "requestBody": json_body(ref("GenerateTaskRequest")),
+                "responses": ok(
                     {
                         "oneOf": [
-                            _envelope({"type": "object", "properties": {"taskId": {"type": "string"}}}),
-                            _envelope(_ref("TaskStatus")),
+                            envelope({"type": "object", "properties": {"taskId": {"type": "string"}}}),
+                            envelope(ref("TaskStatus")),
                         ]
                     }
                 )
-                | _errors(400, 401, 403, 404, 413, 500, 503),
+                | errors(400, 401, 403, 404, 413, 500, 503),
             }
         },
         "/api/v1/statusTask/{model}": {
@@ -337,7 +140,7 @@ def openapi_document(catalogue: Catalogue, version: str) -> dict[str, Any]:
                     {"name": "taskId", "in": "query", "required": True, "schema": {"type": "string"}},
                     wait_param,
                 ],
-                "responses": _ok(_envelope(_ref("TaskStatus"))) | _errors(400, 401, 403, 404, 500, 503),
+                "responses": ok(envelope(ref("TaskStatus"))) | errors(400, 401, 403, 404, 500, 503),
             }
         },
         "/api/v1/cancelTask/{model}": {
@@ -348,7 +151,7 @@ def openapi_document(catalogue: Catalogue, version: str) -> dict[str, Any]:
                     model_param,
                     {"name": "taskId", "in": "query", "required": True, "schema": {"type": "string"}},
                 ],
-                "responses": _ok(_envelope(_ref("TaskStatus"))) | _errors(400, 401, 403, 404, 503),
+                "responses": ok(envelope(ref("TaskStatus"))) | errors(400, 401, 403, 404, 503),
             }
         },
         "/api/v1/tasks": {
@@ -371,26 +174,26 @@ def openapi_document(catalogue: Catalogue, version: str) -> dict[str, Any]:
                     },
                     {"name": "cursor", "in": "query", "schema": {"type": "string"}},
                 ],
-                "responses": _ok(
-                    _envelope(
+                "responses": ok(
+                    envelope(
                         {
                             "type": "object",
                             "properties": {
-                                "tasks": {"type": "array", "items": _ref("TaskStatus")},
+                                "tasks": {"type": "array", "items": ref("TaskStatus")},
                                 "nextCursor": {"type": ["string", "null"]},
                             },
                         }
                     )
                 )
-                | _errors(400, 401, 403),
+                | errors(400, 401, 403),
             }
         },
         "/api/v1/models": {
             "get": {
                 "summary": "The models this key may use, with input schemas and prices",
                 "security": bearer,
-                "responses": _ok(
-                    _envelope(
+                "responses": ok(
+                    envelope(
                         {
                             "type": "object",
                             "properties": {
@@ -410,7 +213,7 @@ def openapi_document(catalogue: Catalogue, version: str) -> dict[str, Any]:
                         }
                     )
                 )
-                | _errors(401, 403),
+                | errors(401, 403),
             }
         },
         "/api/v1/tasks/{taskId}/events": {
@@ -419,7 +222,7 @@ def openapi_document(catalogue: Catalogue, version: str) -> dict[str, Any]:
                 "description": "Authorize with the header, or (browsers) `token` from eventsToken.",
                 "parameters": [task_param, {"name": "token", "in": "query", "schema": {"type": "string"}}],
                 "responses": {"200": {"description": "An event stream", "content": {"text/event-stream": {}}}}
-                | _errors(401, 403, 404),
+                | errors(401, 403, 404),
             }
         },
         "/api/v1/tasks/{taskId}/eventsToken": {
@@ -427,8 +230,8 @@ def openapi_document(catalogue: Catalogue, version: str) -> dict[str, Any]:
                 "summary": "A short-lived token for the event stream of one task",
                 "security": bearer,
                 "parameters": [task_param],
-                "responses": _ok(
-                    _envelope(
+                "responses": ok(
+                    envelope(
                         {
                             "type": "object",
                             "properties": {
@@ -439,18 +242,18 @@ def openapi_document(catalogue: Catalogue, version: str) -> dict[str, Any]:
                         }
                     )
                 )
-                | _errors(401, 403, 404),
+                | errors(401, 403, 404),
             }
         },
         "/api/v1/jobs/createTask": {
             "post": {
                 "summary": "Submit a generation task (KIE jobs dialect)",
                 "security": bearer,
-                "requestBody": _json_body(_ref("KieCreateTaskRequest")),
-                "responses": _ok(
-                    _envelope({"type": "object", "properties": {"taskId": {"type": "string"}}}, "msg")
+                "requestBody": json_body(ref("KieCreateTaskRequest")),
+                "responses": ok(
+                    envelope({"type": "object", "properties": {"taskId": {"type": "string"}}}, "msg")
                 )
-                | _errors(400, 401, 403, 404, 409, 413, 500, 503, schema="KieError"),
+                | errors(400, 401, 403, 404, 409, 413, 500, 503, schema="KieError"),
             }
         },
         "/api/v1/jobs/recordInfo": {
@@ -461,8 +264,8 @@ def openapi_document(catalogue: Catalogue, version: str) -> dict[str, Any]:
                     {"name": "taskId", "in": "query", "required": True, "schema": {"type": "string"}},
                     wait_param,
                 ],
-                "responses": _ok(_envelope(_ref("KieRecord"), "msg"))
-                | _errors(400, 401, 403, 404, 500, 503, schema="KieError"),
+                "responses": ok(envelope(ref("KieRecord"), "msg"))
+                | errors(400, 401, 403, 404, 500, 503, schema="KieError"),
             }
         },
         "/api/v1/run/{model}": {
@@ -475,27 +278,27 @@ def openapi_document(catalogue: Catalogue, version: str) -> dict[str, Any]:
                 "`callback_url` it answers `{success, task_id, trace_id}` at once.",
                 "security": bearer,
                 "parameters": [model_param],
-                "requestBody": _json_body({"oneOf": run_refs}),
-                "responses": _ok(_ref("XhuoRunResult"))
-                | _errors(400, 401, 403, 404, 409, 413, 500, 503, 504, schema="XhuoError"),
+                "requestBody": json_body({"oneOf": run_refs}),
+                "responses": ok(ref("XhuoRunResult"))
+                | errors(400, 401, 403, 404, 409, 413, 500, 503, 504, schema="XhuoError"),
             }
         },
         "/admin/v1/keys": {
             "post": {
                 "summary": "Create an API key (shown once)",
                 "security": bearer,
-                "requestBody": _json_body(_ref("CreateKeyBody")),
-                "responses": _ok(_envelope(_ref("Key"))) | _errors(400, 401, 413),
+                "requestBody": json_body(ref("CreateKeyBody")),
+                "responses": ok(envelope(ref("Key"))) | errors(400, 401, 413),
             },
             "get": {
                 "summary": "List API keys",
                 "security": bearer,
-                "responses": _ok(
-                    _envelope(
-                        {"type": "object", "properties": {"keys": {"type": "array", "items": _ref("Key")}}}
+                "responses": ok(
+                    envelope(
+                        {"type": "object", "properties": {"keys": {"type": "array", "items": ref("Key")}}}
                     )
                 )
-                | _errors(401),
+                | errors(401),
             },
         },
         "/admin/v1/keys/{key_id}": {
@@ -505,8 +308,8 @@ def openapi_document(catalogue: Catalogue, version: str) -> dict[str, Any]:
                 "parameters": [
                     {"name": "key_id", "in": "path", "required": True, "schema": {"type": "string"}}
                 ],
-                "requestBody": _json_body(_ref("UpdateKeyBody")),
-                "responses": _ok(_envelope(_ref("Key"))) | _errors(400, 401, 404, 413),
+                "requestBody": json_body(ref("UpdateKeyBody")),
+                "responses": ok(envelope(ref("Key"))) | errors(400, 401, 404, 413),
             }
         },
         "/files/{task_id}/{name}": {
@@ -518,21 +321,21 @@ def openapi_document(catalogue: Catalogue, version: str) -> dict[str, Any]:
                     {"name": "expires", "in": "query", "required": True, "schema": {"type": "string"}},
                     {"name": "signature", "in": "query", "required": True, "schema": {"type": "string"}},
                 ],
-                "responses": {"200": {"description": "The file"}} | _errors(403, 404),
+                "responses": {"200": {"description": "The file"}} | errors(403, 404),
             }
         },
         "/api/v1/account": {
             "get": {
                 "summary": "The calling key, with its webhook secret",
                 "security": bearer,
-                "responses": _ok(_envelope(_ref("Account"))) | _errors(401, 403),
+                "responses": ok(envelope(ref("Account"))) | errors(401, 403),
             }
         },
         "/api/v1/account/rotateWebhookSecret": {
             "post": {
                 "summary": "Replace the webhook secret; later callbacks are signed with the new one",
                 "security": bearer,
-                "responses": _ok(_envelope(_ref("Account"))) | _errors(401, 403),
+                "responses": ok(envelope(ref("Account"))) | errors(401, 403),
             }
         },
         "/api/v1/tasks/{taskId}/deliveries": {
@@ -540,18 +343,18 @@ def openapi_document(catalogue: Catalogue, version: str) -> dict[str, Any]:
                 "summary": "Every attempt to deliver the task's callback",
                 "security": bearer,
                 "parameters": [task_param],
-                "responses": _ok(
-                    _envelope(
+                "responses": ok(
+                    envelope(
                         {
                             "type": "object",
                             "properties": {
                                 "taskId": {"type": "string"},
-                                "deliveries": {"type": "array", "items": _ref("Delivery")},
+                                "deliveries": {"type": "array", "items": ref("Delivery")},
                             },
                         }
                     )
                 )
-                | _errors(401, 403, 404),
+                | errors(401, 403, 404),
             }
         },
         "/api/v1/tasks/{taskId}/redeliver": {
@@ -559,7 +362,7 @@ def openapi_document(catalogue: Catalogue, version: str) -> dict[str, Any]:
                 "summary": "Send the task's latest callback again (same webhook-id)",
                 "security": bearer,
                 "parameters": [task_param],
-                "responses": _ok(_envelope({"type": "object"})) | _errors(400, 401, 403, 404),
+                "responses": ok(envelope({"type": "object"})) | errors(400, 401, 403, 404),
             }
         },
         "/metrics": {
