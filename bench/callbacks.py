@@ -50,6 +50,7 @@ from bench.run import (
     free_port,
     gengate_command,
     serve,
+    stop,
     success,
     tail,
     wait_ready,
@@ -137,12 +138,7 @@ def receiver(log_path: Path) -> Iterator[tuple[httpx.Client, str]]:
             wait_ready(client, proc, "receiver", log_path, 30)  # any GET answers, /healthz too
             yield client, f"http://127.0.0.1:{port}/callback"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def arrivals(client: httpx.Client) -> int:

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-from schemathesis.checks import not_a_server_error
 
 pytestmark = pytest.mark.e2e
 
@@ -59,7 +58,10 @@ def _fuzz(operation: Any, headers: dict[str, str]) -> Any:
     @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
     def check(case: Any) -> None:
         _drop_simulated_failures(case.body)
-        case.call_and_validate(headers=headers, checks=[not_a_server_error], timeout=30)
+        response = case.call(headers=headers, timeout=30)
+        assert response.status_code < 500 or _documented_timeout(case, response), (
+            f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text[:500]}"
+        )
 
     return check
 
@@ -72,3 +74,12 @@ def _drop_simulated_failures(body: Any) -> None:
         body.pop("fail_code", None)
         for value in body.values():
             _drop_simulated_failures(value)
+
+
+def _documented_timeout(case: Any, response: Any) -> bool:
+    """A synchronous XHuo run past the wait limit answers 504 `timeout` with the task id: the
+    contract of that route (generated inputs ask for long demo work), not a server error."""
+    if response.status_code != 504 or not case.path.startswith("/api/v1/run/"):
+        return False
+    body = response.json()
+    return bool(body["error"]["code"] == "timeout" and body["task_id"].startswith("task_"))

@@ -9,7 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Scope
 
-from gengate.api.body import read_json_object
+from gengate.api.body import optional_string, read_json_object
 from gengate.api.context import ApiContext
 from gengate.api.hotpath import HotRoute, header_value, query_value
 from gengate.api.params import wait_seconds
@@ -62,12 +62,10 @@ class ApixoRoutes:
         body = await read_json_object(request, ctx.max_body_bytes)
         if "input" not in body:
             raise BadRequest("`input` is required.")
-        request_type = body.get("request_type", "async")
-        callback_url = body.get("callback_url")
-        if not isinstance(request_type, str):
+        request_type = optional_string(body, "request_type") if "request_type" in body else "async"
+        if request_type is None:
             raise BadRequest("`request_type` must be a string.")
-        if callback_url is not None and not isinstance(callback_url, str):
-            raise BadRequest("`callback_url` must be a string.")
+        callback_url = optional_string(body, "callback_url")
         task = await ctx.tasks.submit(
             key,
             model,

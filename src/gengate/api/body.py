@@ -44,6 +44,14 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
     return value
 
 
+def optional_string(body: dict[str, Any], name: str) -> str | None:
+    """A body field that, when present and not null, must be a string."""
+    value = body.get(name)
+    if value is not None and not isinstance(value, str):
+        raise BadRequest(f"`{name}` must be a string.")
+    return value
+
+
 def _too_deep(value: Any, limit: int) -> bool:
     """Whether containers nest deeper than `limit`; iterative, so depth costs no stack."""
     stack: list[tuple[Any, int]] = [(value, 1)]

@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Scope
 
-from gengate.api.body import read_json_object
+from gengate.api.body import optional_string, read_json_object
 from gengate.api.context import ApiContext
 from gengate.api.errors import Dialect
 from gengate.api.hotpath import HotRoute, header_value, query_value
@@ -85,17 +85,13 @@ class KieRoutes:
         ctx = self.ctx
         key = await ctx.keys.authenticate(request.headers.get("authorization"))
         body = await read_json_object(request, ctx.max_body_bytes)
-        model = body.get("model")
+        model = optional_string(body, "model")
         if model is None:
             raise BadRequest("`model` is required.")
-        if not isinstance(model, str):
-            raise BadRequest("`model` must be a string.")
         ctx.catalogue.get(model)
         if "input" not in body:
             raise BadRequest("`input` is required.")
-        callback_url = body.get("callBackUrl")
-        if callback_url is not None and not isinstance(callback_url, str):
-            raise BadRequest("`callBackUrl` must be a string.")
+        callback_url = optional_string(body, "callBackUrl")
         task = await ctx.tasks.submit(
             key,
             model,

@@ -16,11 +16,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gengate.api.body import read_json_object
+from gengate.api.body import optional_string, read_json_object
 from gengate.api.context import ApiContext
 from gengate.api.responses import JSONResponse
 from gengate.api.trace import trace_id_of
-from gengate.domain.errors import BadRequest, GatewayError, Timeout
+from gengate.domain.errors import GatewayError, Timeout
 from gengate.domain.states import FailCode, TaskState
 from gengate.domain.task import Task
 
@@ -97,10 +97,8 @@ class XhuoRoutes:
         model = request.path_params["model"]
         ctx.catalogue.get(model)
         body = await read_json_object(request, ctx.max_body_bytes)
-        task_input = dict(body)
-        callback_url = task_input.pop("callback_url", None)
-        if callback_url is not None and not isinstance(callback_url, str):
-            raise BadRequest("`callback_url` must be a string.")
+        callback_url = optional_string(body, "callback_url")
+        task_input = {name: value for name, value in body.items() if name != "callback_url"}
         trace_id = trace_id_of(request.scope)
         task = await ctx.tasks.submit(
             key,

@@ -43,9 +43,6 @@ class ChangeHub:
         if not waiters:
             del self._task_waiters[task_id]
 
-    def waiting_tasks(self) -> int:
-        return sum(len(waiters) for waiters in self._task_waiters.values())
-
     # -- cancel ----------------------------------------------------------------
     def on_cancel(self, listener: Callable[[str], None]) -> None:
         """Workers in this process learn at once that a running task was canceled."""
