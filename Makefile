@@ -25,6 +25,8 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 test: lint typecheck
+	./scripts/ensure-services.sh
+	./scripts/ensure-postgres.sh
 	$(BIN)/pytest
 
 bench: $(STAMP)

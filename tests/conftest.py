@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+import pgcluster
 from gengate.runtime import Gateway
 from gengate.settings import Settings, load_settings
 
@@ -52,3 +54,47 @@ async def idle(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, str
         transport = httpx.ASGITransport(app=gateway.asgi())
         async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as http:
             yield http, secret, gateway
+
+
+# -- PostgreSQL (tests/pgcluster.py): a real server the tests start --------------------------------
+def _under_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"true", "1", "yes"}
+
+
+def _postgres_bindir() -> Path:
+    """The server binaries; without them the test is skipped, or fails under `CI=true`, where the
+    PostgreSQL tests may never be skipped."""
+    try:
+        return pgcluster.require_bindir()
+    except pgcluster.PostgresMissing as exc:
+        if _under_ci():
+            pytest.fail(f"CI=true and {exc}", pytrace=False)
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[pgcluster.PgCluster]:
+    """One PostgreSQL cluster for the whole session (fsync on), with a `gengate` database."""
+    with pgcluster.running_cluster(bindir=_postgres_bindir()) as cluster:
+        cluster.create_database("gengate")
+        yield cluster
+
+
+@pytest.fixture
+def pg_url(pg_server: pgcluster.PgCluster) -> Iterator[str]:
+    """`postgresql://postgres@127.0.0.1:PORT/t_...`: a fresh empty database for this test only."""
+    if not pg_server.is_running():  # a test that stopped the shared server and failed to restart it
+        pg_server.start()
+    name = pg_server.fresh_database()
+    yield pg_server.url(name)
+    if pg_server.is_running():
+        pg_server.drop_database(name)
+
+
+@pytest.fixture
+def own_pg_server() -> Iterator[pgcluster.PgCluster]:
+    """A cluster of this test's own, with a `gengate` database: for tests that stop, restart or
+    crash the server (`stop`, `restart`, `down()`) without disturbing the shared one."""
+    with pgcluster.running_cluster(bindir=_postgres_bindir()) as cluster:
+        cluster.create_database("gengate")
+        yield cluster

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
@@ -20,16 +21,22 @@ from gengate import bootstrap
 from gengate.api.app import build_app
 from gengate.api.callbacks import callback_body
 from gengate.api.context import ApiContext
+from gengate.domain.catalogue import Catalogue
+from gengate.files.base import FileStore
 from gengate.files.cleanup import run_cleanup
-from gengate.files.local import LocalFileStore
+from gengate.files.factory import build_file_store
 from gengate.files.signing import UrlSigner
 from gengate.metrics import Metrics
+from gengate.providers.base import Provider
 from gengate.providers.registry import build_catalogue, build_providers
 from gengate.services.keys import KeyService
+from gengate.services.moderation import build_moderator
+from gengate.services.ratelimit import RateLimiter
 from gengate.services.tasks import TaskService
-from gengate.settings import Settings
+from gengate.settings import Settings, load_settings
+from gengate.store.base import Store
+from gengate.store.factory import build_store
 from gengate.store.notify import ChangeHub
-from gengate.store.sqlite import SQLiteStore
 from gengate.webhooks.sender import WebhookSender
 from gengate.webhooks.ssrf import AddressPolicy
 from gengate.worker.pool import WorkerPool
@@ -37,27 +44,53 @@ from gengate.worker.pool import WorkerPool
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class Core:
+    """What both a gateway and a standalone worker are built on."""
+
+    hub: ChangeHub
+    store: Store
+    providers: dict[str, Provider]
+    catalogue: Catalogue
+    files: FileStore
+
+
+def build_core(settings: Settings) -> Core:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    hub = ChangeHub()
+    providers = build_providers(settings)
+    return Core(
+        hub=hub,
+        store=build_store(settings, hub),
+        providers=providers,
+        catalogue=build_catalogue(settings, providers),
+        files=build_file_store(settings, UrlSigner(bootstrap.server_secret(settings))),
+    )
+
+
 class Gateway:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        core = build_core(settings)
         self.admin_key, self.admin_key_is_new = bootstrap.admin_key(settings)
-        self.hub = ChangeHub()
-        self.store = SQLiteStore(
-            settings.sqlite_path,
-            self.hub,
-            first_callback_delay_ms=int(settings.webhook_retry_schedule[0] * 1000),
-        )
-        self.providers = build_providers(settings)
-        self.catalogue = build_catalogue(settings, self.providers)
-        self.files = LocalFileStore(
-            settings.files_dir, settings.base_url, UrlSigner(bootstrap.server_secret(settings))
-        )
+        self.hub = core.hub
+        self.store = core.store
+        self.providers = core.providers
+        self.catalogue = core.catalogue
+        self.files = core.files
         secret = bootstrap.server_secret(settings)
         self.metrics = Metrics()
         self.keys = KeyService(self.store, self.admin_key, server_secret=secret)
         policy = AddressPolicy.from_env_value(",".join(settings.webhook_allow))
-        self.tasks = TaskService(self.store, self.hub, self.catalogue, policy)
+        self.rate_limiter = RateLimiter(settings.rate_limit_storage, settings.rate_limit)
+        self.tasks = TaskService(
+            self.store,
+            self.hub,
+            self.catalogue,
+            policy,
+            moderator=build_moderator(settings),
+            max_queue_depth=settings.max_queue_depth,
+        )
         self.pool = WorkerPool(
             store=self.store,
             hub=self.hub,
@@ -117,6 +150,7 @@ class Gateway:
             max_body_bytes=self.settings.max_body_bytes,
             sync_wait_s=self.settings.sync_wait,
             metrics=self.metrics,
+            rate_limiter=self.rate_limiter,
         )
 
     def asgi(self) -> ASGIApp:
@@ -128,3 +162,10 @@ class Gateway:
                 yield {}
 
         return build_app(self.api_context(), lifespan)
+
+
+def asgi_from_environment() -> ASGIApp:
+    """The app of one of several API processes (`gengate serve --processes N`): the settings
+    come from the environment, where the parent process put its flags."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return Gateway(load_settings()).asgi()

@@ -7,11 +7,13 @@ defaults. Nothing here is read at import time; callers pass the object on.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -29,13 +31,88 @@ DEFAULT_RETRY_SCHEDULE = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
 class ModelConfig(BaseModel):
     """A model as an operator declares it under `[models.<id>]`."""
 
-    provider: str = Field(description="Provider that runs the model, e.g. `demo-image`.")
+    provider: str = Field(
+        default="",
+        description="One provider, e.g. `demo-image`: the short form of `providers`. Once loaded it "
+        "holds the whole chain (`apixo:flux-2,kie:flux-2-pro`), the key of the model's provider.",
+    )
+    providers: list[str] = Field(
+        default_factory=list,
+        description="`<provider>` or `<provider>:<upstream model id>`, tried in order: a failure that is "
+        "not the client's fault moves to the next.",
+    )
     modes: list[str] | None = Field(default=None, description="Modes offered; default: all the provider has.")
     price: int = Field(default=1, ge=0, description="Credits per output.")
     timeout_s: float = Field(default=600.0, gt=0, description="Longest a run may take before TIMEOUT.")
     concurrency: int = Field(default=4, ge=1, description="Runs of this model at once in one worker.")
-    max_attempts: int = Field(default=3, ge=1, description="Claims before a task whose worker died fails.")
+    max_attempts: int = Field(
+        default=3, ge=1, description="Attempts before a task fails: lost workers and transient errors count."
+    )
+    max_running: int | None = Field(
+        default=None, ge=1, description="Running tasks of this model at once over the whole cluster."
+    )
+    retry_backoff_s: float = Field(
+        default=2.0, ge=0, description="First wait after a transient failure; doubled each attempt."
+    )
+    max_queue: int | None = Field(
+        default=None, ge=1, description="Pending tasks past which submits get 503; default: max_queue_depth."
+    )
     options: dict[str, Any] = Field(default_factory=dict, description="Passed to the provider.")
+
+    @model_validator(mode="after")
+    def _provider_chain(self) -> ModelConfig:
+        """`provider = "x"` is `providers = ["x"]`; afterwards `provider` names the whole chain."""
+        if not self.providers:
+            if not self.provider:
+                raise ValueError("a model needs `providers` (or `provider`)")
+            self.providers = [self.provider]
+        elif self.provider not in ("", ",".join(self.providers)):
+            raise ValueError("give `providers` or `provider`, not both")
+        for ref in self.providers:
+            if not _PROVIDER_REF.fullmatch(ref):
+                raise ValueError(f"provider {ref!r}: write `<provider>` or `<provider>:<upstream model id>`")
+        self.provider = ",".join(self.providers)
+        return self
+
+
+_PROVIDER_REF = re.compile(r"[A-Za-z0-9_.-]+(:[^,\s]+)?")
+
+ProviderKind = Literal["apixo", "kie", "xhuo", "openai", "diffusers", "demo"]
+
+
+class ProviderConfig(BaseModel):
+    """A backend under `[providers.<name>]`: an upstream service or a local pipeline.
+
+    Options of its kind sit beside these fields (`poll_initial_s`, `path`, ...); the kind's
+    builder checks them. The upstream's key is never written here: `api_key_env` names the
+    environment variable that holds it.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    kind: ProviderKind = Field(description="Dialect or backend: apixo, kie, xhuo, openai, diffusers, demo.")
+    base_url: str | None = Field(default=None, description="The upstream's base URL (relays).")
+    api_key_env: str | None = Field(
+        default=None, description="Environment variable holding the upstream's API key (relays)."
+    )
+    timeout_s: float = Field(default=60.0, gt=0, description="Longest wait for one upstream HTTP answer.")
+    breaker_failures: int = Field(
+        default=5, ge=1, description="Failures in a row (not the client's fault) that open its circuit."
+    )
+    breaker_reset_s: float = Field(
+        default=30.0, gt=0, description="Seconds an open circuit skips the provider before trying it again."
+    )
+
+    @model_validator(mode="after")
+    def _no_inline_key(self) -> ProviderConfig:
+        if "api_key" in (self.model_extra or {}):
+            raise ValueError("put the key in an environment variable and name it in `api_key_env`")
+        return self
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The kind-specific options: every key beside the common fields."""
+        return dict(self.model_extra or {})
 
 
 class Settings(BaseSettings):
@@ -49,8 +126,20 @@ class Settings(BaseSettings):
     public_url: str | None = Field(default=None, description="Base of result URLs; default http://host:port.")
     admin_key: SecretStr | None = Field(default=None, description="Admin key; made and kept if unset.")
     secret: SecretStr | None = Field(default=None, description="Signs result URLs; made and kept if unset.")
-    database_url: str | None = Field(default=None, description="Default: SQLite in the data folder.")
+    database_url: str | None = Field(
+        default=None,
+        description="`sqlite:///path` or `postgresql://user@host/db`; default: SQLite in the data folder.",
+    )
+    database_pool_size: int = Field(default=10, ge=1, description="PostgreSQL connections per process.")
     result_ttl: int = Field(default=86_400, gt=0, description="Seconds result URLs and files live.")
+    files_url: str | None = Field(
+        default=None,
+        description="Where result files go: `s3://bucket/prefix` for S3; default: the data folder.",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3-compatible server (MinIO, Ceph, R2, ...); default: AWS."
+    )
+    s3_region: str = Field(default="us-east-1", description="Region S3 requests and URLs are signed for.")
     sync_wait: float = Field(default=60.0, gt=0, le=600, description="Longest wait of a `sync` submit.")
     workers: int = Field(default=32, ge=0, description="In-process worker slots; 0 runs no worker.")
     max_body_bytes: int = Field(default=1 << 20, gt=0, description="Largest request body accepted.")
@@ -68,9 +157,38 @@ class Settings(BaseSettings):
     webhook_concurrency: int = Field(default=64, ge=1, description="Callback attempts in flight at once.")
     demo_models: bool = Field(default=True, description="Offer the built-in demo models.")
     models: dict[str, ModelConfig] = Field(default_factory=dict)
+    providers: dict[str, ProviderConfig] = Field(
+        default_factory=dict, description="Upstream services and local pipelines models can name."
+    )
+    # -- accounts and safety ----------------------------------------------------------------
+    max_queue_depth: int = Field(
+        default=10_000, ge=1, description="Pending tasks of one model past which submits get 503."
+    )
+    rate_limit: str | None = Field(
+        default=None,
+        description="Default per-key request rate, e.g. `60/minute`; a key's own `rate_limit` wins.",
+    )
+    rate_limit_storage: str = Field(
+        default="memory://",
+        description="Rate-limit windows: `memory://` (one process) or `redis://host:port` (shared).",
+    )
+    moderation_deny_words: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Words refused in any input string: case-insensitive, whole words (comma-separated).",
+    )
+    moderation_deny_patterns: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Regular expressions refused in any input string, case-insensitive "
+        "(one per line, or a JSON array).",
+    )
+    moderation_hook: str | None = Field(
+        default=None,
+        description="`package.module:factory` called with the settings, returning the Moderator "
+        "to use instead of the deny-lists.",
+    )
     log_level: str = "info"
 
-    @field_validator("webhook_retry_schedule", "webhook_allow", mode="before")
+    @field_validator("webhook_retry_schedule", "webhook_allow", "moderation_deny_words", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -83,6 +201,36 @@ class Settings(BaseSettings):
         if not value or any(delay < 0 for delay in value):
             raise ValueError("needs at least one delay, none negative")
         return value
+
+    @field_validator("moderation_deny_patterns", mode="before")
+    @classmethod
+    def _patterns(cls, value: Any) -> Any:
+        # Commas are common inside regular expressions, so patterns are one per line.
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [line.strip() for line in text.splitlines() if line.strip()]
+        return value
+
+    @field_validator("moderation_deny_patterns")
+    @classmethod
+    def _compiles(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern {pattern!r} does not compile: {exc}") from exc
+        return value
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit(cls, value: str | None) -> str | None:
+        if value:
+            from limits import parse  # noqa: PLC0415 - only when a limit is set
+
+            parse(value)
+        return value or None
 
     @classmethod
     def settings_customise_sources(
@@ -107,8 +255,8 @@ class Settings(BaseSettings):
         url = self.database_url
         if url and url.startswith("sqlite:///"):
             return Path(url.removeprefix("sqlite:///"))
-        if url:
-            raise ValueError(f"unsupported database URL {url!r}: this build stores tasks in SQLite")
+        if url and not url.startswith(("postgresql://", "postgres://")):
+            raise ValueError(f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://...")
         return self.data_dir / "gengate.db"
 
     @property

@@ -34,6 +34,7 @@ def test_defaults_are_filled() -> None:
         "seed": None,
         "duration_ms": 0,
         "fail_code": None,
+        "fail_attempts": 0,
     }
 
 

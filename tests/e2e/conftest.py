@@ -214,6 +214,7 @@ def start_server(
     config: str | None = None,
     env: dict[str, str] | None = None,
     wait_healthy: bool = True,
+    extra_args: tuple[str, ...] = (),
 ) -> GengateServer:
     """Start `gengate serve` on a free loopback port and wait for `/healthz`.
 
@@ -227,7 +228,7 @@ def start_server(
     full_env = {**_clean_env(), **(env or {})}
     if admin is not None:
         full_env["GENGATE_ADMIN_KEY"] = admin
-    extra: list[str] = []
+    extra: list[str] = list(extra_args)
     if workers is not None:
         extra += ["--workers", str(workers)]
     if config is not None:

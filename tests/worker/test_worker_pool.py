@@ -97,6 +97,8 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
             "slow": spec("slow", "demo-echo", timeout_s=0.2),
             "boom": spec("boom", "boom"),
             "forever": spec("forever", "forever", concurrency=1),
+            "flaky": spec("flaky", "demo-echo", max_attempts=3, retry_backoff_s=0.05),
+            "capped": spec("capped", "demo-echo", concurrency=4, max_running=1),
         }
     )
     store = SQLiteStore(tmp_path / "db.sqlite")
@@ -177,3 +179,35 @@ async def test_stop_hands_running_tasks_back_to_the_queue(rig: Rig) -> None:
     current = await rig.store.get_task(task.id)
     assert current is not None
     assert current.state is TaskState.PENDING
+
+
+async def test_transient_failure_is_retried_with_backoff_then_succeeds(rig: Rig) -> None:
+    done = await rig.until_done(await rig.submit("flaky", fail_attempts=2))
+    assert done.state is TaskState.SUCCESS
+    assert done.attempts == 3
+
+
+async def test_transient_failure_past_max_attempts_fails_the_task(rig: Rig) -> None:
+    done = await rig.until_done(await rig.submit("flaky", fail_attempts=5))
+    assert done.state is TaskState.FAILED
+    assert done.fail_code == "PROVIDER_ERROR"
+    assert done.attempts == 3
+
+
+async def test_permanent_failure_is_not_retried(rig: Rig) -> None:
+    done = await rig.until_done(await rig.submit("flaky", fail_code="CONTENT_VIOLATION"))
+    assert done.fail_code == "CONTENT_VIOLATION"
+    assert done.attempts == 1
+
+
+async def test_cluster_cap_bounds_running_tasks_of_a_model(rig: Rig) -> None:
+    tasks = [await rig.submit("capped", duration_ms=150) for _ in range(3)]
+    most = 0
+    async with asyncio.timeout(10):
+        while True:
+            states = [t.state for t in [await rig.store.get_task(t.id) for t in tasks] if t is not None]
+            most = max(most, states.count(TaskState.PROCESSING))
+            if all(state.is_terminal() for state in states):
+                break
+            await asyncio.sleep(0.01)
+    assert most == 1

@@ -14,11 +14,35 @@ from gengate.api.context import ApiContext
 from gengate.api.responses import success
 from gengate.domain.errors import BadRequest
 from gengate.domain.keys import KeyChanges
+from gengate.domain.ledger import MAX_CREDITS
 from gengate.domain.validation import convert
+from gengate.services.keys import check_rate_limit
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 UnixMs = Annotated[int, msgspec.Meta(ge=0, le=2**53, description="Unix milliseconds.")]
 ModelIds = Annotated[list[str], msgspec.Meta(max_length=1000)]
+Credits = Annotated[int, msgspec.Meta(ge=0, le=MAX_CREDITS, description="Credit balance; null: unlimited.")]
+CreditDelta = Annotated[
+    int,
+    msgspec.Meta(
+        ge=-MAX_CREDITS,
+        le=MAX_CREDITS,
+        description="Added to the balance atomically (negative takes away); a limited key only.",
+    ),
+]
+RateLimit = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=100,
+        description="Requests per moving window, a `limits` string such as `60/minute`; "
+        "null: the server's default.",
+    ),
+]
+MaxConcurrent = Annotated[
+    int,
+    msgspec.Meta(ge=1, le=1_000_000, description="Pending and processing tasks at once; null: no cap."),
+]
 
 
 class CreateKeyBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -28,15 +52,23 @@ class CreateKeyBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     models: ModelIds | None = None
     expires_at: UnixMs | None = None
     disabled: bool = False
+    credits: Credits | None = None
+    rate_limit: RateLimit | None = None
+    max_concurrent: MaxConcurrent | None = None
 
 
 class UpdateKeyBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Body of `PATCH /admin/v1/keys/{id}`: only the fields sent change."""
+    """Body of `PATCH /admin/v1/keys/{id}`: only the fields sent change. `credits` sets the
+    balance, `add_credits` adds to it; not both."""
 
     name: Name | msgspec.UnsetType = msgspec.UNSET
     models: ModelIds | msgspec.UnsetType | None = msgspec.UNSET
     expires_at: UnixMs | msgspec.UnsetType | None = msgspec.UNSET
     disabled: bool | msgspec.UnsetType = msgspec.UNSET
+    credits: Credits | msgspec.UnsetType | None = msgspec.UNSET
+    add_credits: CreditDelta | msgspec.UnsetType = msgspec.UNSET
+    rate_limit: RateLimit | msgspec.UnsetType | None = msgspec.UNSET
+    max_concurrent: MaxConcurrent | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class AdminRoutes:
@@ -60,7 +92,13 @@ class AdminRoutes:
         body = convert(await read_json_object(request, self.ctx.max_body_bytes), CreateKeyBody, "body")
         self._check_models(body.models)
         key, secret = await self.ctx.keys.create(
-            body.name, models=body.models, expires_at=body.expires_at, disabled=body.disabled
+            body.name,
+            models=body.models,
+            expires_at=body.expires_at,
+            disabled=body.disabled,
+            credits=body.credits,
+            rate_limit=body.rate_limit,
+            max_concurrent=body.max_concurrent,
         )
         return success({**key.public(), "key": secret})
 
@@ -73,11 +111,21 @@ class AdminRoutes:
         body = convert(await read_json_object(request, self.ctx.max_body_bytes), UpdateKeyBody, "body")
         if isinstance(body.models, list):
             self._check_models(body.models)
+        if body.credits is not msgspec.UNSET and body.add_credits is not msgspec.UNSET:
+            raise BadRequest("Send `credits` (set the balance) or `add_credits` (add to it), not both.")
+        key_id = request.path_params["key_id"]
         changes = KeyChanges(
             name=body.name,
             disabled=body.disabled,
             expires_at=body.expires_at,
             models=tuple(body.models) if isinstance(body.models, list) else body.models,
+            credits=body.credits,
+            rate_limit=body.rate_limit,
+            max_concurrent=body.max_concurrent,
         )
-        key = await self.ctx.keys.update(request.path_params["key_id"], changes)
+        # Whatever can refuse goes first, so a refused request changes nothing.
+        check_rate_limit(body.rate_limit if isinstance(body.rate_limit, str) else None)
+        if body.add_credits is not msgspec.UNSET:
+            await self.ctx.keys.add_credits(key_id, body.add_credits)
+        key = await self.ctx.keys.update(key_id, changes)
         return success(key.public())

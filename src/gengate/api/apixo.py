@@ -11,7 +11,7 @@ from starlette.types import Scope
 
 from gengate.api.body import optional_string, read_json_object
 from gengate.api.context import ApiContext
-from gengate.api.hotpath import HotRoute, header_value, query_value
+from gengate.api.hotpath import HotRoute, query_value
 from gengate.api.params import wait_seconds
 from gengate.api.responses import JSONResponse, success
 from gengate.api.trace import trace_id_of
@@ -56,7 +56,7 @@ class ApixoRoutes:
 
     async def generate_task(self, request: Request) -> Response:
         ctx = self.ctx
-        key = await ctx.keys.authenticate(request.headers.get("authorization"))
+        key = await ctx.authenticate(request.scope)
         model = request.path_params["model"]
         ctx.catalogue.get(model)
         body = await read_json_object(request, ctx.max_body_bytes)
@@ -85,7 +85,7 @@ class ApixoRoutes:
         """A pending task ends `failed`/`CANCELED` at once, a running one once its provider
         stops; a finished one is left as it is, and the message says so."""
         ctx = self.ctx
-        key = await ctx.keys.authenticate(request.headers.get("authorization"))
+        key = await ctx.authenticate(request.scope)
         model = request.path_params["model"]
         ctx.catalogue.get(model)
         task_id = request.query_params.get("taskId")
@@ -102,7 +102,7 @@ class ApixoRoutes:
 
     async def status_task(self, request: Request) -> Response:
         data = await self.status(
-            request.headers.get("authorization"),
+            request.scope,
             request.path_params["model"],
             request.query_params.get("taskId"),
             request.query_params.get("wait"),
@@ -110,12 +110,12 @@ class ApixoRoutes:
         return success(data)
 
     async def status(
-        self, authorization: str | None, model: str, task_id: str | None, wait: str | None = None
+        self, scope: Scope, model: str, task_id: str | None, wait: str | None = None
     ) -> dict[str, Any]:
         """`data` of `statusTask`; shared by the route and the hot path in front of the framework.
         With `wait=N` it answers as soon as the state or progress changes, or after N seconds."""
         ctx = self.ctx
-        key = await ctx.keys.authenticate(authorization)
+        key = await ctx.authenticate(scope)
         ctx.catalogue.get(model)
         if not task_id:
             raise BadRequest("The `taskId` query parameter is required.")
@@ -129,7 +129,7 @@ class ApixoRoutes:
         model = scope["path"][len(STATUS_PREFIX) :]
         query = scope["query_string"]
         return await self.status(
-            header_value(scope, b"authorization"),
+            scope,
             model,
             query_value(query, b"taskId"),
             query_value(query, b"wait") if b"wait=" in query else None,

@@ -60,14 +60,14 @@ class CallbackRoutes:
         ]
 
     async def deliveries(self, request: Request) -> Response:
-        key = await self.ctx.keys.authenticate(request.headers.get("authorization"))
+        key = await self.ctx.authenticate(request.scope)
         task = await self.ctx.tasks.get(key, request.path_params["task_id"])
         deliveries = await self.ctx.tasks.store.deliveries_of_task(task.id)
         return success({"taskId": task.id, "deliveries": [delivery_view(d) for d in deliveries]})
 
     async def redeliver(self, request: Request) -> Response:
         """Send the task's latest callback again (same `webhook-id`, fresh schedule)."""
-        key = await self.ctx.keys.authenticate(request.headers.get("authorization"))
+        key = await self.ctx.authenticate(request.scope)
         task = await self.ctx.tasks.get(key, request.path_params["task_id"])
         deliveries = await self.ctx.tasks.store.deliveries_of_task(task.id)
         if not deliveries:

@@ -5,12 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import orjson
+from starlette.types import Scope
 
+from gengate.api.hotpath import header_value
+from gengate.api.trace import RESPONSE_HEADERS_KEY
 from gengate.domain.catalogue import Catalogue
+from gengate.domain.errors import TooManyRequests
+from gengate.domain.keys import ApiKey
 from gengate.domain.task import Task
 from gengate.files.base import FileStore
 from gengate.metrics import Metrics
 from gengate.services.keys import KeyService
+from gengate.services.ratelimit import RateLimiter, RateState
 from gengate.services.tasks import TaskService
 
 RESULT_JSON_CACHE_SIZE = 10_000
@@ -26,9 +32,36 @@ class ApiContext:
     max_body_bytes: int
     sync_wait_s: float
     metrics: Metrics
+    #: Per-key request rates; None: no limits at all.
+    rate_limiter: RateLimiter | None = None
     #: resultJson of recently read finished tasks: a finished task is immutable, and
     #: clients poll the same ones over and over.
     _result_json: dict[tuple[str, int], str] = field(default_factory=dict)
+
+    async def authenticate(self, scope: Scope) -> ApiKey:
+        """The key of a request's `Authorization` header, counted against its rate limit."""
+        key = await self.keys.authenticate(header_value(scope, b"authorization"))
+        limiter = self.rate_limiter
+        if limiter is not None and (key.rate_limit or limiter.default is not None):
+            await self.limit_rate(key, scope)
+        return key
+
+    async def limit_rate(self, key: ApiKey, scope: Scope) -> None:
+        """Count a request of `key`: `too_many_requests` past its limit; within it, the
+        `X-RateLimit-*` headers go on the response (the trace middleware adds them)."""
+        if self.rate_limiter is None:
+            return
+        state = await self.rate_limiter.hit(key)
+        if state is None:
+            return
+        if not state.allowed:
+            headers = {name.decode(): value.decode() for name, value in rate_headers(state)}
+            headers["Retry-After"] = str(state.retry_after())
+            raise TooManyRequests(
+                f"Rate limit of {state.limit} requests exceeded; retry after {headers['Retry-After']} s.",
+                headers=headers,
+            )
+        scope[RESPONSE_HEADERS_KEY] = rate_headers(state)
 
     def result_urls(self, task: Task) -> list[str]:
         """Signed URLs of a finished task; they all expire `result_ttl` after completion."""
@@ -47,3 +80,13 @@ class ApiContext:
             cached = orjson.dumps({"resultUrls": self.result_urls(task)}).decode()
             self._result_json[cache_key] = cached
         return cached
+
+
+def rate_headers(state: RateState) -> list[tuple[bytes, bytes]]:
+    """`X-RateLimit-Limit` (requests per window), `-Remaining` (left in it now) and `-Reset`
+    (Unix seconds when the oldest request in the window leaves it)."""
+    return [
+        (b"x-ratelimit-limit", b"%d" % state.limit),
+        (b"x-ratelimit-remaining", b"%d" % state.remaining),
+        (b"x-ratelimit-reset", b"%d" % state.reset),
+    ]

@@ -19,7 +19,7 @@ import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gengate.api.errors import Dialect, error_body
-from gengate.api.trace import TRACE_KEY
+from gengate.api.trace import RESPONSE_HEADERS_KEY, TRACE_KEY
 from gengate.domain.errors import ApiError, GatewayError
 from gengate.domain.ids import new_trace_id
 
@@ -82,6 +82,9 @@ class HotPath:
             status = error.status
             body = orjson.dumps(error_body(error, trace_id, route.dialect))
             headers += [(name.lower().encode(), value.encode()) for name, value in error.headers.items()]
+        extra = scope.get(RESPONSE_HEADERS_KEY)
+        if extra:
+            headers += extra
         headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})

@@ -18,7 +18,7 @@ from starlette.types import Scope
 from gengate.api.body import optional_string, read_json_object
 from gengate.api.context import ApiContext
 from gengate.api.errors import Dialect
-from gengate.api.hotpath import HotRoute, header_value, query_value
+from gengate.api.hotpath import HotRoute, query_value
 from gengate.api.params import wait_seconds
 from gengate.api.responses import success
 from gengate.api.trace import trace_id_of
@@ -83,7 +83,7 @@ class KieRoutes:
     async def create_task(self, request: Request) -> Response:
         """`{model, callBackUrl?, input}`; the whole body is kept as the task's `param`."""
         ctx = self.ctx
-        key = await ctx.keys.authenticate(request.headers.get("authorization"))
+        key = await ctx.authenticate(request.scope)
         body = await read_json_object(request, ctx.max_body_bytes)
         model = optional_string(body, "model")
         if model is None:
@@ -107,15 +107,13 @@ class KieRoutes:
 
     async def record_info(self, request: Request) -> Response:
         query = request.query_params
-        data = await self.record(request.headers.get("authorization"), query.get("taskId"), query.get("wait"))
+        data = await self.record(request.scope, query.get("taskId"), query.get("wait"))
         return success(data, message_field="msg")
 
-    async def record(
-        self, authorization: str | None, task_id: str | None, wait: str | None
-    ) -> dict[str, Any]:
+    async def record(self, scope: Scope, task_id: str | None, wait: str | None) -> dict[str, Any]:
         """`data` of `recordInfo`; shared by the route and the hot path in front of the framework."""
         ctx = self.ctx
-        key = await ctx.keys.authenticate(authorization)
+        key = await ctx.authenticate(scope)
         if not task_id:
             raise BadRequest("The `taskId` query parameter is required.")
         wait_s = wait_seconds(wait)
@@ -127,7 +125,7 @@ class KieRoutes:
     async def hot_record(self, scope: Scope) -> dict[str, Any]:
         query = scope["query_string"]
         return await self.record(
-            header_value(scope, b"authorization"),
+            scope,
             query_value(query, b"taskId"),
             query_value(query, b"wait") if b"wait=" in query else None,
         )

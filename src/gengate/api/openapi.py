@@ -13,7 +13,9 @@ from gengate.api.openapi_parts import (
     KEY,
     KIE_ERROR,
     KIE_RECORD,
+    LEDGER_ENTRY,
     REF,
+    RETRY_AFTER,
     TASK_STATUS,
     XHUO_ERROR,
     XHUO_RESULT,
@@ -21,6 +23,7 @@ from gengate.api.openapi_parts import (
     errors,
     json_body,
     ok,
+    rate_limited,
     ref,
 )
 from gengate.domain.catalogue import Catalogue
@@ -41,6 +44,7 @@ def openapi_document(catalogue: Catalogue, version: str) -> dict[str, Any]:
         "Key": KEY,
         "Account": {**KEY, "properties": {**KEY["properties"], "webhook_secret": {"type": "string"}}},
         "Delivery": DELIVERY,
+        "LedgerEntry": LEDGER_ENTRY,
         "GenerateTaskRequest": {
             "type": "object",
             "required": ["input"],
@@ -128,7 +132,7 @@ def openapi_document(catalogue: Catalogue, version: str) -> dict[str, Any]:
                         ]
                     }
                 )
-                | errors(400, 401, 403, 404, 413, 500, 503),
+                | errors(400, 401, 403, 404, 409, 413, 500, 503),
             }
         },
         "/api/v1/statusTask/{model}": {
@@ -331,6 +335,35 @@ def openapi_document(catalogue: Catalogue, version: str) -> dict[str, Any]:
                 "responses": ok(envelope(ref("Account"))) | errors(401, 403),
             }
         },
+        "/api/v1/account/usage": {
+            "get": {
+                "summary": "The key's credit ledger, newest first, and its balance",
+                "description": "Every charge (at submit), refund (of a failed or canceled task, once) "
+                "and top-up, in cursor pages.",
+                "security": bearer,
+                "parameters": [
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 200},
+                    },
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": ok(
+                    envelope(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "credits": {"type": ["integer", "null"]},
+                                "entries": {"type": "array", "items": ref("LedgerEntry")},
+                                "nextCursor": {"type": ["string", "null"]},
+                            },
+                        }
+                    )
+                )
+                | errors(400, 401, 403),
+            }
+        },
         "/api/v1/account/rotateWebhookSecret": {
             "post": {
                 "summary": "Replace the webhook secret; later callbacks are signed with the new one",
@@ -370,6 +403,19 @@ def openapi_document(catalogue: Catalogue, version: str) -> dict[str, Any]:
         },
         "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "Alive"}}}},
     }
+    # Every route of a key's is rate limited (the event stream too, whichever way it is
+    # authorized); a 503 (queue full, store down) always says when to retry.
+    for path, item in paths.items():
+        for method, operation in item.items():
+            if ("security" in operation or path.endswith("/events")) and not path.startswith("/admin/"):
+                schema = "KieError" if "/jobs/" in path else "XhuoError" if "/run/" in path else "Error"
+                item[method] = operation = rate_limited(operation, schema)
+            if "503" in operation["responses"]:
+                response = operation["responses"]["503"]
+                operation["responses"]["503"] = {
+                    **response,
+                    "headers": {**response.get("headers", {}), **RETRY_AFTER},
+                }
     return {
         "openapi": "3.1.0",
         "info": {"title": "gengate", "version": version, "description": "Asynchronous AI generation tasks."},

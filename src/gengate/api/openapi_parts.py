@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gengate.domain.errors import GatewayError
+from gengate.domain.ledger import LedgerKind
 from gengate.domain.states import FailCode, TaskState
 
 REF = "#/components/schemas/"
@@ -175,8 +176,58 @@ KEY: dict[str, Any] = {
         "expires_at": {"type": ["integer", "null"]},
         "models": {"type": ["array", "null"], "items": {"type": "string"}},
         "created_at": {"type": "integer"},
+        "credits": {"type": ["integer", "null"], "description": "Balance; null: unlimited."},
+        "rate_limit": {
+            "type": ["string", "null"],
+            "description": "Requests per moving window, e.g. `60/minute`; null: the server's default.",
+        },
+        "max_concurrent": {
+            "type": ["integer", "null"],
+            "description": "Pending and processing tasks at once; null: no cap.",
+        },
     },
 }
+
+LEDGER_ENTRY = {
+    "type": "object",
+    "required": ["id", "kind", "amount", "balance", "taskId", "createdAt"],
+    "properties": {
+        "id": {"type": "integer"},
+        "kind": {
+            "type": "string",
+            "enum": [kind.value for kind in LedgerKind],
+            "description": "`charge` at submit, `refund` of a failed or canceled task (once), "
+            "`topup` by an admin.",
+        },
+        "amount": {"type": "integer", "description": "Signed change of the balance."},
+        "balance": {"type": ["integer", "null"], "description": "After the change; null: unlimited."},
+        "taskId": {"type": ["string", "null"]},
+        "createdAt": {"type": "integer", "description": "Unix ms."},
+    },
+}
+
+#: On every response to a key whose requests are rate limited (absent when none applies).
+RATE_LIMIT_HEADERS = {
+    "X-RateLimit-Limit": {"description": "Requests per window.", "schema": {"type": "integer"}},
+    "X-RateLimit-Remaining": {"description": "Requests left in the window.", "schema": {"type": "integer"}},
+    "X-RateLimit-Reset": {
+        "description": "Unix seconds when the oldest request leaves the window.",
+        "schema": {"type": "integer"},
+    },
+}
+
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}}
+
+
+def rate_limited(operation: dict[str, Any], schema: str = "Error") -> dict[str, Any]:
+    """An operation of a key's: 429 `too_many_requests` past its limit, and the rate-limit
+    headers on its answers."""
+    responses = {"429": errors(429, schema=schema)["429"], **operation["responses"]}
+    responses["429"] = {**responses["429"], "headers": RETRY_AFTER | RATE_LIMIT_HEADERS}
+    for status, response in responses.items():
+        if status != "429":
+            responses[status] = {**response, "headers": {**response.get("headers", {}), **RATE_LIMIT_HEADERS}}
+    return {**operation, "responses": responses}
 
 
 DELIVERY = {

@@ -44,7 +44,7 @@ class TasksApi:
     async def list_tasks(self, request: Request) -> Response:
         """Own tasks, newest first, filtered by `state`, `model`, `since`/`until` (Unix ms),
         `limit` per page; `cursor` (from `nextCursor`) continues."""
-        key = await self.ctx.keys.authenticate(request.headers.get("authorization"))
+        key = await self.ctx.authenticate(request.scope)
         params = request.query_params
         state = params.get("state")
         if state is not None and state not in {s.value for s in TaskState}:
@@ -67,7 +67,7 @@ class TasksApi:
     # -- catalogue -------------------------------------------------------------------------
     async def models(self, request: Request) -> Response:
         """The models this key may use: modes, the input JSON schema of each, and the price."""
-        key = await self.ctx.keys.authenticate(request.headers.get("authorization"))
+        key = await self.ctx.authenticate(request.scope)
         models = [
             {
                 "id": spec.id,
@@ -83,7 +83,7 @@ class TasksApi:
     # -- events ----------------------------------------------------------------------------
     async def events_token(self, request: Request) -> Response:
         """A short-lived token for `events?token=`: browsers' EventSource sends no headers."""
-        key = await self.ctx.keys.authenticate(request.headers.get("authorization"))
+        key = await self.ctx.authenticate(request.scope)
         task = await self.ctx.tasks.get(key, request.path_params["task_id"])
         token, expires = self.ctx.keys.scoped_token(key, f"events:{task.id}", EVENTS_TOKEN_TTL_MS)
         return success(
@@ -97,8 +97,9 @@ class TasksApi:
         token = request.query_params.get("token")
         if token is not None and "authorization" not in request.headers:
             key = await self.ctx.keys.key_of_scoped_token(token, f"events:{task_id}")
+            await self.ctx.limit_rate(key, request.scope)
         else:
-            key = await self.ctx.keys.authenticate(request.headers.get("authorization"))
+            key = await self.ctx.authenticate(request.scope)
         task = await self.ctx.tasks.get(key, task_id)
         headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
         return StreamingResponse(self._stream(task), media_type="text/event-stream", headers=headers)

@@ -1,4 +1,5 @@
-"""Every request gets a trace id, and every response, error or not, carries it in `X-Trace-Id`.
+"""Every request gets a trace id, and every response, error or not, carries it in `X-Trace-Id`
+(and whatever headers a handler left in the scope under `RESPONSE_HEADERS_KEY`).
 
 It wraps the whole application, outside Starlette's own error middleware, so even a
 response to an unexpected exception has the header.
@@ -11,6 +12,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gengate.domain.ids import new_trace_id
 
 TRACE_KEY = "gengate.trace_id"
+#: Headers a handler wants on its response, whatever the response (the rate-limit counts).
+RESPONSE_HEADERS_KEY = "gengate.response_headers"
 
 
 class TraceMiddleware:
@@ -31,7 +34,8 @@ class TraceMiddleware:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                message["headers"] = [*message.get("headers", ()), header]
+                extra = scope.get(RESPONSE_HEADERS_KEY, ())
+                message["headers"] = [*message.get("headers", ()), header, *extra]
             await send(message)
 
         try:

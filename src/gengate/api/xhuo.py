@@ -93,7 +93,7 @@ class XhuoRoutes:
     async def run(self, request: Request) -> Response:
         """The body is the model's input, plus an optional `callback_url` taken out of it."""
         ctx = self.ctx
-        key = await ctx.keys.authenticate(request.headers.get("authorization"))
+        key = await ctx.authenticate(request.scope)
         model = request.path_params["model"]
         ctx.catalogue.get(model)
         body = await read_json_object(request, ctx.max_body_bytes)

@@ -52,51 +52,119 @@ def cli() -> None:
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default 8000).")
 @click.option("--workers", type=int, default=None, help="In-process worker slots; 0 serves the API only.")
+@click.option("--processes", type=int, default=1, show_default=True, help="API processes sharing the port.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
-def serve(
-    config: Path | None, host: str | None, port: int | None, workers: int | None, data_dir: Path | None
+def serve(  # noqa: PLR0917 - click passes every option positionally by name
+    config: Path | None,
+    host: str | None,
+    port: int | None,
+    workers: int | None,
+    processes: int,
+    data_dir: Path | None,
 ) -> None:
     """Run the gateway: API, in-process workers and result files."""
     import uvicorn
 
+    from gengate import bootstrap
     from gengate.providers.registry import ConfigError
     from gengate.runtime import Gateway
 
+    if processes < 1:
+        raise click.BadParameter("must be at least 1", param_hint="--processes")
     settings = _settings(config, host=host, port=port, workers=workers, data_dir=data_dir)
     _configure_logging(settings.log_level)
-    try:
-        gateway = Gateway(settings)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
-    click.echo(f"gengate listening on {settings.base_url}  (data in {settings.data_dir.resolve()})", err=True)
-    if gateway.admin_key_is_new:
-        click.echo(
-            f"admin key (made now, kept in {settings.data_dir / 'admin_key'}): {gateway.admin_key}", err=True
-        )
-    elif settings.admin_key is None:
-        click.echo(f"admin key: {gateway.admin_key}", err=True)
-    config_ = uvicorn.Config(
-        gateway.asgi(),
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=15,
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "access_log": False,
+        "log_level": settings.log_level.lower(),
+        "timeout_graceful_shutdown": 15,
+    }
+    if processes == 1:
+        try:
+            gateway = Gateway(settings)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from exc
+        admin_key, is_new = gateway.admin_key, gateway.admin_key_is_new
+    else:
+        _settings_to_environment(config, host, port, workers, data_dir)
+        try:
+            Gateway(settings)  # checks the configuration before any process starts
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from exc
+        # Made once here, so the processes do not race to create them.
+        admin_key, is_new = bootstrap.admin_key(settings)
+        bootstrap.server_secret(settings)
+    where = f"{processes} processes" if processes > 1 else "1 process"
+    click.echo(
+        f"gengate listening on {settings.base_url}  ({where}, data in {settings.data_dir.resolve()})",
+        err=True,
     )
-    uvicorn.Server(config_).run()
+    if is_new:
+        click.echo(f"admin key (made now, kept in {settings.data_dir / 'admin_key'}): {admin_key}", err=True)
+    elif settings.admin_key is None:
+        click.echo(f"admin key: {admin_key}", err=True)
+    if processes == 1:
+        uvicorn.Server(uvicorn.Config(gateway.asgi(), **options)).run()
+    else:
+        # uvicorn's supervisor binds once, starts the processes and replaces any that dies.
+        uvicorn.run("gengate.runtime:asgi_from_environment", factory=True, workers=processes, **options)
+
+
+def _settings_to_environment(
+    config: Path | None, host: str | None, port: int | None, workers: int | None, data_dir: Path | None
+) -> None:
+    """Flags reach the API processes through the environment, where their settings look."""
+    import os
+
+    flags = {"CONFIG": config, "HOST": host, "PORT": port, "WORKERS": workers, "DATA_DIR": data_dir}
+    for name, value in flags.items():
+        if value is not None:
+            os.environ[f"GENGATE_{name}"] = str(value.resolve() if isinstance(value, Path) else value)
+
+
+@cli.command()
+@config_option
+@click.option("--models", default="", help="Comma-separated model ids to run (default: every model).")
+@click.option("--concurrency", type=int, default=None, help="Tasks run at once (default: GENGATE_WORKERS).")
+@click.option("--grace", type=float, default=30.0, show_default=True, help="Seconds to finish on SIGTERM.")
+def worker(config: Path | None, models: str, concurrency: int | None, grace: float) -> None:
+    """Run tasks only: a worker beside API processes that share the database and files."""
+    from gengate.providers.registry import ConfigError
+    from gengate.worker.standalone import UnknownModelsError, run_worker
+
+    settings = _settings(config)
+    _configure_logging(settings.log_level)
+    wanted = [model.strip() for model in models.split(",") if model.strip()]
+    try:
+        _run(lambda: run_worker(settings, wanted, concurrency or settings.workers or 1, grace))
+    except (ConfigError, UnknownModelsError) as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @cli.command()
 @config_option
 def migrate(config: Path | None) -> None:
-    """Create or upgrade the database schema."""
-    from gengate.store.migrate import migrate_sqlite
+    """Create or upgrade the database schema (SQLite or PostgreSQL, from GENGATE_DATABASE_URL)."""
+    from gengate.store.migrate import migrate_url
 
     settings = _settings(config)
-    count = migrate_sqlite(settings.sqlite_path)
-    click.echo(f"applied {count} migration(s) to {settings.sqlite_path}")
+    target = settings.database_url or f"sqlite:///{settings.sqlite_path}"
+    count = migrate_url(target)
+    click.echo(f"applied {count} migration(s) to {_redacted(target)}")
+
+
+def _redacted(url: str) -> str:
+    """A database URL fit for a log line: any password replaced."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @cli.group()
@@ -173,9 +241,10 @@ def models(config: Path | None) -> None:
 async def _key_service(settings: Settings) -> AsyncIterator[KeyService]:
     """Keys managed straight in the database, without the gateway's secrets or workers."""
     from gengate.services.keys import KeyService
-    from gengate.store.sqlite import SQLiteStore
+    from gengate.store.factory import build_store
+    from gengate.store.notify import ChangeHub
 
-    store = SQLiteStore(settings.sqlite_path)
+    store = build_store(settings, ChangeHub())
     await store.open()
     try:
         yield KeyService(store, admin_key=None)

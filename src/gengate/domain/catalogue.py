@@ -28,6 +28,12 @@ class ModelSpec(msgspec.Struct, frozen=True, kw_only=True):
     concurrency: int = 4
     max_attempts: int = 3
     options: Mapping[str, Any] = msgspec.field(default_factory=dict)
+    #: Running tasks of this model at once over every worker of the cluster; None: no cap.
+    max_running: int | None = None
+    #: First backoff after a transient failure; doubled per attempt, with jitter.
+    retry_backoff_s: float = 2.0
+    #: Pending tasks of this model past which submits are refused; None: the server's default.
+    max_queue: int | None = None
 
     @property
     def modes(self) -> tuple[str, ...]:

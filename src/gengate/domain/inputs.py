@@ -23,6 +23,10 @@ DemoFailCode = Annotated[
     ),
 ]
 Side = Annotated[int, msgspec.Meta(ge=16, le=2048, description="Pixels.")]
+FailAttempts = Annotated[
+    int,
+    msgspec.Meta(ge=0, le=10, description="Demo only: fail the first N attempts with a transient error."),
+]
 
 
 class TextToImageInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -36,6 +40,31 @@ class TextToImageInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     seed: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | None = None
     duration_ms: DurationMs = 0
     fail_code: DemoFailCode | None = None
+    fail_attempts: FailAttempts = 0
+
+
+ImageUrl = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^(https?://|data:image/[a-z0-9.+-]+;base64,)",
+        description="The image to start from: an http(s) URL, or a `data:image/...;base64,` URL.",
+    ),
+]
+
+
+class ImageToImageInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Input of mode `image-to-image`: a prompt applied to an image, by URL or inline (data URL)."""
+
+    mode: Literal["image-to-image"] = "image-to-image"
+    prompt: Prompt
+    image_url: ImageUrl
+    strength: Annotated[
+        float, msgspec.Meta(gt=0, le=1, description="How far from the image to go: 0 keeps it, 1 ignores it.")
+    ] = 0.8
+    width: Annotated[Side, msgspec.Meta(description="Pixels; default: the image's width.")] | None = None
+    height: Annotated[Side, msgspec.Meta(description="Pixels; default: the image's height.")] | None = None
+    n: Annotated[int, msgspec.Meta(ge=1, le=4, description="Number of images.")] = 1
+    seed: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | None = None
 
 
 class EchoInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -46,6 +75,7 @@ class EchoInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     data: Any = None
     duration_ms: DurationMs = 0
     fail_code: DemoFailCode | None = None
+    fail_attempts: FailAttempts = 0
 
 
 def input_json_schema(struct: type[msgspec.Struct]) -> dict[str, Any]:

@@ -27,7 +27,9 @@ class Task(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     `create_time`, `start_time`, `complete_time` and `cost_time` (ms of work), `progress`
     (0-100), `files` (outputs on success), `fail_code`/`fail_msg` (on failure), `attempts`
     (claims so far), `lease_owner`/`lease_expires` (the worker holding it), `trace_id` (of the
-    submit request), `dialect` (the wire format it was created in: its callbacks use it).
+    submit request), `dialect` (the wire format it was created in: its callbacks use it),
+    `upstream` (a relayed task's reference upstream, JSON: provider, task id, trace id),
+    `charge` (credits taken at submit; given back once if the task fails or is canceled).
     """
 
     id: str
@@ -53,6 +55,8 @@ class Task(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     lease_expires: int | None = None
     trace_id: str | None = None
     dialect: str = "apixo"
+    upstream: str | None = None
+    charge: int = 0
 
     @property
     def input(self) -> dict[str, Any]:

@@ -48,7 +48,9 @@ class RunContext:
 
     Fields: `task_id`, `model`, `mode`, `options` (the model's provider options),
     `output_dir` (an empty folder of this attempt), `cancel` (set when the task is canceled;
-    check it between steps), `on_progress` (how progress reaches the worker).
+    check it between steps), `on_progress` (how progress reaches the worker), `on_upstream`
+    (a relay reports the upstream's task id and trace id here as soon as it has them, so they
+    are kept with the task).
     """
 
     task_id: str
@@ -56,8 +58,11 @@ class RunContext:
     mode: str
     output_dir: Path
     options: Mapping[str, Any] = field(default_factory=dict)
+    #: Which claim of the task this is, from 1: a retry after a transient failure counts up.
+    attempt: int = 1
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
     on_progress: Callable[[int], None] = lambda _percent: None
+    on_upstream: Callable[[str, str | None], None] = lambda _task_id, _trace_id: None
 
     def progress(self, percent: float) -> None:
         """Report progress, 0-100; values outside are clamped."""

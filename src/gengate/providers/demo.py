@@ -31,8 +31,11 @@ def _canceled() -> ProviderFailure:
     return ProviderFailure("CANCELED", "Task canceled.")
 
 
-async def pretend_work(ctx: RunContext, duration_ms: int, fail_code: str | None) -> None:
-    """Spend `duration_ms` in steps, reporting progress, then fail if `fail_code` asks to.
+async def pretend_work(
+    ctx: RunContext, duration_ms: int, fail_code: str | None, fail_attempts: int = 0
+) -> None:
+    """Spend `duration_ms` in steps, reporting progress, then fail if `fail_code` asks to, or
+    transiently while this is one of the first `fail_attempts` attempts.
 
     Each step waits on the cancel event rather than sleeping, so a cancel ends the task at
     once instead of at the next step. Deadlines are absolute so steps do not drift.
@@ -50,6 +53,10 @@ async def pretend_work(ctx: RunContext, duration_ms: int, fail_code: str | None)
                 ctx.progress(100 * step / PROGRESS_STEPS)
             else:
                 raise _canceled()
+    if ctx.attempt <= fail_attempts:
+        raise ProviderFailure(
+            "PROVIDER_ERROR", f"Demo transient failure on attempt {ctx.attempt}.", transient=True
+        )
     if fail_code is not None:
         raise ProviderFailure(fail_code, f"Demo failure requested: {fail_code}")
 
@@ -61,7 +68,7 @@ class DemoImageProvider:
 
     async def run(self, input: dict[str, Any], ctx: RunContext) -> Sequence[OutputFile]:
         params = msgspec.convert(input, TextToImageInput)
-        await pretend_work(ctx, params.duration_ms, params.fail_code)
+        await pretend_work(ctx, params.duration_ms, params.fail_code, params.fail_attempts)
         seed = secrets.randbelow(_MAX_SEED + 1) if params.seed is None else params.seed
         outputs = []
         for i in range(params.n):
@@ -145,7 +152,9 @@ class DemoEchoProvider:
     inputs: Mapping[str, type[msgspec.Struct]] = {"echo": EchoInput}
 
     async def run(self, input: dict[str, Any], ctx: RunContext) -> Sequence[OutputFile]:
-        await pretend_work(ctx, input.get("duration_ms") or 0, input.get("fail_code"))
+        await pretend_work(
+            ctx, input.get("duration_ms") or 0, input.get("fail_code"), input.get("fail_attempts") or 0
+        )
         path = ctx.output_dir / "result.json"
         await asyncio.to_thread(path.write_bytes, orjson.dumps(input))
         return (OutputFile(path, "application/json"),)

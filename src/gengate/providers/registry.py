@@ -47,6 +47,9 @@ def build_catalogue(settings: Settings, providers: Mapping[str, Provider]) -> Ca
             timeout_s=config.timeout_s,
             concurrency=config.concurrency,
             max_attempts=config.max_attempts,
+            max_running=config.max_running,
+            retry_backoff_s=config.retry_backoff_s,
+            max_queue=config.max_queue,
             options=config.options,
         )
     return Catalogue(specs)

@@ -2,7 +2,9 @@
 
 Checking is on the hot path of every status read, so known keys are cached for a short
 time; a change made here drops the cache at once, and other processes see it within
-`cache_ttl_s`.
+`cache_ttl_s`. Every bearer value, whatever its shape (wrong, truncated, the right prefix with
+a wrong secret), takes the same path: hashed, looked up by hash, compared in constant time;
+unknown keys all get the same `invalid_token` answer.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ import time
 from collections.abc import Sequence
 
 from gengate.domain.clock import now_ms
-from gengate.domain.errors import Disabled, InvalidToken, KeyNotFound, NoToken, TokenExpired
+from gengate.domain.errors import BadRequest, Disabled, InvalidToken, KeyNotFound, NoToken, TokenExpired
 from gengate.domain.ids import hash_key, key_display_prefix, new_api_key, new_key_id
 from gengate.domain.keys import ApiKey, KeyChanges
+from gengate.domain.ledger import LedgerEntry
+from gengate.services.ratelimit import parse_rate_limit
 from gengate.store.base import Store
 from gengate.webhooks.secrets import webhook_secret
 
@@ -50,6 +54,10 @@ class KeyService:
             if len(self._cache) > 10_000:
                 self._cache.clear()
             self._cache[token_hash] = (now + self._ttl, key)
+        # The lookup was by this very hash; comparing again in constant time costs nothing and
+        # keeps any future lookup (a prefix index, say) from becoming a timing oracle.
+        if key is not None and not hmac.compare_digest(key.key_hash.encode(), token_hash.encode()):
+            key = None
         return _usable(key)
 
     async def check_key(self, key_id: str) -> ApiKey:
@@ -69,8 +77,12 @@ class KeyService:
         models: Sequence[str] | None = None,
         expires_at: int | None = None,
         disabled: bool = False,
+        credits: int | None = None,
+        rate_limit: str | None = None,
+        max_concurrent: int | None = None,
     ) -> tuple[ApiKey, str]:
         """A new key and its secret, which is shown this once and never stored."""
+        check_rate_limit(rate_limit)
         secret = new_api_key()
         key = ApiKey(
             id=new_key_id(),
@@ -81,6 +93,9 @@ class KeyService:
             expires_at=expires_at,
             models=tuple(models) if models is not None else None,
             created_at=now_ms(),
+            credits=credits,
+            rate_limit=rate_limit,
+            max_concurrent=max_concurrent,
         )
         await self.store.insert_key(key)
         return key, secret
@@ -89,11 +104,30 @@ class KeyService:
         return await self.store.list_keys()
 
     async def update(self, key_id: str, changes: KeyChanges) -> ApiKey:
+        if isinstance(changes.rate_limit, str):
+            check_rate_limit(changes.rate_limit)
         key = await self.store.update_key(key_id, changes)
         if key is None:
             raise KeyNotFound(f"Key '{key_id}' does not exist.")
         self._cache.pop(key.key_hash, None)
         return key
+
+    async def add_credits(self, key_id: str, amount: int) -> ApiKey:
+        """Top a limited key up by `amount` (negative takes away), atomically, on the ledger."""
+        key = await self.store.add_credits(key_id, amount)
+        if key is None:
+            raise KeyNotFound(f"Key '{key_id}' does not exist.")
+        self._cache.pop(key.key_hash, None)
+        return key
+
+    async def usage(self, key: ApiKey, before: int | None, limit: int) -> Sequence[LedgerEntry]:
+        """The key's ledger, newest first, from before the entry id `before`."""
+        return await self.store.list_ledger(key.id, before, limit)
+
+    async def balance(self, key: ApiKey) -> int | None:
+        """The balance now (the cached key may be a moment old); None for unlimited."""
+        current = await self.store.get_key(key.id)
+        return current.credits if current is not None else key.credits
 
     # -- scoped tokens -----------------------------------------------------------
     def scoped_token(self, key: ApiKey, scope: str, ttl_ms: int) -> tuple[str, int]:
@@ -147,6 +181,14 @@ def _usable(key: ApiKey | None) -> ApiKey:
     if key.expires_at is not None and key.expires_at <= now_ms():
         raise TokenExpired
     return key
+
+
+def check_rate_limit(text: str | None) -> None:
+    if text is not None:
+        try:
+            parse_rate_limit(text)
+        except ValueError as exc:
+            raise BadRequest(f"rate_limit: {exc}") from None
 
 
 def bearer_token(authorization: str | None) -> str:

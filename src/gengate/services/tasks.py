@@ -5,20 +5,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 from typing import Any
 
 import orjson
 
 from gengate.domain.catalogue import Catalogue
 from gengate.domain.clock import now_ms
-from gengate.domain.errors import BadRequest, TaskNotFound, TokenMismatched
+from gengate.domain.errors import BadRequest, Forbidden, TaskNotFound, TokenMismatched, Unavailable
 from gengate.domain.ids import new_task_id
 from gengate.domain.keys import ApiKey
 from gengate.domain.states import TaskState
 from gengate.domain.task import Task
-from gengate.store.base import Idempotency, Store, TaskQuery
+from gengate.services.moderation import Moderator
+from gengate.store.base import Admission, Idempotency, Store, TaskQuery
 from gengate.store.notify import ChangeHub
 from gengate.webhooks.ssrf import AddressPolicy, UnsafeUrl, resolve_and_check
+
+log = logging.getLogger(__name__)
 
 REQUEST_TYPES = ("async", "sync", "callback")
 MAX_IDEMPOTENCY_KEY = 255
@@ -32,14 +36,30 @@ def request_hash(dialect: str, model: str, request: dict[str, Any]) -> str:
     return hashlib.sha256(canonical).hexdigest()
 
 
+def price_of(price: int, value: dict[str, Any]) -> int:
+    """Credits a task costs: the model's price per output, times `n` outputs where asked."""
+    n = value.get("n", 1)
+    return price * n if isinstance(n, int) and n > 1 else price
+
+
 class TaskService:
     def __init__(
-        self, store: Store, hub: ChangeHub, catalogue: Catalogue, callback_policy: AddressPolicy
+        self,
+        store: Store,
+        hub: ChangeHub,
+        catalogue: Catalogue,
+        callback_policy: AddressPolicy,
+        *,
+        moderator: Moderator | None = None,
+        max_queue_depth: int | None = None,
     ) -> None:
         self.store = store
         self.hub = hub
         self.catalogue = catalogue
         self.callback_policy = callback_policy
+        self.moderator = moderator
+        #: Pending tasks of a model past which submits are refused, unless the model sets its own.
+        self.max_queue_depth = max_queue_depth
 
     async def submit(
         self,
@@ -54,9 +74,11 @@ class TaskService:
         dialect: str = "apixo",
         idempotency_key: str | None = None,
     ) -> Task:
-        """Validate and store a task; it is durable when this returns. With an
+        """Validate, moderate, charge and store a task; it is durable when this returns. With an
         `idempotency_key` already used for the same request in the last 24 h, the task made
-        then is returned instead; used for another request, `conflict`."""
+        then is returned instead (not charged again); used for another request, `conflict`.
+        The model's queue cap, the key's concurrency cap and its credits are checked by the
+        store in the insert's transaction."""
         spec = self.catalogue.get(model)
         if key.models is not None and model not in key.models:
             raise TokenMismatched(f"This key is not allowed to use model '{model}'.")
@@ -70,6 +92,7 @@ class TaskService:
                 await resolve_and_check(callback_url, self.callback_policy)
             except UnsafeUrl as exc:
                 raise BadRequest(f"callback_url: {exc}") from None
+        await self._moderate(spec.id, validated.mode, validated.value)
         task = Task(
             id=new_task_id(),
             key_id=key.id,
@@ -83,13 +106,33 @@ class TaskService:
             create_time=now_ms(),
             trace_id=trace_id,
             dialect=dialect,
+            charge=price_of(spec.price, validated.value),
         )
         idempotency = None
         if idempotency_key is not None:
             if not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY or not idempotency_key.isprintable():
                 raise BadRequest(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters.")
             idempotency = Idempotency(idempotency_key, request_hash(dialect, spec.id, request))
-        return await self.store.insert_task(task, idempotency)
+        admission = Admission(
+            max_queue=spec.max_queue if spec.max_queue is not None else self.max_queue_depth,
+            max_concurrent=key.max_concurrent,
+        )
+        return await self.store.insert_task(task, idempotency, admission)
+
+    async def _moderate(self, model: str, mode: str, value: dict[str, Any]) -> None:
+        """The moderation hook: `forbidden` when it refuses; when it fails, `unavailable`
+        (an input nobody could judge is not accepted)."""
+        if self.moderator is None:
+            return
+        try:
+            verdict = await self.moderator.check(model, mode, value)
+        except Exception:
+            log.exception("the moderation hook failed")
+            raise Unavailable(
+                "Content moderation is unavailable; retry later.", headers={"Retry-After": "5"}
+            ) from None
+        if not verdict.allowed:
+            raise Forbidden(verdict.reason or None)
 
     async def list(self, key: ApiKey, query: TaskQuery) -> list[Task]:
         return await self.store.list_tasks(key.id, query)

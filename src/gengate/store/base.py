@@ -15,6 +15,7 @@ import msgspec
 
 from gengate.domain.deliveries import AttemptResult, Delivery
 from gengate.domain.keys import ApiKey, KeyChanges
+from gengate.domain.ledger import LedgerEntry
 from gengate.domain.task import Claim, ResultFile, Task
 
 
@@ -53,6 +54,16 @@ class Idempotency(msgspec.Struct, frozen=True):
     request_hash: str
 
 
+class Admission(msgspec.Struct, frozen=True, kw_only=True):
+    """Caps a submit must pass, checked in the insert's transaction (so concurrent submits
+    cannot all slip under them): `max_queue` pending tasks of the task's model (past it,
+    `unavailable`), `max_concurrent` pending and processing tasks of its key (at it,
+    `too_many_requests`). None: no cap."""
+
+    max_queue: int | None = None
+    max_concurrent: int | None = None
+
+
 class TaskQuery(msgspec.Struct, frozen=True, kw_only=True):
     """Filters of a task listing, newest first; `before` is the (create_time, id) cursor."""
 
@@ -77,11 +88,16 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
     # -- tasks ---------------------------------------------------------------
-    async def insert_task(self, task: Task, idempotency: Idempotency | None = None) -> Task:
+    async def insert_task(
+        self, task: Task, idempotency: Idempotency | None = None, admission: Admission | None = None
+    ) -> Task:
         """Durable before it returns: the caller hands out the id only afterwards. With an
-        idempotency key seen in the last 24 h for the same request, the earlier task instead;
-        for another request, `Conflict`. Checked in the insert's transaction: a concurrent
-        duplicate never makes two tasks."""
+        idempotency key seen in the last 24 h for the same request, the earlier task instead
+        (charged nothing again); for another request, `Conflict`. Then, in the same
+        transaction: the `admission` caps (`Unavailable`, `TooManyRequests`), and the charge of
+        `task.charge` credits, taken only if a limited key's balance covers it (`UsedUp`) and
+        written to the ledger. A concurrent duplicate never makes two tasks, and concurrent
+        submits never overdraw a balance."""
         ...
 
     async def list_tasks(self, key_id: str, query: TaskQuery) -> list[Task]: ...
@@ -90,9 +106,17 @@ class Store(Protocol):
 
     async def get_task(self, task_id: str) -> Task | None: ...
 
-    async def claim(self, capacity: Mapping[str, int], owner: str, limit: int, lease_ms: int) -> list[Claim]:
+    async def claim(
+        self,
+        capacity: Mapping[str, int],
+        owner: str,
+        limit: int,
+        lease_ms: int,
+        caps: Mapping[str, int] | None = None,
+    ) -> list[Claim]:
         """Move up to `limit` pending tasks to processing, priority then age first, and at most
-        `capacity[model]` of each model."""
+        `capacity[model]` of each model; `caps[model]` bounds the model's running tasks over the
+        whole cluster. Tasks waiting out a retry backoff are not claimed."""
         ...
 
     async def heartbeat(self, task_id: str, owner: str, attempt: int, lease_ms: int) -> Lease: ...
@@ -102,7 +126,17 @@ class Store(Protocol):
     async def set_progress(self, task_id: str, owner: str, attempt: int, progress: int) -> bool: ...
 
     async def finish(self, task_id: str, owner: str, attempt: int, outcome: Outcome) -> Task | None:
-        """Record the one completion of a task; None when the claim is no longer current."""
+        """Record the one completion of a task; None when the claim is no longer current.
+        A failure refunds the task's charge in the same transaction (as do `cancel` of a
+        pending task and the reaper's WORKER_LOST): once per task, never for a success."""
+        ...
+
+    async def retry_later(self, task_id: str, owner: str, attempt: int, run_after_ms: int) -> bool:
+        """Back to the queue after a transient failure, claimable again from `run_after_ms`."""
+        ...
+
+    async def set_upstream(self, task_id: str, owner: str, attempt: int, upstream: str) -> bool:
+        """Keep a relayed task's upstream reference (JSON text) with the task."""
         ...
 
     async def release(self, task_id: str, owner: str, attempt: int) -> bool:
@@ -135,7 +169,9 @@ class Store(Protocol):
     async def redeliver(self, delivery_id: str) -> bool: ...
 
     # -- keys ----------------------------------------------------------------
-    async def insert_key(self, key: ApiKey) -> None: ...
+    async def insert_key(self, key: ApiKey) -> None:
+        """Store a new key; a starting balance (`credits`) is its first ledger row, a top-up."""
+        ...
 
     async def get_key_by_hash(self, key_hash: str) -> ApiKey | None: ...
 
@@ -143,4 +179,17 @@ class Store(Protocol):
 
     async def list_keys(self) -> list[ApiKey]: ...
 
-    async def update_key(self, key_id: str, changes: KeyChanges) -> ApiKey | None: ...
+    async def update_key(self, key_id: str, changes: KeyChanges) -> ApiKey | None:
+        """Apply `changes`; a new `credits` writes its difference to the ledger (a top-up)."""
+        ...
+
+    async def add_credits(self, key_id: str, amount: int) -> ApiKey | None:
+        """Add `amount` (negative takes away) to a limited key's balance atomically, with its
+        ledger row; None when there is no such key. `BadRequest` when the key is unlimited or
+        the balance would leave 0..MAX_CREDITS."""
+        ...
+
+    # -- ledger ----------------------------------------------------------------
+    async def list_ledger(self, key_id: str, before: int | None, limit: int) -> list[LedgerEntry]:
+        """The key's ledger, newest first; `before` is the id of the last entry seen."""
+        ...

@@ -26,6 +26,11 @@ class ChangeHub:
                 if not waiter.done():
                     waiter.set_result(None)
 
+    def wake_all_tasks(self) -> None:
+        """Every waiter re-reads its task: after changes may have been missed (a lost listener)."""
+        for task_id in list(self._task_waiters):
+            self.task_changed(task_id)
+
     def watch(self, task_id: str) -> asyncio.Future[None]:
         """Register interest before reading the task, so no change slips between read and wait."""
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()

@@ -22,12 +22,14 @@ from gengate.domain.deliveries import (
 )
 from gengate.domain.errors import Conflict, Unavailable
 from gengate.domain.keys import ApiKey, KeyChanges
+from gengate.domain.ledger import LedgerEntry
 from gengate.domain.states import FailCode, TaskState
 from gengate.domain.task import Claim, Task
 from gengate.store import sqlite_queries as q
 from gengate.store.base import (
     CANCELED_MESSAGE,
     IDEMPOTENCY_TTL_MS,
+    Admission,
     Failed,
     Idempotency,
     Lease,
@@ -38,10 +40,13 @@ from gengate.store.base import (
 )
 from gengate.store.migrate import migrate_sqlite
 from gengate.store.notify import ChangeHub
+from gengate.store.sqlite_accounts import add_credits, admit, charge, record_new_balance, refund_once
 from gengate.store.sqlite_rows import (
     delivery_from_row,
     files_json,
     key_from_row,
+    key_row,
+    ledger_from_row,
     models_json,
     owe_callback,
     task_from_row,
@@ -72,7 +77,7 @@ class SQLiteStore:
         self.hub = hub or ChangeHub()
         #: The first delay of the callback retry schedule: when a newly owed callback is due.
         self.first_callback_delay_ms = first_callback_delay_ms
-        self._writer = SQLiteWriter(path, q.PRAGMAS)
+        self._writer = SQLiteWriter(path, q.PRAGMAS, self._foreign_commit)
         self._read: sqlite3.Connection | None = None
 
     async def open(self) -> None:
@@ -82,6 +87,12 @@ class SQLiteStore:
         for pragma in q.PRAGMAS:
             self._read.execute(pragma)
         self._read.execute("PRAGMA query_only = ON")
+
+    def _foreign_commit(self) -> None:
+        """Another process changed the database: whoever waits here looks again."""
+        self.hub.wake_all_tasks()
+        self.hub.work_added()
+        self.hub.deliveries_added()
 
     async def close(self) -> None:
         await self._writer.stop()
@@ -96,23 +107,30 @@ class SQLiteStore:
 
     # -- tasks ---------------------------------------------------------------
     @_unavailable_on_error
-    async def insert_task(self, task: Task, idempotency: Idempotency | None = None) -> Task:
+    async def insert_task(
+        self, task: Task, idempotency: Idempotency | None = None, admission: Admission | None = None
+    ) -> Task:
         row = task_row(task)
+        params = {
+            "key_id": task.key_id,
+            "idem_key": idempotency.key if idempotency is not None else None,
+            "since": task.create_time - IDEMPOTENCY_TTL_MS,
+        }
 
         def insert(conn: sqlite3.Connection) -> Task | None:
             if idempotency is not None:
-                params = {
-                    "key_id": task.key_id,
-                    "idem_key": idempotency.key,
-                    "since": task.create_time - IDEMPOTENCY_TTL_MS,
-                }
                 seen = conn.execute(q.GET_IDEMPOTENCY, params).fetchone()
                 if seen is not None:
                     if seen[0] != idempotency.request_hash:
                         return None
                     existing = conn.execute(q.GET_TASK, (seen[1],)).fetchone()
                     if existing is not None:
-                        return task_from_row(existing)
+                        return task_from_row(existing)  # a replay: charged once, at its first submit
+            # The caps and the charge raise to refuse the task; the writer then rolls this
+            # operation back, so the idempotency row and the task below are never written.
+            admit(conn, task, admission)
+            charge(conn, task, task.create_time)
+            if idempotency is not None:
                 conn.execute(
                     q.PUT_IDEMPOTENCY,
                     {
@@ -162,14 +180,29 @@ class SQLiteStore:
         return task_from_row(row) if row is not None else None
 
     @_unavailable_on_error
-    async def claim(self, capacity: Mapping[str, int], owner: str, limit: int, lease_ms: int) -> list[Claim]:
-        wanted = [(model, free) for model, free in capacity.items() if free > 0]
-        if not wanted or limit <= 0:
+    async def claim(
+        self,
+        capacity: Mapping[str, int],
+        owner: str,
+        limit: int,
+        lease_ms: int,
+        caps: Mapping[str, int] | None = None,
+    ) -> list[Claim]:
+        if limit <= 0 or not any(free > 0 for free in capacity.values()):
             return []
-        heads = " UNION ALL ".join(q.CLAIM_HEAD.format(i=i) for i in range(len(wanted)))
-        sql = q.CLAIM.format(heads=heads)
 
         def claim(conn: sqlite3.Connection) -> list[Claim]:
+            # The one writer serialises claims, so counting the running tasks here holds the caps.
+            running = dict(conn.execute(q.RUNNING_BY_MODEL).fetchall()) if caps else {}
+            wanted = [
+                (model, min(free, caps[model] - running.get(model, 0)) if caps and model in caps else free)
+                for model, free in capacity.items()
+            ]
+            wanted = [(model, free) for model, free in wanted if free > 0]
+            if not wanted:
+                return []
+            heads = " UNION ALL ".join(q.CLAIM_HEAD.format(i=i) for i in range(len(wanted)))
+            sql = q.CLAIM.format(heads=heads)
             now = now_ms()
             params: dict[str, Any] = {"owner": owner, "expires": now + lease_ms, "now": now, "limit": limit}
             for i, (model, free) in enumerate(wanted):
@@ -209,6 +242,7 @@ class SQLiteStore:
             if row is not None:
                 task = task_from_row(row)
                 owe_callback(conn, task, now, self.first_callback_delay_ms)
+                refund_once(conn, task, now)
                 return task, False
             row = conn.execute(q.REQUEST_CANCEL, {"id": task_id}).fetchone()
             if row is not None:
@@ -263,6 +297,7 @@ class SQLiteStore:
                 return None
             task = task_from_row(row)
             owe_callback(conn, task, now, self.first_callback_delay_ms)
+            refund_once(conn, task, now)  # a failure only
             return task
 
         def after(task: Task | None) -> None:
@@ -276,6 +311,22 @@ class SQLiteStore:
     def _notify_if(self, changed: bool, task_id: str) -> None:
         if changed:
             self.hub.task_changed(task_id)
+
+    @_unavailable_on_error
+    async def retry_later(self, task_id: str, owner: str, attempt: int, run_after_ms: int) -> bool:
+        def retry(conn: sqlite3.Connection) -> bool:
+            params = {"id": task_id, "owner": owner, "attempt": attempt, "run_after": run_after_ms}
+            return conn.execute(q.RETRY_LATER, params).rowcount == 1
+
+        return await self._writer.submit(retry, lambda changed: self._notify_if(changed, task_id))
+
+    @_unavailable_on_error
+    async def set_upstream(self, task_id: str, owner: str, attempt: int, upstream: str) -> bool:
+        def update(conn: sqlite3.Connection) -> bool:
+            params = {"id": task_id, "owner": owner, "attempt": attempt, "upstream": upstream}
+            return conn.execute(q.SET_UPSTREAM, params).rowcount == 1
+
+        return await self._writer.submit(update)
 
     @_unavailable_on_error
     async def release(self, task_id: str, owner: str, attempt: int) -> bool:
@@ -317,7 +368,9 @@ class SQLiteStore:
                     row = conn.execute(q.FAIL_LOST, params).fetchone()
                     changed = row is not None
                     if row is not None:
-                        owe_callback(conn, task_from_row(row), now_ms, self.first_callback_delay_ms)
+                        lost_task = task_from_row(row)
+                        owe_callback(conn, lost_task, now_ms, self.first_callback_delay_ms)
+                        refund_once(conn, lost_task, now_ms)
                     requeued = False
                 if changed:
                     reaped.append(ReapedTask(task_id, requeued))
@@ -424,18 +477,13 @@ class SQLiteStore:
     # -- keys ----------------------------------------------------------------
     @_unavailable_on_error
     async def insert_key(self, key: ApiKey) -> None:
-        row = (
-            key.id,
-            key.name,
-            key.key_hash,
-            key.prefix,
-            int(key.disabled),
-            key.expires_at,
-            models_json(key.models),
-            key.created_at,
-            key.webhook_secret_version,
-        )
-        await self._writer.submit(lambda conn: conn.execute(q.INSERT_KEY, row))
+        row = key_row(key)
+
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.execute(q.INSERT_KEY, row)
+            record_new_balance(conn, key.id, None, key.credits, key.created_at)
+
+        await self._writer.submit(insert)
 
     @_unavailable_on_error
     async def get_key_by_hash(self, key_hash: str) -> ApiKey | None:
@@ -471,9 +519,30 @@ class SQLiteStore:
                     updated.expires_at,
                     models_json(updated.models),
                     updated.webhook_secret_version,
+                    updated.credits,
+                    updated.rate_limit,
+                    updated.max_concurrent,
                     key_id,
                 ),
             )
+            # Read and written in one writer transaction: no charge slips in between, so the
+            # ledger's difference is exact. (PostgreSQL: read the row FOR UPDATE.)
+            record_new_balance(conn, key_id, key_from_row(row).credits, updated.credits, now_ms())
             return updated
 
         return await self._writer.submit(update)
+
+    @_unavailable_on_error
+    async def add_credits(self, key_id: str, amount: int) -> ApiKey | None:
+        def add(conn: sqlite3.Connection) -> ApiKey | None:
+            if not add_credits(conn, key_id, amount, now_ms()):
+                return None
+            return key_from_row(conn.execute(q.GET_KEY, (key_id,)).fetchone())
+
+        return await self._writer.submit(add)
+
+    # -- ledger ----------------------------------------------------------------
+    @_unavailable_on_error
+    async def list_ledger(self, key_id: str, before: int | None, limit: int) -> list[LedgerEntry]:
+        params = {"key_id": key_id, "before": before if before is not None else 2**63 - 1, "limit": limit}
+        return [ledger_from_row(row) for row in self._reader.execute(q.LIST_LEDGER, params).fetchall()]

@@ -5,10 +5,13 @@ from __future__ import annotations
 TASK_COLUMNS = (
     "id, key_id, model, mode, state, input, request, request_type, callback_url, priority, "
     "create_time, start_time, complete_time, cost_time, progress, files, fail_code, fail_msg, "
-    "attempts, lease_owner, lease_expires, trace_id, dialect"
+    "attempts, lease_owner, lease_expires, trace_id, dialect, upstream, charge"
 )
 
-KEY_COLUMNS = "id, name, key_hash, prefix, disabled, expires_at, models, created_at, webhook_secret_version"
+KEY_COLUMNS = (
+    "id, name, key_hash, prefix, disabled, expires_at, models, created_at, webhook_secret_version, "
+    "credits, rate_limit, max_concurrent"
+)
 
 PRAGMAS = (
     "PRAGMA journal_mode = WAL",
@@ -17,7 +20,7 @@ PRAGMAS = (
     "PRAGMA busy_timeout = 5000",
 )
 
-INSERT_TASK = f"INSERT INTO tasks ({TASK_COLUMNS}) VALUES ({', '.join('?' * 23)})"
+INSERT_TASK = f"INSERT INTO tasks ({TASK_COLUMNS}) VALUES ({', '.join('?' * len(TASK_COLUMNS.split(',')))})"
 
 GET_TASK = f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?"
 
@@ -51,7 +54,7 @@ RETURNING {TASK_COLUMNS}
 
 CLAIM_HEAD = """
 SELECT * FROM (SELECT id, priority, create_time FROM tasks
-                WHERE state = 'pending' AND model = :m{i}
+                WHERE state = 'pending' AND model = :m{i} AND run_after <= :now
                 ORDER BY priority DESC, create_time LIMIT :c{i})
 """
 
@@ -87,6 +90,21 @@ UPDATE tasks
  WHERE id = :id AND state = 'processing' AND lease_owner = :owner AND attempts = :attempt
 RETURNING {TASK_COLUMNS}
 """
+
+# A transient failure: back to the queue, not claimable before `run_after`.
+RETRY_LATER = """
+UPDATE tasks SET state = 'pending', lease_owner = NULL, lease_expires = NULL, progress = NULL,
+       run_after = :run_after
+ WHERE id = :id AND state = 'processing' AND lease_owner = :owner AND attempts = :attempt
+"""
+
+SET_UPSTREAM = """
+UPDATE tasks SET upstream = :upstream
+ WHERE id = :id AND state = 'processing' AND lease_owner = :owner AND attempts = :attempt
+"""
+
+# Tasks of each model running now, over every worker: the cluster-wide concurrency caps.
+RUNNING_BY_MODEL = "SELECT model, count(*) FROM tasks WHERE state = 'processing' GROUP BY model"
 
 RELEASE = """
 UPDATE tasks SET state = 'pending', lease_owner = NULL, lease_expires = NULL, progress = NULL
@@ -127,7 +145,7 @@ SELECT count(*) FROM tasks
    AND (priority > :priority OR (priority = :priority AND create_time < :create_time))
 """
 
-INSERT_KEY = f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+INSERT_KEY = f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ({', '.join('?' * len(KEY_COLUMNS.split(',')))})"
 
 GET_KEY_BY_HASH = f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = ?"
 
@@ -136,8 +154,76 @@ GET_KEY = f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?"
 LIST_KEYS = f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"
 
 UPDATE_KEY = """
-UPDATE api_keys SET name = ?, disabled = ?, expires_at = ?, models = ?, webhook_secret_version = ?
+UPDATE api_keys SET name = ?, disabled = ?, expires_at = ?, models = ?, webhook_secret_version = ?,
+       credits = ?, rate_limit = ?, max_concurrent = ?
  WHERE id = ?
+"""
+
+# -- accounts: admission caps, credits and the ledger ---------------------------------------
+# Each runs inside the insert's (or the task end's) write transaction, so the checks and the
+# writes they guard are one atomic step; under PostgreSQL the conditional UPDATEs hold the
+# same guarantees by themselves (a row lock, then a re-checked WHERE).
+
+# Pending tasks of a model, counted no further than the cap (the partial queue index).
+QUEUE_DEPTH_UPTO = """
+SELECT count(*) FROM (SELECT 1 FROM tasks WHERE state = 'pending' AND model = :model LIMIT :cap)
+"""
+
+# A key's unfinished tasks, counted no further than its cap (index tasks_active_by_key).
+ACTIVE_OF_KEY_UPTO = """
+SELECT count(*) FROM (SELECT 1 FROM tasks
+                       WHERE key_id = :key_id AND state IN ('pending', 'processing') LIMIT :cap)
+"""
+
+# Take a task's price from a limited key, only if its balance covers it: no row back means
+# "not enough", or an unlimited key (NULL credits), which KEY_CREDITS tells apart.
+CHARGE_KEY = """
+UPDATE api_keys SET credits = credits - :amount
+ WHERE id = :key_id AND credits >= :amount
+RETURNING credits
+"""
+
+KEY_CREDITS = "SELECT credits FROM api_keys WHERE id = ?"
+
+# An admin's top-up (negative takes away): a limited key only, kept within 0..MAX_CREDITS.
+ADD_CREDITS = """
+UPDATE api_keys SET credits = credits + :amount
+ WHERE id = :key_id AND credits IS NOT NULL AND credits + :amount BETWEEN 0 AND :max
+RETURNING credits
+"""
+
+INSERT_LEDGER = """
+INSERT INTO ledger (key_id, task_id, kind, amount, balance, created_at)
+VALUES (:key_id, :task_id, :kind, :amount, :balance, :now)
+"""
+
+# The refund of a failed or canceled task: its ledger row goes first, and the UNIQUE
+# (task_id, kind) makes a second one a no-op that returns no row, so the balance below is
+# credited exactly once whichever path (finish, cancel, reaper) ends the task.
+INSERT_REFUND = """
+INSERT INTO ledger (key_id, task_id, kind, amount, balance, created_at)
+VALUES (:key_id, :task_id, 'refund', :amount, NULL, :now)
+ON CONFLICT (task_id, kind) DO NOTHING
+RETURNING id
+"""
+
+# Give credits back to a limited key; an unlimited key (NULL) stays as it is.
+CREDIT_KEY = """
+UPDATE api_keys SET credits = credits + :amount
+ WHERE id = :key_id AND credits IS NOT NULL
+RETURNING credits
+"""
+
+SET_LEDGER_BALANCE = "UPDATE ledger SET balance = :balance WHERE id = :id"
+
+LEDGER_COLUMNS = "id, key_id, kind, amount, balance, task_id, created_at"
+
+# Newest first; the cursor is the id of the last entry seen.
+LIST_LEDGER = f"""
+SELECT {LEDGER_COLUMNS} FROM ledger
+ WHERE key_id = :key_id AND id < :before
+ ORDER BY id DESC
+ LIMIT :limit
 """
 
 # -- callbacks -----------------------------------------------------------------------------

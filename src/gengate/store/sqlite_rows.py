@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 import orjson
 
 from gengate.domain.deliveries import Delivery, DeliveryAttempt, DeliveryState, new_delivery_id
 from gengate.domain.keys import ApiKey
+from gengate.domain.ledger import LedgerEntry, LedgerKind
 from gengate.domain.states import TaskState
 from gengate.domain.task import ResultFile, Task
 from gengate.store import sqlite_queries as q
+
+
+class Row(Protocol):
+    """A result row of either backend: a sqlite3 tuple or an asyncpg Record, read by position."""
+
+    def __getitem__(self, index: int, /) -> Any: ...
+
 
 _files_decoder = msgspec.json.Decoder(list[tuple[str, str, int]])
 _STATES = {state.value: state for state in TaskState}
@@ -36,7 +44,7 @@ def owe_callback(conn: sqlite3.Connection, task: Task, now: int, first_delay_ms:
         )
 
 
-def delivery_from_row(row: tuple[Any, ...], history: tuple[DeliveryAttempt, ...] = ()) -> Delivery:
+def delivery_from_row(row: Row, history: tuple[DeliveryAttempt, ...] = ()) -> Delivery:
     return Delivery(
         id=row[0],
         task_id=row[1],
@@ -78,10 +86,12 @@ def task_row(task: Task) -> tuple[Any, ...]:
         task.lease_expires,
         task.trace_id,
         task.dialect,
+        task.upstream,
+        task.charge,
     )
 
 
-def task_from_row(row: tuple[Any, ...]) -> Task:
+def task_from_row(row: Row) -> Task:
     files = row[15]
     return Task(
         id=row[0],
@@ -107,6 +117,8 @@ def task_from_row(row: tuple[Any, ...]) -> Task:
         lease_expires=row[20],
         trace_id=row[21],
         dialect=row[22],
+        upstream=row[23],
+        charge=row[24],
     )
 
 
@@ -118,7 +130,7 @@ def models_json(models: tuple[str, ...] | None) -> str | None:
     return orjson.dumps(list(models)).decode() if models is not None else None
 
 
-def key_from_row(row: tuple[Any, ...]) -> ApiKey:
+def key_from_row(row: Row) -> ApiKey:
     return ApiKey(
         id=row[0],
         name=row[1],
@@ -129,4 +141,38 @@ def key_from_row(row: tuple[Any, ...]) -> ApiKey:
         models=tuple(orjson.loads(row[6])) if row[6] is not None else None,
         created_at=row[7],
         webhook_secret_version=row[8],
+        credits=row[9],
+        rate_limit=row[10],
+        max_concurrent=row[11],
+    )
+
+
+def key_row(key: ApiKey) -> tuple[Any, ...]:
+    """A key in the order of KEY_COLUMNS."""
+    return (
+        key.id,
+        key.name,
+        key.key_hash,
+        key.prefix,
+        int(key.disabled),
+        key.expires_at,
+        models_json(key.models),
+        key.created_at,
+        key.webhook_secret_version,
+        key.credits,
+        key.rate_limit,
+        key.max_concurrent,
+    )
+
+
+def ledger_from_row(row: Row) -> LedgerEntry:
+    """A ledger row in the order of LEDGER_COLUMNS."""
+    return LedgerEntry(
+        id=row[0],
+        key_id=row[1],
+        kind=LedgerKind(row[2]),
+        amount=row[3],
+        balance=row[4],
+        task_id=row[5],
+        created_at=row[6],
     )

@@ -36,10 +36,19 @@ class _Op:
 _STOP = object()
 
 
+#: How often an idle writer looks for commits of other processes on the same file.
+FOREIGN_POLL_S = 0.05
+
+
 class SQLiteWriter:
-    def __init__(self, path: Path, pragmas: tuple[str, ...]) -> None:
+    def __init__(
+        self, path: Path, pragmas: tuple[str, ...], on_foreign_commit: Callable[[], None] | None = None
+    ) -> None:
         self._path = path
         self._pragmas = pragmas
+        #: Called on the loop when another process committed to the file (`gengate worker` or
+        #: `serve --processes` beside this one): their changes reach no hub of ours otherwise.
+        self._on_foreign_commit = on_foreign_commit
         self._queue: queue.SimpleQueue[_Op | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -83,9 +92,16 @@ class SQLiteWriter:
             ready.set()
             return
         ready.set()
+        # `data_version` of this connection moves only when another connection commits; the
+        # reader never writes, so a move means another process.
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
         try:
             while True:
-                first = self._queue.get()
+                try:
+                    first = self._queue.get(timeout=FOREIGN_POLL_S)
+                except queue.Empty:
+                    version = self._check_foreign(conn, version)
+                    continue
                 if first is _STOP:
                     return
                 batch = [first]
@@ -102,8 +118,19 @@ class SQLiteWriter:
                 self._commit(conn, batch)  # type: ignore[arg-type]
                 if stop:
                     return
+                version = self._check_foreign(conn, version)
         finally:
             conn.close()
+
+    def _check_foreign(self, conn: sqlite3.Connection, seen: int) -> int:
+        try:
+            version: int = conn.execute("PRAGMA data_version").fetchone()[0]
+        except sqlite3.Error:
+            return seen
+        if version != seen and self._on_foreign_commit is not None and self._loop is not None:
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._on_foreign_commit)
+        return version
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
         results: list[tuple[_Op, Any, BaseException | None]] = []
@@ -114,7 +141,9 @@ class SQLiteWriter:
                 conn.execute("SAVEPOINT op")
                 try:
                     result = op.fn(conn)
-                except sqlite3.Error as exc:
+                except Exception as exc:
+                    # A database error, or an operation refusing (a submit past its credits):
+                    # its writes are undone and its caller gets the exception.
                     conn.execute("ROLLBACK TO op")
                     results.append((op, None, exc))
                 else:

@@ -112,7 +112,8 @@ class WorkerPool:
             for spec in self.catalogue
             if spec.provider in self.providers
         }
-        claims = await self.store.claim(capacity, self.owner, min(free, CLAIM_BATCH), self.lease_ms)
+        caps = {spec.id: spec.max_running for spec in self.catalogue if spec.max_running is not None}
+        claims = await self.store.claim(capacity, self.owner, min(free, CLAIM_BATCH), self.lease_ms, caps)
         for claim in claims:
             self._start(claim)
         return len(claims)

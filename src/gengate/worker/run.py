@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from gengate.domain.catalogue import ModelSpec
+from gengate.domain.clock import now_ms
 from gengate.domain.states import FailCode
 from gengate.domain.task import Claim
 from gengate.files.base import FileStore
@@ -18,6 +20,15 @@ log = logging.getLogger(__name__)
 
 #: How long a provider may take to notice a cancel before its run is stopped outright.
 CANCEL_GRACE_S = 2.0
+#: The longest wait before another attempt after a transient failure.
+MAX_RETRY_DELAY_S = 300.0
+
+
+def retry_delay_ms(attempt: int, base_s: float) -> int:
+    """Exponential backoff with full jitter after failed attempt `attempt` (from 1): spreads the
+    retries of many tasks that failed together (an upstream outage) instead of herding them."""
+    ceiling = min(MAX_RETRY_DELAY_S, base_s * 2 ** (attempt - 1))
+    return int(1000 * random.uniform(ceiling / 2, ceiling))  # noqa: S311 - jitter, not a secret
 
 
 @dataclass
@@ -30,6 +41,7 @@ class TaskRun:
     owner: str
     _lost: bool = False
     _canceled: bool = False
+    _transient: bool = False
     #: Set once the outcome is on its way to the store: the lease ends with it, so a
     #: heartbeat refused from then on means "finished", not "lost".
     finishing: bool = False
@@ -56,9 +68,23 @@ class TaskRun:
         if self._canceled:  # however the run ended, the client asked for nothing more
             outcome = Failed(FailCode.CANCELED, CANCELED_MESSAGE)
         self.finishing = True
+        if self._transient and self.claim.attempt < self.spec.max_attempts and not self._canceled:
+            delay_ms = retry_delay_ms(self.claim.attempt, self.spec.retry_backoff_s)
+            if await self.store.retry_later(task.id, self.owner, self.claim.attempt, now_ms() + delay_ms):
+                log.info(
+                    "task %s failed transiently; attempt %d in %d ms",
+                    task.id,
+                    self.claim.attempt + 1,
+                    delay_ms,
+                )
+            self._stop_progress()
+            return
         recorded = await self.store.finish(task.id, self.owner, self.claim.attempt, outcome)
         if recorded is None:
             log.warning("completion of %s refused: the claim is no longer ours", task.id)
+        self._stop_progress()
+
+    def _stop_progress(self) -> None:
         if self._progress_writer is not None:
             self._progress_writer.cancel()
 
@@ -72,6 +98,7 @@ class TaskRun:
             mode=task.mode,
             output_dir=output_dir,
             options=self.spec.options,
+            attempt=self.claim.attempt,
             cancel=self.cancel,
             on_progress=self._progress,
         )
@@ -80,6 +107,7 @@ class TaskRun:
                 outputs = await self._run_provider(ctx)
             return Succeeded(await self.files.save(task.id, outputs))
         except ProviderFailure as failure:
+            self._transient = failure.transient
             return Failed(failure.fail_code, failure.message)
         except TimeoutError:
             if deadline.expired():

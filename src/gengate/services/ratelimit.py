@@ -1,0 +1,94 @@
+"""Per-key request rate limits: a moving window per key, kept by the `limits` library.
+
+The windows live in `memory://` (this process: the embedded setup) or in Redis
+(`redis://host:port`), which several API processes share so that a key's limit holds over
+all of them. A key's own `rate_limit` wins over the server's default; with neither, a request
+costs nothing here. When the shared store cannot be reached, requests pass (and a warning is
+logged): a rate limiter that is down should not take the whole API down with it.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import time
+
+import msgspec
+from limits import RateLimitItem, parse
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.errors import StorageError
+from limits.storage import storage_from_string
+
+from gengate.domain.keys import ApiKey
+
+log = logging.getLogger(__name__)
+
+#: Keys in a shared store start with this, apart from anything else kept there.
+KEY_PREFIX = "gengate"
+#: At most one warning this often while the shared store is unreachable.
+WARN_EVERY_S = 30.0
+
+
+class RateState(msgspec.Struct, frozen=True):
+    """One request's standing: `allowed`, the window's `limit`, the `remaining` requests in
+    it, and `reset` (Unix seconds) when its oldest request leaves it."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset: int
+
+    def retry_after(self, now: float | None = None) -> int:
+        """Whole seconds until a refused request may be sent again; at least 1."""
+        return max(1, math.ceil(self.reset - (time.time() if now is None else now)))
+
+
+@functools.lru_cache(maxsize=1024)
+def parse_rate_limit(text: str) -> RateLimitItem:
+    """`60/minute`, `10 per second`, `1000/hour` ...; ValueError when it is none of these."""
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise ValueError(
+            f"invalid rate limit {text!r}: write it like `60/minute` or `10 per second`"
+        ) from exc
+
+
+def storage_uri(uri: str) -> tuple[str, dict[str, str]]:
+    """Our setting to the `limits` async storage URI and its options: `memory://` and
+    `redis://` (or `rediss://`) name the async variants; Redis goes through redis-py."""
+    if not uri.startswith("async+"):
+        uri = "async+" + uri
+    options = {"implementation": "redispy", "key_prefix": KEY_PREFIX} if "+redis" in uri else {}
+    return uri, options
+
+
+class RateLimiter:
+    def __init__(self, storage: str = "memory://", default: str | None = None) -> None:
+        uri, options = storage_uri(storage)
+        self._storage = storage_from_string(uri, wrap_exceptions=True, **options)
+        self._limiter = MovingWindowRateLimiter(self._storage)
+        self.default = parse_rate_limit(default) if default else None
+        self._warned_at = -math.inf
+
+    def limit_of(self, key: ApiKey) -> RateLimitItem | None:
+        if key.rate_limit:
+            return parse_rate_limit(key.rate_limit)
+        return self.default
+
+    async def hit(self, key: ApiKey) -> RateState | None:
+        """Count one request of `key`; None when no limit applies (or the store is down)."""
+        item = self.limit_of(key)
+        if item is None:
+            return None
+        try:
+            allowed = await self._limiter.hit(item, "key", key.id)
+            stats = await self._limiter.get_window_stats(item, "key", key.id)
+        except StorageError as exc:
+            now = time.monotonic()
+            if now - self._warned_at > WARN_EVERY_S:
+                self._warned_at = now
+                log.warning("rate-limit store unreachable, requests pass unlimited: %s", exc)
+            return None
+        return RateState(allowed, item.amount, stats.remaining, math.ceil(stats.reset_time))

@@ -1,0 +1,29 @@
+"""The store the settings ask for: SQLite in the data folder by default, PostgreSQL by URL."""
+
+from __future__ import annotations
+
+from gengate.settings import Settings
+from gengate.store.base import Store
+from gengate.store.notify import ChangeHub
+
+
+def is_postgres_url(url: str | None) -> bool:
+    return bool(url) and str(url).startswith(("postgresql://", "postgres://"))
+
+
+def build_store(settings: Settings, hub: ChangeHub) -> Store:
+    first_delay_ms = int(settings.webhook_retry_schedule[0] * 1000)
+    if is_postgres_url(settings.database_url):
+        # Imported here: the embedded setup never loads the PostgreSQL driver.
+        from gengate.store.postgres import PostgresStore  # noqa: PLC0415
+
+        assert settings.database_url is not None
+        return PostgresStore(
+            settings.database_url,
+            hub,
+            first_callback_delay_ms=first_delay_ms,
+            pool_size=settings.database_pool_size,
+        )
+    from gengate.store.sqlite import SQLiteStore  # noqa: PLC0415
+
+    return SQLiteStore(settings.sqlite_path, hub, first_callback_delay_ms=first_delay_ms)

@@ -1,0 +1,460 @@
+"""The networked store: PostgreSQL through an asyncpg pool, shared by many API and worker processes.
+
+PostgreSQL carries the distribution: claims take rows with `FOR UPDATE SKIP LOCKED`, fencing is
+in each statement's `WHERE`, every write commits before it returns (durable: `synchronous_commit`
+stays on), and triggers announce changes with NOTIFY at commit, which `PgListener` turns into
+wake-ups of this process's hub. Concurrent commits share a WAL flush, so group commit comes from
+the server. Connection and server errors become `unavailable` (503) at this edge; the pool
+replaces broken connections by itself, so the gateway recovers when the server is back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from functools import wraps
+from typing import Any, ParamSpec, TypeVar
+
+import asyncpg
+import msgspec
+
+from gengate.domain.clock import now_ms
+from gengate.domain.deliveries import AttemptResult, Delivery, DeliveryAttempt, new_delivery_id
+from gengate.domain.errors import Conflict, Unavailable
+from gengate.domain.keys import ApiKey, KeyChanges
+from gengate.domain.ledger import LedgerEntry
+from gengate.domain.states import FailCode, TaskState
+from gengate.domain.task import Claim, Task
+from gengate.store import postgres_accounts as accounts
+from gengate.store import postgres_queries as q
+from gengate.store.base import (
+    CANCELED_MESSAGE,
+    IDEMPOTENCY_TTL_MS,
+    Admission,
+    Failed,
+    Idempotency,
+    Lease,
+    Outcome,
+    ReapedTask,
+    Succeeded,
+    TaskQuery,
+)
+from gengate.store.migrate import migrate_postgres
+from gengate.store.notify import ChangeHub
+from gengate.store.postgres_listen import PgListener
+from gengate.store.sqlite_rows import (
+    delivery_from_row,
+    files_json,
+    key_from_row,
+    key_row,
+    ledger_from_row,
+    models_json,
+    task_from_row,
+    task_row,
+)
+
+P = ParamSpec("P")
+Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+R = TypeVar("R")
+
+#: Errors that mean "the database cannot answer now", as opposed to a bug in a statement.
+_UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+)
+
+
+def _unavailable_on_error(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+    @wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(*args, **kwargs)
+        except _UNAVAILABLE as exc:
+            raise Unavailable("The task store is unavailable.", headers={"Retry-After": "1"}) from exc
+
+    return wrapper
+
+
+async def _owe_callback(conn: Connection, task: Task, now: int, first_delay_ms: int) -> None:
+    """The outbox row, in the transaction that ends the task."""
+    if task.callback_url:
+        await conn.execute(
+            q.INSERT_DELIVERY,
+            new_delivery_id(),
+            task.id,
+            task.key_id,
+            task.callback_url,
+            task.dialect,
+            now,
+            first_delay_ms,
+        )
+
+
+class PostgresStore:
+    def __init__(
+        self,
+        dsn: str,
+        hub: ChangeHub | None = None,
+        *,
+        first_callback_delay_ms: int = 0,
+        pool_size: int = 10,
+        migrate: bool = True,
+    ) -> None:
+        self.dsn = dsn
+        self.hub = hub or ChangeHub()
+        self.first_callback_delay_ms = first_callback_delay_ms
+        self.pool_size = pool_size
+        self.migrate = migrate
+        self._pool: asyncpg.Pool[asyncpg.Record] | None = None
+        self._listener = PgListener(dsn, self.hub)
+
+    async def open(self) -> None:
+        if self.migrate:
+            await migrate_postgres(self.dsn)
+        try:
+            self._pool = await asyncpg.create_pool(
+                self.dsn,
+                min_size=1,
+                max_size=self.pool_size,
+                command_timeout=30,
+                # Keep idle connections from piling up on the server behind many processes.
+                max_inactive_connection_lifetime=60,
+            )
+        except _UNAVAILABLE as exc:
+            raise Unavailable("The task store is unavailable.") from exc
+        await self._listener.start()
+
+    async def close(self) -> None:
+        await self._listener.stop()
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    @property
+    def pool(self) -> asyncpg.Pool[asyncpg.Record]:
+        assert self._pool is not None, "store not open"
+        return self._pool
+
+    # -- tasks ---------------------------------------------------------------
+    @_unavailable_on_error
+    async def insert_task(
+        self, task: Task, idempotency: Idempotency | None = None, admission: Admission | None = None
+    ) -> Task:
+        row = task_row(task)
+        async with self.pool.acquire() as conn, conn.transaction():
+            if idempotency is not None:
+                owned = await conn.fetchval(
+                    q.CLAIM_IDEMPOTENCY,
+                    task.key_id,
+                    idempotency.key,
+                    idempotency.request_hash,
+                    task.id,
+                    task.create_time,
+                    task.create_time - IDEMPOTENCY_TTL_MS,
+                )
+                if owned is None:
+                    seen = await conn.fetchrow(q.GET_IDEMPOTENCY, task.key_id, idempotency.key)
+                    if seen is None or seen[0] != idempotency.request_hash:
+                        raise Conflict(
+                            "This Idempotency-Key was used with a different request in the last 24 hours."
+                        )
+                    existing = await conn.fetchrow(q.GET_TASK, seen[1])
+                    if existing is not None:
+                        return task_from_row(existing)  # a replay: charged once, at its first submit
+            # A refusal raises, and the transaction (the idempotency row with it) rolls back.
+            await accounts.admit(conn, task, admission)
+            await accounts.charge(conn, task, task.create_time)
+            await conn.execute(q.INSERT_TASK, *row)
+        return task
+
+    @_unavailable_on_error
+    async def list_tasks(self, key_id: str, query: TaskQuery) -> list[Task]:
+        filters: list[str] = []
+        params: list[Any] = [key_id, query.limit]
+        for column, value, operator in (
+            ("state", query.state, "="),
+            ("model", query.model, "="),
+            ("create_time", query.since, ">="),
+            ("create_time", query.until, "<"),
+        ):
+            if value is not None:
+                params.append(value)
+                filters.append(f"AND {column} {operator} ${len(params)}")
+        if query.before is not None:
+            params.extend(query.before)
+            filters.append(f"AND (create_time, id) < (${len(params) - 1}, ${len(params)})")
+        sql = q.LIST_TASKS.format(filters=" ".join(filters))
+        return [task_from_row(row) for row in await self.pool.fetch(sql, *params)]
+
+    @_unavailable_on_error
+    async def queue_position(self, task: Task) -> int:
+        return int(await self.pool.fetchval(q.QUEUE_POSITION, task.model, task.priority, task.create_time))
+
+    @_unavailable_on_error
+    async def get_task(self, task_id: str) -> Task | None:
+        row = await self.pool.fetchrow(q.GET_TASK, task_id)
+        return task_from_row(row) if row is not None else None
+
+    @_unavailable_on_error
+    async def claim(
+        self,
+        capacity: Mapping[str, int],
+        owner: str,
+        limit: int,
+        lease_ms: int,
+        caps: Mapping[str, int] | None = None,
+    ) -> list[Claim]:
+        # No model's walk locks more rows than the claim can take: rows locked and then not
+        # taken would be skipped by concurrent claims for nothing.
+        wanted = {model: min(free, limit) for model, free in capacity.items() if free > 0}
+        if not wanted or limit <= 0:
+            return []
+        capped = sorted(model for model in wanted if caps and model in caps)
+        async with self.pool.acquire() as conn, conn.transaction():
+            if capped and caps:
+                # Claims of a capped model wait for each other, so the count below stays true.
+                await conn.execute(q.LOCK_MODELS, capped)
+                running: dict[str, int] = {
+                    row[0]: row[1] for row in await conn.fetch(q.RUNNING_OF_MODELS, capped)
+                }
+                for model in capped:
+                    wanted[model] = min(wanted[model], caps[model] - running.get(model, 0))
+                wanted = {model: free for model, free in wanted.items() if free > 0}
+                if not wanted:
+                    return []
+            now = now_ms()
+            rows = await conn.fetch(
+                q.CLAIM, list(wanted), list(wanted.values()), limit, owner, now, now + lease_ms
+            )
+        tasks = sorted((task_from_row(row) for row in rows), key=lambda t: (-t.priority, t.create_time))
+        return [Claim(task, task.attempts) for task in tasks]
+
+    @_unavailable_on_error
+    async def heartbeat(self, task_id: str, owner: str, attempt: int, lease_ms: int) -> Lease:
+        row = await self.pool.fetchrow(q.HEARTBEAT, task_id, owner, attempt, now_ms() + lease_ms)
+        if row is None:
+            return Lease.LOST
+        return Lease.CANCEL_REQUESTED if row[0] else Lease.HELD
+
+    @_unavailable_on_error
+    async def cancel(self, task_id: str) -> Task | None:
+        """As SQLiteStore.cancel; a running task's worker hears of it through `gengate_cancel`."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            now = now_ms()
+            row = await conn.fetchrow(q.CANCEL_PENDING, task_id, now, CANCELED_MESSAGE)
+            if row is not None:
+                task = task_from_row(row)
+                await _owe_callback(conn, task, now, self.first_callback_delay_ms)
+                await accounts.refund_once(conn, task, now)
+                return task
+            row = await conn.fetchrow(q.REQUEST_CANCEL, task_id)
+            if row is None:
+                row = await conn.fetchrow(q.GET_TASK, task_id)
+            return task_from_row(row) if row is not None else None
+
+    @_unavailable_on_error
+    async def set_progress(self, task_id: str, owner: str, attempt: int, progress: int) -> bool:
+        status = await self.pool.execute(q.SET_PROGRESS, task_id, owner, attempt, progress)
+        return _rowcount(status) == 1
+
+    @_unavailable_on_error
+    async def set_upstream(self, task_id: str, owner: str, attempt: int, upstream: str) -> bool:
+        status = await self.pool.execute(q.SET_UPSTREAM, task_id, owner, attempt, upstream)
+        return _rowcount(status) == 1
+
+    @_unavailable_on_error
+    async def finish(self, task_id: str, owner: str, attempt: int, outcome: Outcome) -> Task | None:
+        ending: tuple[str, str | None, str | None, str | None]
+        if isinstance(outcome, Succeeded):
+            ending = (TaskState.SUCCESS.value, files_json(outcome.files), None, None)
+        else:
+            ending = (TaskState.FAILED.value, None, outcome.fail_code, outcome.fail_msg)
+        state, files, fail_code, fail_msg = ending
+        async with self.pool.acquire() as conn, conn.transaction():
+            now = now_ms()
+            row = await conn.fetchrow(
+                q.FINISH, task_id, owner, attempt, state, now, files, fail_code, fail_msg
+            )
+            if row is None:
+                return None
+            task = task_from_row(row)
+            await _owe_callback(conn, task, now, self.first_callback_delay_ms)
+            await accounts.refund_once(conn, task, now)  # a failure only
+        return task
+
+    @_unavailable_on_error
+    async def retry_later(self, task_id: str, owner: str, attempt: int, run_after_ms: int) -> bool:
+        status = await self.pool.execute(q.RETRY_LATER, task_id, owner, attempt, run_after_ms)
+        return _rowcount(status) == 1
+
+    @_unavailable_on_error
+    async def release(self, task_id: str, owner: str, attempt: int) -> bool:
+        return _rowcount(await self.pool.execute(q.RELEASE, task_id, owner, attempt)) == 1
+
+    @_unavailable_on_error
+    async def reap_expired(self, now_ms: int, max_attempts: Mapping[str, int]) -> list[ReapedTask]:
+        reaped: list[ReapedTask] = []
+        async with self.pool.acquire() as conn, conn.transaction():
+            for task_id, model, attempts, cancel_requested in await conn.fetch(q.EXPIRED_LEASES, now_ms):
+                if attempts < max_attempts.get(model, 1) and not cancel_requested:
+                    changed = _rowcount(await conn.execute(q.REQUEUE, task_id, now_ms)) == 1
+                    reaped.append(ReapedTask(task_id, True)) if changed else None
+                    continue
+                lost = (
+                    Failed(FailCode.CANCELED, CANCELED_MESSAGE)
+                    if cancel_requested
+                    else Failed(
+                        FailCode.WORKER_LOST, f"The worker running the task was lost {attempts} times."
+                    )
+                )
+                row = await conn.fetchrow(q.FAIL_LOST, task_id, now_ms, lost.fail_code, lost.fail_msg)
+                if row is not None:
+                    lost_task = task_from_row(row)
+                    await _owe_callback(conn, lost_task, now_ms, self.first_callback_delay_ms)
+                    await accounts.refund_once(conn, lost_task, now_ms)
+                    reaped.append(ReapedTask(task_id, False))
+        return reaped
+
+    @_unavailable_on_error
+    async def expired_results(self, complete_before_ms: int, limit: int) -> list[str]:
+        return [row[0] for row in await self.pool.fetch(q.EXPIRED_RESULTS, complete_before_ms, limit)]
+
+    @_unavailable_on_error
+    async def mark_files_removed(self, task_ids: Sequence[str]) -> None:
+        await self.pool.execute(q.MARK_FILES_REMOVED, list(task_ids))
+
+    @_unavailable_on_error
+    async def queue_depth(self, model: str) -> int:
+        return int(await self.pool.fetchval(q.QUEUE_DEPTH, model))
+
+    # -- callbacks ---------------------------------------------------------------
+    @_unavailable_on_error
+    async def claim_deliveries(self, owner: str, limit: int, lease_ms: int) -> list[Delivery]:
+        now = now_ms()
+        rows = await self.pool.fetch(q.CLAIM_DELIVERIES, owner, now + lease_ms, now, limit)
+        return [delivery_from_row(tuple(row)) for row in rows]
+
+    @_unavailable_on_error
+    async def next_delivery_due(self) -> int | None:
+        value = await self.pool.fetchval(q.NEXT_DELIVERY_DUE, now_ms())
+        return int(value) if value is not None else None
+
+    @_unavailable_on_error
+    async def record_attempt(self, delivery: Delivery, owner: str, result: AttemptResult) -> bool:
+        attempt = result.attempt
+        async with self.pool.acquire() as conn, conn.transaction():
+            status = await conn.execute(
+                q.RECORD_ATTEMPT,
+                delivery.id,
+                owner,
+                attempt.attempt,
+                result.state.value,
+                result.next_attempt_at,
+                now_ms(),
+            )
+            if _rowcount(status) != 1:
+                return False
+            await conn.execute(
+                q.INSERT_ATTEMPT,
+                delivery.id,
+                attempt.attempt,
+                attempt.started_at,
+                attempt.status_code,
+                attempt.latency_ms,
+                attempt.error,
+            )
+        return True
+
+    @_unavailable_on_error
+    async def deliveries_of_task(self, task_id: str) -> list[Delivery]:
+        async with self.pool.acquire() as conn:
+            deliveries = []
+            for row in await conn.fetch(q.DELIVERIES_OF_TASK, task_id):
+                history = tuple(
+                    DeliveryAttempt(*attempt) for attempt in await conn.fetch(q.ATTEMPTS_OF_DELIVERY, row[0])
+                )
+                deliveries.append(delivery_from_row(tuple(row), history))
+        return deliveries
+
+    @_unavailable_on_error
+    async def redeliver(self, delivery_id: str) -> bool:
+        return _rowcount(await self.pool.execute(q.REDELIVER, delivery_id, now_ms())) == 1
+
+    # -- keys ----------------------------------------------------------------
+    @_unavailable_on_error
+    async def insert_key(self, key: ApiKey) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(q.INSERT_KEY, *key_row(key))
+            await accounts.record_new_balance(conn, key.id, None, key.credits, key.created_at)
+
+    @_unavailable_on_error
+    async def get_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        row = await self.pool.fetchrow(q.GET_KEY_BY_HASH, key_hash)
+        return key_from_row(tuple(row)) if row is not None else None
+
+    @_unavailable_on_error
+    async def get_key(self, key_id: str) -> ApiKey | None:
+        row = await self.pool.fetchrow(q.GET_KEY, key_id)
+        return key_from_row(tuple(row)) if row is not None else None
+
+    @_unavailable_on_error
+    async def list_keys(self) -> list[ApiKey]:
+        return [key_from_row(tuple(row)) for row in await self.pool.fetch(q.LIST_KEYS)]
+
+    @_unavailable_on_error
+    async def update_key(self, key_id: str, changes: KeyChanges) -> ApiKey | None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(q.GET_KEY_FOR_UPDATE, key_id)
+            if row is None:
+                return None
+            updated = msgspec.structs.replace(
+                key_from_row(tuple(row)),
+                **{
+                    f: v for f in changes.__struct_fields__ if (v := getattr(changes, f)) is not msgspec.UNSET
+                },
+            )
+            await conn.execute(
+                q.UPDATE_KEY,
+                updated.name,
+                int(updated.disabled),
+                updated.expires_at,
+                models_json(updated.models),
+                updated.webhook_secret_version,
+                updated.credits,
+                updated.rate_limit,
+                updated.max_concurrent,
+                key_id,
+            )
+            # The row is locked since the read: no charge slips in, so the difference is exact.
+            await accounts.record_new_balance(
+                conn, key_id, key_from_row(row).credits, updated.credits, now_ms()
+            )
+        return updated
+
+    @_unavailable_on_error
+    async def add_credits(self, key_id: str, amount: int) -> ApiKey | None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            if not await accounts.add_credits(conn, key_id, amount, now_ms()):
+                return None
+            row = await conn.fetchrow(q.GET_KEY, key_id)
+        return key_from_row(row) if row is not None else None
+
+    # -- ledger ----------------------------------------------------------------
+    @_unavailable_on_error
+    async def list_ledger(self, key_id: str, before: int | None, limit: int) -> list[LedgerEntry]:
+        rows = await self.pool.fetch(
+            q.LIST_LEDGER, key_id, before if before is not None else 2**63 - 1, limit
+        )
+        return [ledger_from_row(row) for row in rows]
+
+
+def _rowcount(status: str) -> int:
+    """Rows a statement changed, from asyncpg's command tag (`UPDATE 1`)."""
+    return int(status.rsplit(" ", 1)[-1])

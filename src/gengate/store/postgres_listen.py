@@ -1,0 +1,89 @@
+"""LISTEN/NOTIFY into the hub: wake-ups from every process that shares the database.
+
+One dedicated connection listens on the channels the triggers notify. When it breaks, it is
+opened again with backoff, and everything that waits is woken once, since notifications sent
+meanwhile are lost: waiters re-read the store, workers claim, senders look for due callbacks.
+The slow polls of workers and senders stay as the safety net behind all of this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import asyncpg
+
+from gengate.store.notify import ChangeHub
+
+log = logging.getLogger(__name__)
+
+CHANNELS = ("gengate_task", "gengate_work", "gengate_cancel", "gengate_deliveries")
+#: Longest wait between two tries to listen again.
+MAX_BACKOFF_S = 5.0
+
+
+class PgListener:
+    def __init__(self, dsn: str, hub: ChangeHub) -> None:
+        self._dsn = dsn
+        self._hub = hub
+        self._task: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="gengate-pg-listen")
+        # The first connection is made before start returns, so no early change is missed.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._connected.wait(), timeout=10)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            lost = asyncio.Event()
+            try:
+                conn = await asyncpg.connect(self._dsn)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("cannot listen for changes (%s); retrying in %.1f s", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                continue
+            try:
+                conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
+                for channel in CHANNELS:
+                    await conn.add_listener(channel, self._notified)
+                backoff = 0.1
+                if self._connected.is_set():
+                    self._wake_all()  # reconnected: what was sent meanwhile is lost
+                self._connected.set()
+                await lost.wait()
+                log.warning("lost the connection that listens for changes; listening again")
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("listening for changes failed: %s", exc)
+                await asyncio.sleep(backoff)
+            finally:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(conn.close(), timeout=1)
+
+    def _notified(self, _conn: Any, _pid: int, channel: str, payload: object) -> None:
+        payload = str(payload)
+        if channel == "gengate_task":
+            self._hub.task_changed(payload)
+        elif channel == "gengate_work":
+            self._hub.work_added((payload,))
+        elif channel == "gengate_cancel":
+            self._hub.cancel_requested(payload)
+        else:
+            self._hub.deliveries_added()
+
+    def _wake_all(self) -> None:
+        self._hub.wake_all_tasks()
+        self._hub.work_added()
+        self._hub.deliveries_added()
