@@ -11,7 +11,9 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "gengate needs Python >= 3.11"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# torch first, pinned to the CPU build on this machine's disk: left to the extra, pip may pick a newer, multi-GB CUDA build.
+	$(BIN)/python -m pip install --quiet 'torch==2.13.0'
+	$(BIN)/python -m pip install --quiet -e '.[dev,diffusers]'
 	@touch $(STAMP)
 
 serve: $(STAMP)
@@ -32,6 +34,11 @@ test: lint typecheck
 bench: $(STAMP)
 	$(BIN)/python -m bench.run --rounds 3
 	$(BIN)/python -m bench.longpoll
+	./scripts/ensure-postgres.sh
+	$(BIN)/python -m bench.drain
+	$(BIN)/python -m bench.drain --pg
+	$(BIN)/python -m bench.scale
+	$(BIN)/python -m bench.scale --pg
 
 fmt: $(STAMP)
 	$(BIN)/ruff format src tests bench

@@ -22,6 +22,7 @@ from typing import Any
 
 import asyncpg
 
+ROOT = Path(__file__).resolve().parent.parent
 ENTRYPOINT = "bench_noop"
 WARM_TIMEOUT_S = 60.0
 POLL_S = 0.1
@@ -60,7 +61,7 @@ async def _wait_done(conn: asyncpg.Connection, first_job: int, jobs: int, timeou
         await asyncio.sleep(POLL_S)
 
 
-async def run_peer(
+def run_peer(
     url: str,
     jobs: int,
     *,
@@ -71,24 +72,58 @@ async def run_peer(
     timeout_s: float,
 ) -> dict[str, Any]:
     """Enqueue `jobs` no-op jobs in batches while a consumer process runs them; the figures."""
-    from pgqueuer import AsyncpgDriver, Queries
+    import uvloop
 
-    conn = await asyncpg.connect(url)
-    queries = Queries(AsyncpgDriver(conn))
-    if not await queries.schema_is_installed():
-        await queries.install()
+    uvloop.run(_install(url))
     argv = ["taskset", "-c", consumer_cpu, sys.executable, "-m", "bench.pgq_peer", "consume", url]
     argv += ["--batch", str(dequeue_batch)]
     with log_path.open("wb") as log:
-        consumer = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        consumer = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
+        enqueue_s, seconds = uvloop.run(_enqueue_and_wait(url, jobs, enqueue_batch, timeout_s))
+    finally:
+        consumer.send_signal(signal.SIGTERM)
+        try:
+            consumer.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            consumer.kill()
+            consumer.wait()
+    return {
+        "jobs": jobs,
+        "enqueue_batch": enqueue_batch,
+        "dequeue_batch": dequeue_batch,
+        "enqueue_jobs_per_s": round(jobs / enqueue_s, 1),
+        "seconds": round(seconds, 3),
+        "jobs_per_s": round(jobs / seconds, 1),
+    }
+
+
+async def _install(url: str) -> None:
+    from pgqueuer import AsyncpgDriver, Queries
+
+    conn = await asyncpg.connect(url)
+    try:
+        queries = Queries(AsyncpgDriver(conn))
+        if not await queries.schema_is_installed():
+            await queries.install()
+    finally:
+        await conn.close()
+
+
+async def _enqueue_and_wait(url: str, jobs: int, batch: int, timeout_s: float) -> tuple[float, float]:
+    """(seconds spent enqueueing, seconds from the first job queued to the last one done)."""
+    from pgqueuer import AsyncpgDriver, Queries
+
+    conn = await asyncpg.connect(url)
+    try:
+        queries = Queries(AsyncpgDriver(conn))
         # One job first: the consumer is up, connected and warm before the clock starts.
         (warm,) = await queries.enqueue(ENTRYPOINT, None)
         await _wait_done(conn, warm, 1, WARM_TIMEOUT_S)
         first_job: int | None = None
         started = time.perf_counter()
-        for start in range(0, jobs, enqueue_batch):
-            size = min(enqueue_batch, jobs - start)
+        for start in range(0, jobs, batch):
+            size = min(batch, jobs - start)
             ids = await queries.enqueue([ENTRYPOINT] * size, [None] * size, [0] * size)
             first_job = min(ids) if first_job is None else first_job
         enqueue_s = time.perf_counter() - started
@@ -100,27 +135,15 @@ async def run_peer(
                  FROM pgqueuer_log WHERE job_id >= $1""",
             first_job,
         )
+        return enqueue_s, float(span)
     finally:
-        consumer.send_signal(signal.SIGTERM)
-        try:
-            consumer.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            consumer.kill()
-            consumer.wait()
         await conn.close()
-    seconds = float(span)
-    return {
-        "jobs": jobs,
-        "enqueue_batch": enqueue_batch,
-        "dequeue_batch": dequeue_batch,
-        "enqueue_jobs_per_s": round(jobs / enqueue_s, 1),
-        "seconds": round(seconds, 3),
-        "jobs_per_s": round(jobs / seconds, 1),
-    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("consume", help="run the no-op consumer until SIGTERM")
     run.add_argument("url")

@@ -110,7 +110,9 @@ async def submit_many(port: int, request: bytes, count: int, connections: int) -
     return answers
 
 
-async def submit_at_rate(port: int, request: bytes, count: int, rate: float, max_connections: int = 64) -> Answers:
+async def submit_at_rate(
+    port: int, request: bytes, count: int, rate: float, max_connections: int = 64
+) -> Answers:
     """Send `count` requests at `rate` per second on a fixed schedule (open loop: a slow answer
     does not delay the next request), over as many connections as are busy at once."""
     answers = Answers()

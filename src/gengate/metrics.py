@@ -6,7 +6,14 @@ applications can run several gateways in one process.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+#: The states a provider's circuit breaker reports, one gauge series each.
+CIRCUIT_STATES = ("closed", "open", "half_open")
 
 
 class Metrics:
@@ -31,5 +38,27 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 10, 60, 600, 3600, 86400),
         )
 
+    def watch_circuits(self, states: Callable[[], Mapping[str, str]]) -> None:
+        """Export the providers' circuit states, read from `states` at each scrape."""
+        self.registry.register(_CircuitCollector(states))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _CircuitCollector(Collector):
+    """`gengate_provider_circuit_state{provider, state}`: 1 for the state the circuit is in."""
+
+    def __init__(self, states: Callable[[], Mapping[str, str]]) -> None:
+        self._states = states
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "gengate_provider_circuit_state",
+            "Circuit breaker of each upstream provider: 1 for its current state (open: skipped).",
+            labels=["provider", "state"],
+        )
+        for provider, current in sorted(self._states().items()):
+            for state in CIRCUIT_STATES:
+                family.add_metric([provider, state], 1.0 if state == current else 0.0)
+        yield family

@@ -17,7 +17,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
-from gengate import bootstrap
+from gengate import bootstrap, logsafe
 from gengate.api.app import build_app
 from gengate.api.callbacks import callback_body
 from gengate.api.context import ApiContext
@@ -28,7 +28,9 @@ from gengate.files.factory import build_file_store
 from gengate.files.signing import UrlSigner
 from gengate.metrics import Metrics
 from gengate.providers.base import Provider
-from gengate.providers.registry import build_catalogue, build_providers
+from gengate.providers.fallback import circuit_states
+from gengate.providers.registry import build_catalogue, build_providers, close_providers
+from gengate.providers.relay_hooks import UpstreamHooks
 from gengate.services.keys import KeyService
 from gengate.services.moderation import build_moderator
 from gengate.services.ratelimit import RateLimiter
@@ -53,18 +55,22 @@ class Core:
     providers: dict[str, Provider]
     catalogue: Catalogue
     files: FileStore
+    #: Upstream callbacks for the relays of this process.
+    hooks: UpstreamHooks | None = None
 
 
 def build_core(settings: Settings) -> Core:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     hub = ChangeHub()
-    providers = build_providers(settings)
+    hooks = UpstreamHooks(bootstrap.server_secret(settings), settings.public_url)
+    providers = build_providers(settings, hooks)
     return Core(
         hub=hub,
         store=build_store(settings, hub),
         providers=providers,
         catalogue=build_catalogue(settings, providers),
         files=build_file_store(settings, UrlSigner(bootstrap.server_secret(settings))),
+        hooks=hooks,
     )
 
 
@@ -78,8 +84,10 @@ class Gateway:
         self.providers = core.providers
         self.catalogue = core.catalogue
         self.files = core.files
+        self.hooks = core.hooks
         secret = bootstrap.server_secret(settings)
         self.metrics = Metrics()
+        self.metrics.watch_circuits(lambda: circuit_states(self.providers))
         self.keys = KeyService(self.store, self.admin_key, server_secret=secret)
         policy = AddressPolicy.from_env_value(",".join(settings.webhook_allow))
         self.rate_limiter = RateLimiter(settings.rate_limit_storage, settings.rate_limit)
@@ -129,6 +137,7 @@ class Gateway:
         self._background.clear()
         if self.settings.workers > 0:
             await self.pool.stop()
+        await close_providers(self.providers)
         await self.webhooks.stop()
         await self.store.close()
 
@@ -151,6 +160,8 @@ class Gateway:
             sync_wait_s=self.settings.sync_wait,
             metrics=self.metrics,
             rate_limiter=self.rate_limiter,
+            providers=self.providers,
+            upstream_hooks=self.hooks,
         )
 
     def asgi(self) -> ASGIApp:
@@ -167,5 +178,8 @@ class Gateway:
 def asgi_from_environment() -> ASGIApp:
     """The app of one of several API processes (`gengate serve --processes N`): the settings
     come from the environment, where the parent process put its flags."""
+    logsafe.install()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return Gateway(load_settings()).asgi()
+    gateway = Gateway(load_settings())
+    logsafe.add_secret(gateway.admin_key)
+    return gateway.asgi()

@@ -227,9 +227,9 @@ class Settings(BaseSettings):
     @classmethod
     def _rate_limit(cls, value: str | None) -> str | None:
         if value:
-            from limits import parse  # noqa: PLC0415 - only when a limit is set
+            from gengate.services.ratelimit import parse_rate_limit  # noqa: PLC0415 - when one is set
 
-            parse(value)
+            parse_rate_limit(value)
         return value or None
 
     @classmethod

@@ -17,6 +17,7 @@ from gengate.domain.keys import KeyChanges
 from gengate.domain.ledger import MAX_CREDITS
 from gengate.domain.validation import convert
 from gengate.services.keys import check_rate_limit
+from gengate.services.ratelimit import RATE_LIMIT_PATTERN
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 UnixMs = Annotated[int, msgspec.Meta(ge=0, le=2**53, description="Unix milliseconds.")]
@@ -33,10 +34,9 @@ CreditDelta = Annotated[
 RateLimit = Annotated[
     str,
     msgspec.Meta(
-        min_length=1,
-        max_length=100,
-        description="Requests per moving window, a `limits` string such as `60/minute`; "
-        "null: the server's default.",
+        pattern=RATE_LIMIT_PATTERN,
+        description="Requests per moving window, a `limits` string such as `60/minute` or "
+        "`100 per 2 hours`; null: the server's default.",
     ),
 ]
 MaxConcurrent = Annotated[

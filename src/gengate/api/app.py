@@ -13,15 +13,17 @@ from starlette.types import ASGIApp
 from gengate.api.account import AccountRoutes
 from gengate.api.admin import AdminRoutes
 from gengate.api.apixo import ApixoRoutes
+from gengate.api.body import BodyLimit
 from gengate.api.callbacks import CallbackRoutes
 from gengate.api.context import ApiContext
 from gengate.api.docs import DocsRoutes
 from gengate.api.errors import EXCEPTION_HANDLERS
 from gengate.api.hotpath import HotPath
 from gengate.api.kie import KieRoutes
-from gengate.api.ops import FileRoutes, MetricsRoute, healthz
+from gengate.api.ops import FileRoutes, MetricsRoute, ReadyRoute, healthz
 from gengate.api.tasks_api import TasksApi
 from gengate.api.trace import TraceMiddleware
+from gengate.api.upstream_hooks import UpstreamHookRoutes
 from gengate.api.xhuo import XhuoRoutes
 from gengate.files.local import LocalFileStore
 
@@ -40,7 +42,9 @@ def build_app(
         *AccountRoutes(ctx).routes(),
         *TasksApi(ctx).routes(),
         *AdminRoutes(ctx).routes(),
+        *UpstreamHookRoutes(ctx.upstream_hooks).routes(),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", ReadyRoute(ctx.tasks.store, ctx.catalogue, ctx.providers).endpoint, methods=["GET"]),
         Route("/metrics", MetricsRoute(ctx.metrics).endpoint, methods=["GET"]),
     ]
     if isinstance(ctx.files, LocalFileStore):
@@ -48,4 +52,5 @@ def build_app(
     routes += DocsRoutes(ctx).routes()
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     app.router.redirect_slashes = False  # a wrong path is `no_api`, not a redirect
-    return HotPath(TraceMiddleware(app), [*apixo.hot_routes(), *kie.hot_routes()])
+    guarded = BodyLimit(app, ctx.max_body_bytes)
+    return HotPath(TraceMiddleware(guarded), [*apixo.hot_routes(), *kie.hot_routes()])

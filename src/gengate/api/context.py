@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import orjson
@@ -15,6 +16,8 @@ from gengate.domain.keys import ApiKey
 from gengate.domain.task import Task
 from gengate.files.base import FileStore
 from gengate.metrics import Metrics
+from gengate.providers.base import Provider
+from gengate.providers.relay_hooks import UpstreamHooks
 from gengate.services.keys import KeyService
 from gengate.services.ratelimit import RateLimiter, RateState
 from gengate.services.tasks import TaskService
@@ -34,6 +37,10 @@ class ApiContext:
     metrics: Metrics
     #: Per-key request rates; None: no limits at all.
     rate_limiter: RateLimiter | None = None
+    #: The providers by key, for `/readyz` to read their circuits.
+    providers: Mapping[str, Provider] = field(default_factory=dict)
+    #: Where upstream callbacks wake the relays of this process; None: no such route.
+    upstream_hooks: UpstreamHooks | None = None
     #: resultJson of recently read finished tasks: a finished task is immutable, and
     #: clients poll the same ones over and over.
     _result_json: dict[tuple[str, int], str] = field(default_factory=dict)

@@ -15,7 +15,6 @@ from gengate.api.openapi_parts import (
     KIE_RECORD,
     LEDGER_ENTRY,
     REF,
-    RETRY_AFTER,
     TASK_STATUS,
     XHUO_ERROR,
     XHUO_RESULT,
@@ -23,8 +22,8 @@ from gengate.api.openapi_parts import (
     errors,
     json_body,
     ok,
-    rate_limited,
     ref,
+    with_limits,
 )
 from gengate.domain.catalogue import Catalogue
 from gengate.domain.states import TaskState
@@ -38,6 +37,11 @@ def openapi_document(catalogue: Catalogue, version: str) -> dict[str, Any]:
             mode_structs.setdefault(mode, struct)
     structs += list(mode_structs.values())
     _, components = msgspec.json.schema_components(structs, ref_template=REF + "{name}")
+    # A key's `models` are ids of this catalogue: say which.
+    model_ids = [spec.id for spec in catalogue]
+    for body in ("CreateKeyBody", "UpdateKeyBody"):
+        listed = components[body]["properties"]["models"]["anyOf"][0]
+        listed["items"] = {"type": "string", "enum": model_ids}
     components |= {
         "TaskStatus": TASK_STATUS,
         "Error": ERROR,
@@ -141,7 +145,12 @@ def openapi_document(catalogue: Catalogue, version: str) -> dict[str, Any]:
                 "security": bearer,
                 "parameters": [
                     model_param,
-                    {"name": "taskId", "in": "query", "required": True, "schema": {"type": "string"}},
+                    {
+                        "name": "taskId",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string", "minLength": 1},
+                    },
                     wait_param,
                 ],
                 "responses": ok(envelope(ref("TaskStatus"))) | errors(400, 401, 403, 404, 500, 503),
@@ -153,7 +162,12 @@ def openapi_document(catalogue: Catalogue, version: str) -> dict[str, Any]:
                 "security": bearer,
                 "parameters": [
                     model_param,
-                    {"name": "taskId", "in": "query", "required": True, "schema": {"type": "string"}},
+                    {
+                        "name": "taskId",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string", "minLength": 1},
+                    },
                 ],
                 "responses": ok(envelope(ref("TaskStatus"))) | errors(400, 401, 403, 404, 503),
             }
@@ -265,7 +279,12 @@ def openapi_document(catalogue: Catalogue, version: str) -> dict[str, Any]:
                 "summary": "Query a task, every field present (KIE jobs dialect)",
                 "security": bearer,
                 "parameters": [
-                    {"name": "taskId", "in": "query", "required": True, "schema": {"type": "string"}},
+                    {
+                        "name": "taskId",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string", "minLength": 1},
+                    },
                     wait_param,
                 ],
                 "responses": ok(envelope(ref("KieRecord"), "msg"))
@@ -347,7 +366,11 @@ def openapi_document(catalogue: Catalogue, version: str) -> dict[str, Any]:
                         "in": "query",
                         "schema": {"type": "integer", "minimum": 1, "maximum": 200},
                     },
-                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                    {
+                        "name": "cursor",
+                        "in": "query",
+                        "schema": {"type": "string", "pattern": "^[1-9][0-9]{0,17}$"},
+                    },
                 ],
                 "responses": ok(
                     envelope(
@@ -402,20 +425,45 @@ def openapi_document(catalogue: Catalogue, version: str) -> dict[str, Any]:
             "get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "Metrics"}}}
         },
         "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "Alive"}}}},
+        "/readyz": {
+            "get": {
+                "summary": "Readiness: the store answers and every model has a provider to run it",
+                "description": "503 `unavailable` (with `store`, `circuits` and `unavailableModels`) "
+                "while the store does not answer or every provider of some model has its circuit "
+                "breaker open.",
+                "responses": ok(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "status": {"type": "string", "enum": ["ready"]},
+                            "store": {"type": "string", "enum": ["ok"]},
+                            "circuits": {
+                                "type": "object",
+                                "description": "Each upstream provider's circuit breaker.",
+                                "additionalProperties": {
+                                    "type": "string",
+                                    "enum": ["closed", "open", "half_open"],
+                                },
+                            },
+                        },
+                    }
+                )
+                | errors(503),
+            }
+        },
+        "/hooks/upstream/{token}": {
+            "post": {
+                "summary": "Callback for an upstream provider: wakes the relay that asked for it",
+                "description": "The gateway hands this URL (with a signed token) to the upstreams it "
+                "relays tasks to. The body is not read; the relay reads the upstream's status itself.",
+                "parameters": [
+                    {"name": "token", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": ok(envelope({"type": "null"})) | errors(404),
+            }
+        },
     }
-    # Every route of a key's is rate limited (the event stream too, whichever way it is
-    # authorized); a 503 (queue full, store down) always says when to retry.
-    for path, item in paths.items():
-        for method, operation in item.items():
-            if ("security" in operation or path.endswith("/events")) and not path.startswith("/admin/"):
-                schema = "KieError" if "/jobs/" in path else "XhuoError" if "/run/" in path else "Error"
-                item[method] = operation = rate_limited(operation, schema)
-            if "503" in operation["responses"]:
-                response = operation["responses"]["503"]
-                operation["responses"]["503"] = {
-                    **response,
-                    "headers": {**response.get("headers", {}), **RETRY_AFTER},
-                }
+    paths = with_limits(paths)
     return {
         "openapi": "3.1.0",
         "info": {"title": "gengate", "version": version, "description": "Asynchronous AI generation tasks."},

@@ -269,3 +269,20 @@ def ok(schema: dict[str, Any], description: str = "Success") -> dict[str, Any]:
 
 def json_body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def with_limits(paths: dict[str, Any]) -> dict[str, Any]:
+    """Every route of a key's is rate limited (the event stream too, however it is authorized),
+    and every 503 (queue full, store down) says when to retry."""
+    return {path: {method: _limited(path, op) for method, op in item.items()} for path, item in paths.items()}
+
+
+def _limited(path: str, operation: dict[str, Any]) -> dict[str, Any]:
+    if ("security" in operation or path.endswith("/events")) and not path.startswith("/admin/"):
+        schema = "KieError" if "/jobs/" in path else "XhuoError" if "/run/" in path else "Error"
+        operation = rate_limited(operation, schema)
+    responses = operation["responses"]
+    if "503" in responses:
+        headers = {**responses["503"].get("headers", {}), **RETRY_AFTER}
+        operation = {**operation, "responses": {**responses, "503": {**responses["503"], "headers": headers}}}
+    return operation

@@ -1,6 +1,10 @@
-"""Operations routes: health, and the signed downloads of local result files."""
+"""Operations routes: health, readiness, metrics, and the signed downloads of local result files."""
 
 from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
@@ -8,13 +12,60 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from gengate.api.responses import JSONResponse
+from gengate.domain.catalogue import Catalogue
 from gengate.domain.clock import now_ms
+from gengate.domain.errors import Unavailable
 from gengate.files.local import LocalFileStore
 from gengate.metrics import Metrics
+from gengate.providers.base import Provider
+from gengate.providers.fallback import circuit_states, model_circuits
+from gengate.store.base import Store
+
+log = logging.getLogger(__name__)
+
+#: Longest `/readyz` waits for the store to answer.
+READY_STORE_TIMEOUT_S = 2.0
 
 
 async def healthz(_request: Request) -> Response:
     return JSONResponse({"status": "ok"})
+
+
+class ReadyRoute:
+    """`/readyz`: 200 while the store answers and every model has a provider whose circuit is
+    not open; else 503 `unavailable`, saying which store or circuits are at fault."""
+
+    def __init__(self, store: Store, catalogue: Catalogue, providers: Mapping[str, Provider]) -> None:
+        self.store = store
+        self.catalogue = catalogue
+        self.providers = providers
+
+    async def endpoint(self, _request: Request) -> Response:
+        store_ok = await self._store_answers()
+        blocked = {
+            model: sorted(circuits)
+            for model, circuits in model_circuits(self.catalogue, self.providers).items()
+            if all(state == "open" for state in circuits.values())
+        }
+        report = {"store": "ok" if store_ok else "unreachable", "circuits": circuit_states(self.providers)}
+        if store_ok and not blocked:
+            return JSONResponse({"status": "ready", **report})
+        problems = [] if store_ok else ["the store does not answer"]
+        problems += [f"model {model}: every provider's circuit is open" for model in sorted(blocked)]
+        raise Unavailable(
+            "Not ready: " + "; ".join(problems) + ".",
+            headers={"Retry-After": "5"},
+            extra={**report, "unavailableModels": blocked},
+        )
+
+    async def _store_answers(self) -> bool:
+        try:
+            async with asyncio.timeout(READY_STORE_TIMEOUT_S):
+                await self.store.get_task("task_readyz")
+        except Exception:
+            log.warning("readiness: the store does not answer", exc_info=True)
+            return False
+        return True
 
 
 class MetricsRoute:

@@ -41,6 +41,16 @@ def _run(make: Callable[[], Awaitable[T]]) -> T:
     return asyncio.run(make())  # type: ignore[arg-type]
 
 
+def _run_gateway_call(make: Callable[[], Awaitable[T]]) -> T:
+    """`_run`, with the gateway's refusals (no such key, a bad value) as command errors."""
+    from gengate.domain.errors import GatewayError
+
+    try:
+        return _run(make)
+    except GatewayError as exc:
+        raise click.ClickException(exc.message) from exc
+
+
 @click.group()
 @click.version_option(package_name="gengate")
 def cli() -> None:
@@ -102,10 +112,13 @@ def serve(  # noqa: PLR0917 - click passes every option positionally by name
         f"gengate listening on {settings.base_url}  ({where}, data in {settings.data_dir.resolve()})",
         err=True,
     )
-    if is_new:
+    from gengate import logsafe
+
+    logsafe.add_secret(admin_key)
+    if is_new:  # shown this once; later starts name only where it is kept
         click.echo(f"admin key (made now, kept in {settings.data_dir / 'admin_key'}): {admin_key}", err=True)
     elif settings.admin_key is None:
-        click.echo(f"admin key: {admin_key}", err=True)
+        click.echo(f"admin key: kept in {settings.data_dir / 'admin_key'}", err=True)
     if processes == 1:
         uvicorn.Server(uvicorn.Config(gateway.asgi(), **options)).run()
     else:
@@ -179,7 +192,21 @@ def keys() -> None:
 @click.option(
     "--expires", type=click.DateTime(), default=None, help="Expiry (UTC), e.g. 2027-01-31T00:00:00."
 )
-def keys_create(config: Path | None, name: str, models: str | None, expires: datetime | None) -> None:
+@click.option(
+    "--credits", "credits_", type=click.IntRange(0), default=None, help="Balance (default: unlimited)."
+)
+@click.option("--rate-limit", default=None, help="Requests per moving window, e.g. 60/minute.")
+@click.option("--max-concurrent", type=click.IntRange(1), default=None, help="Unfinished tasks at once.")
+def keys_create(
+    *,
+    config: Path | None,
+    name: str,
+    models: str | None,
+    expires: datetime | None,
+    credits_: int | None,
+    rate_limit: str | None,
+    max_concurrent: int | None,
+) -> None:
     """Create a key and print it (it is shown this once)."""
     model_ids = [m.strip() for m in models.split(",") if m.strip()] if models is not None else None
     expires_at = int(expires.replace(tzinfo=UTC).timestamp() * 1000) if expires else None
@@ -190,12 +217,34 @@ def keys_create(config: Path | None, name: str, models: str | None, expires: dat
         if unknown:
             raise click.ClickException(f"unknown model ids: {', '.join(unknown)}")
         async with _key_service(settings) as service:
-            key, secret = await service.create(name, models=model_ids, expires_at=expires_at)
+            key, secret = await service.create(
+                name,
+                models=model_ids,
+                expires_at=expires_at,
+                credits=credits_,
+                rate_limit=rate_limit,
+                max_concurrent=max_concurrent,
+            )
         return key.public(), secret
 
-    public, secret = _run(create)
+    public, secret = _run_gateway_call(create)
     click.echo(f"created {public['id']} ({public['name']}); the key is shown once:", err=True)
     click.echo(secret)
+
+
+@keys.command("topup")
+@config_option
+@click.argument("key_id")
+@click.argument("amount", type=int)
+def keys_topup(config: Path | None, key_id: str, amount: int) -> None:
+    """Add AMOUNT credits to a key's balance (negative takes away), recorded on its ledger."""
+
+    async def topup() -> int | None:
+        async with _key_service(_settings(config)) as service:
+            return (await service.add_credits(key_id, amount)).credits
+
+    balance = _run_gateway_call(topup)
+    click.echo(f"{key_id}: balance {balance}")
 
 
 @keys.command("list")
@@ -262,6 +311,9 @@ def _catalogue(settings: Settings) -> Catalogue:
 
 
 def _configure_logging(level: str) -> None:
+    from gengate import logsafe
+
+    logsafe.install()
     logging.basicConfig(
         level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -24,6 +24,10 @@ class FileStore(Protocol):
         """A URL that serves the file until `expires_ms` (Unix ms)."""
         ...
 
+    def staging_path(self, task_id: str, attempt: int) -> Path:
+        """Where `staging_dir` would put the attempt's folder, without making it."""
+        ...
+
     def staging_dir(self, task_id: str, attempt: int) -> Path:
         """An empty folder for one attempt's outputs, on the same file system as the store."""
         ...

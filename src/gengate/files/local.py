@@ -51,10 +51,13 @@ class LocalFileStore:
         self._base_url = base_url.rstrip("/")
         self._signer = signer
 
+    def staging_path(self, task_id: str, attempt: int) -> Path:
+        _check_name(task_id, "task id")
+        return self._staging / f"{task_id}.{int(attempt)}"
+
     def staging_dir(self, task_id: str, attempt: int) -> Path:
         """An empty `.staging/<task_id>.<attempt>`; a leftover of a crashed run is emptied."""
-        _check_name(task_id, "task id")
-        path = self._staging / f"{task_id}.{int(attempt)}"
+        path = self.staging_path(task_id, attempt)
         # Try the common case first: one mkdir, no stat (metadata calls are the cost here).
         try:
             path.mkdir()
@@ -72,15 +75,28 @@ class LocalFileStore:
 
     def _save(self, task_id: str, outputs: tuple[OutputFile, ...]) -> tuple[ResultFile, ...]:
         # Check every output before moving any, so a bad one leaves nothing half-saved.
-        stagings = {self._staging_of(task_id, output.path) for output in outputs}
+        on_disk = [output for output in outputs if output.data is None]
+        stagings = {self._staging_of(task_id, output.path) for output in on_disk}
         names = [output.path.name for output in outputs]
+        for name in names:
+            _check_name(name, "file name")
         if len(set(names)) != len(names):
             raise ValueError(f"Provider returned duplicate file names: {names}.")
-        sizes = [_regular_file_size(output.path) for output in outputs]
+        sizes = [_regular_file_size(o.path) if o.data is None else len(o.data) for o in outputs]
         target = self._root / task_id
-        target.mkdir(parents=True, exist_ok=True)
+        try:
+            target.mkdir()
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            target.mkdir(parents=True, exist_ok=True)
         for output in outputs:
-            os.replace(output.path, target / output.path.name)
+            if output.data is None:
+                os.replace(output.path, target / output.path.name)
+            else:
+                # Straight to its place: the task is not `success` (so no URL names the file)
+                # until this returns, so a crash mid-write exposes nothing half-written.
+                (target / output.path.name).write_bytes(output.data)
         for staging in stagings:
             shutil.rmtree(staging, ignore_errors=True)
         return tuple(

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 import re
 import shutil
@@ -117,10 +118,13 @@ class S3FileStore:
             _objects_url(location.bucket, region, endpoint_url), region, credentials.get_frozen_credentials
         )
 
+    def staging_path(self, task_id: str, attempt: int) -> Path:
+        _check_name(task_id, "task id")
+        return self._staging / f"{task_id}.{int(attempt)}"
+
     def staging_dir(self, task_id: str, attempt: int) -> Path:
         """An empty `<staging_root>/<task_id>.<attempt>`; a leftover of a crashed run is emptied."""
-        _check_name(task_id, "task id")
-        path = self._staging / f"{task_id}.{int(attempt)}"
+        path = self.staging_path(task_id, attempt)
         try:
             path.mkdir()
         except FileExistsError:
@@ -137,7 +141,11 @@ class S3FileStore:
         sizes, stagings = await asyncio.to_thread(self._check_outputs, task_id, outputs)
         try:
             uploads = [
-                self._upload(output.path, self._location.key(task_id, output.path.name), output.content_type)
+                self._upload(
+                    output.path if output.data is None else io.BytesIO(output.data),
+                    self._location.key(task_id, output.path.name),
+                    output.content_type,
+                )
                 for output in outputs
             ]
             await _all_or_cancel(uploads)
@@ -153,8 +161,11 @@ class S3FileStore:
         names = [output.path.name for output in outputs]
         if len(set(names)) != len(names):
             raise ValueError(f"Provider returned duplicate file names: {names}.")
-        stagings = {self._staging_of(task_id, output.path) for output in outputs}
-        return [_regular_file_size(output.path) for output in outputs], stagings
+        for name in names:
+            _check_name(name, "file name")
+        stagings = {self._staging_of(task_id, output.path) for output in outputs if output.data is None}
+        sizes = [_regular_file_size(o.path) if o.data is None else len(o.data) for o in outputs]
+        return sizes, stagings
 
     def _staging_of(self, task_id: str, path: Path) -> Path:
         """The staging folder of this task that `path` lies in: a provider bug must not make
@@ -169,11 +180,11 @@ class S3FileStore:
             raise ValueError(f"Provider output outside this task's staging folder: {path}.")
         return staging_root / relative.parts[0]
 
-    async def _upload(self, path: Path, key: str, content_type: str) -> None:
+    async def _upload(self, source: Path | io.BytesIO, key: str, content_type: str) -> None:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         transfer = self._transfers.upload(
-            str(path),
+            source if isinstance(source, io.BytesIO) else str(source),
             self._location.bucket,
             key,
             extra_args={"ContentType": content_type},

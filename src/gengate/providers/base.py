@@ -12,20 +12,23 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
 
 @dataclass(frozen=True, slots=True)
 class OutputFile:
-    """A file a provider wrote under `RunContext.output_dir`.
+    """A file a provider wrote under `RunContext.output_dir`, or made in memory.
 
-    Fields: `path` (inside the output folder), `content_type` (MIME type).
+    Fields: `path` (inside the output folder; its name is the file's name), `content_type`
+    (MIME type), `data` (the bytes, for a small output made in memory: then nothing is read
+    from `path`, and the store writes it straight to its place, skipping the staging folder).
     """
 
     path: Path
     content_type: str
+    data: bytes | None = None
 
 
 class ProviderFailure(Exception):
@@ -70,9 +73,21 @@ class RunContext:
 
 
 class Provider(Protocol):
-    """A backend that runs tasks for one or more models."""
+    """A backend that runs tasks for one or more models.
+
+    A provider whose outputs are all in memory (`OutputFile.data`) may set a class attribute
+    `writes_files = False`: its runs then get no staging folder, which saves several file-system
+    calls per task (the demo models do this).
+    """
 
     #: Mode -> input struct this provider accepts. The first mode is the default.
     inputs: Mapping[str, type[msgspec.Struct]]
 
     async def run(self, input: dict[str, Any], ctx: RunContext) -> Sequence[OutputFile]: ...
+
+
+@runtime_checkable
+class Closable(Protocol):
+    """A provider holding resources (a connection pool) releases them here at shutdown."""
+
+    async def aclose(self) -> None: ...

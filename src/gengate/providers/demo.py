@@ -12,7 +12,6 @@ import io
 import random
 import secrets
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -65,6 +64,8 @@ class DemoImageProvider:
     """Mode `text-to-image`: `n` PNGs of a seeded gradient and shapes, with the prompt on top."""
 
     inputs: Mapping[str, type[msgspec.Struct]] = {"text-to-image": TextToImageInput}
+    #: Its PNGs are made in memory: no staging folder per run.
+    writes_files = False
 
     async def run(self, input: dict[str, Any], ctx: RunContext) -> Sequence[OutputFile]:
         params = msgspec.convert(input, TextToImageInput)
@@ -74,15 +75,10 @@ class DemoImageProvider:
         for i in range(params.n):
             if ctx.cancel.is_set():
                 raise _canceled()
-            path = ctx.output_dir / f"{i}.png"
             # Drawing and PNG encoding of a large image is CPU work: keep it off the event loop.
-            await asyncio.to_thread(_write_png, path, params.prompt, params.width, params.height, seed + i)
-            outputs.append(OutputFile(path, "image/png"))
+            png = await asyncio.to_thread(render_png, params.prompt, params.width, params.height, seed + i)
+            outputs.append(OutputFile(ctx.output_dir / f"{i}.png", "image/png", png))
         return outputs
-
-
-def _write_png(path: Path, prompt: str, width: int, height: int, seed: int) -> None:
-    path.write_bytes(render_png(prompt, width, height, seed))
 
 
 def render_png(prompt: str, width: int, height: int, seed: int) -> bytes:
@@ -146,18 +142,17 @@ def wrap(text: str, measure: Callable[[str], float], max_width: float) -> list[s
 
 
 class DemoEchoProvider:
-    """Mode `echo`: writes the input back as `result.json`. The zero-cost model for benchmarks,
-    so it skips struct conversion; the write goes to a thread, off the event loop."""
+    """Mode `echo`: gives the input back as `result.json`. The zero-cost model for benchmarks,
+    so it skips struct conversion and makes its file in memory."""
 
     inputs: Mapping[str, type[msgspec.Struct]] = {"echo": EchoInput}
+    writes_files = False
 
     async def run(self, input: dict[str, Any], ctx: RunContext) -> Sequence[OutputFile]:
         await pretend_work(
             ctx, input.get("duration_ms") or 0, input.get("fail_code"), input.get("fail_attempts") or 0
         )
-        path = ctx.output_dir / "result.json"
-        await asyncio.to_thread(path.write_bytes, orjson.dumps(input))
-        return (OutputFile(path, "application/json"),)
+        return (OutputFile(ctx.output_dir / "result.json", "application/json", orjson.dumps(input)),)
 
 
 def demo_providers() -> dict[str, Provider]:

@@ -82,8 +82,9 @@ class _ModelOptions(msgspec.Struct, kw_only=True):
 
 @dataclass(frozen=True, slots=True)
 class _Loaded:
+    """The pipeline as loaded on its device, and the executor that runs on that device."""
+
     pipeline: Any
-    device: str
     gate: ThreadPoolExecutor
 
 
@@ -145,10 +146,13 @@ class DiffusersProvider:
         self._load_lock = threading.Lock()
 
     async def run(self, input: dict[str, Any], ctx: RunContext) -> Sequence[OutputFile]:
-        struct = self.inputs.get(ctx.mode)
-        if struct is None:
+        params: TextToImageInput | ImageToImageInput
+        if ctx.mode == "text-to-image":
+            params = msgspec.convert(input, TextToImageInput)
+        elif ctx.mode == "image-to-image":
+            params = msgspec.convert(input, ImageToImageInput)
+        else:
             raise ProviderFailure("INVALID_INPUT", f"Provider {self.name!r} has no mode {ctx.mode!r}.")
-        params: TextToImageInput | ImageToImageInput = msgspec.convert(input, struct)  # type: ignore[assignment]
         overrides = self._model_options(ctx.options)
         image = None
         if isinstance(params, ImageToImageInput):
@@ -242,7 +246,7 @@ class DiffusersProvider:
                 time.perf_counter() - started,
             )
             self.load_count += 1
-            self._loaded = _Loaded(pipeline, device, _gate(device, self.options.max_concurrent))
+            self._loaded = _Loaded(pipeline, _gate(device, self.options.max_concurrent))
             return self._loaded
 
 

@@ -1,13 +1,37 @@
-"""From configuration to the catalogue: which providers exist and which models they serve."""
+"""From configuration to the catalogue: which providers exist and which models they serve.
+
+`[providers.<name>]` entries are built by kind: the relays (one module per dialect), local
+diffusers pipelines (an optional extra, imported only when configured) and named demo
+providers. A model's `providers` list becomes one :class:`FallbackProvider`, kept under the
+chain's key (`ModelConfig.provider`, e.g. `apixo:flux-2,kie:flux-2-pro`), so the worker runs
+it like any provider. A model naming one built-in demo provider runs it directly.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
 
 from gengate.domain.catalogue import Catalogue, ModelSpec
+from gengate.providers import relay_apixo, relay_kie, relay_openai, relay_xhuo
 from gengate.providers.base import Provider
+from gengate.providers.breaker import Breakers
 from gengate.providers.demo import demo_providers
-from gengate.settings import ModelConfig, Settings
+from gengate.providers.fallback import FallbackProvider, Link
+from gengate.providers.relay_common import RelayOptions, Upstream, parse_options
+from gengate.providers.relay_hooks import UpstreamHooks
+from gengate.settings import ModelConfig, ProviderConfig, Settings
+
+#: Makes a configured provider's link for one upstream model id (None: the model's own id).
+LinkFactory = Callable[[str | None], Provider]
+
+#: Relay kinds: how to link a model, and the options the kind takes.
+RELAYS: dict[str, tuple[Callable[[Upstream, str | None], Provider], type[RelayOptions]]] = {
+    "apixo": (relay_apixo.link, RelayOptions),
+    "kie": (relay_kie.link, RelayOptions),
+    "xhuo": (relay_xhuo.link, relay_xhuo.XhuoOptions),
+    "openai": (relay_openai.link, relay_openai.OpenAIOptions),
+}
 
 DEMO_MODELS: dict[str, ModelConfig] = {
     "demo-image": ModelConfig(provider="demo-image", timeout_s=120.0),
@@ -19,14 +43,131 @@ class ConfigError(ValueError):
     """The configuration names something that does not exist."""
 
 
-def build_providers(_settings: Settings) -> dict[str, Provider]:
-    return dict(demo_providers())
+def model_configs(settings: Settings) -> dict[str, ModelConfig]:
+    """Every model: the demo models (unless turned off), then the configured ones."""
+    return {**(DEMO_MODELS if settings.demo_models else {}), **settings.models}
+
+
+def build_providers(settings: Settings, hooks: UpstreamHooks | None = None) -> dict[str, Provider]:
+    """The built-in demo providers, and one chain per distinct provider list of the models.
+
+    `hooks` lets relays ask upstreams for callbacks; without it they poll only.
+    """
+    builtins = demo_providers()
+    factories: dict[str, LinkFactory] = {}
+    breakers = Breakers()
+    for name, config in settings.providers.items():
+        if ":" in name or "," in name:
+            raise ConfigError(f"provider {name!r}: a provider name has no ':' or ','")
+        if name in builtins:
+            raise ConfigError(f"provider {name!r}: the name of a built-in provider; choose another")
+        try:
+            factories[name] = _factory(name, config, builtins, hooks)
+        except ConfigError:
+            raise
+        except ValueError as exc:
+            raise ConfigError(f"provider {name!r}: {exc}") from None
+        breakers.add(name, config.breaker_failures, config.breaker_reset_s)
+    providers: dict[str, Provider] = dict(builtins)
+    for model_id, model in model_configs(settings).items():
+        if model.provider in providers:  # a built-in demo provider, or a chain already built
+            continue
+        links = [_link(model_id, ref, factories, builtins) for ref in model.providers]
+        try:
+            providers[model.provider] = FallbackProvider(links, breakers)
+        except ValueError as exc:
+            raise ConfigError(f"model {model_id!r}: {exc}") from None
+    return providers
+
+
+async def close_providers(providers: Mapping[str, Provider]) -> None:
+    """Release what the chains hold (the relays' connection pools)."""
+    for provider in providers.values():
+        if isinstance(provider, FallbackProvider):
+            await provider.aclose()
+
+
+def _link(
+    model_id: str, ref: str, factories: Mapping[str, LinkFactory], builtins: Mapping[str, Provider]
+) -> Link:
+    name, colon, upstream_model = ref.partition(":")
+    if name in factories:
+        try:
+            return Link(name, ref, factories[name](upstream_model or None))
+        except ValueError as exc:
+            raise ConfigError(f"model {model_id!r}: provider {ref!r}: {exc}") from None
+    if name in builtins and not colon:
+        return Link(name, ref, builtins[name])
+    known = sorted({*factories, *builtins})
+    raise ConfigError(f"model {model_id!r}: unknown provider {name!r}; known: {', '.join(known)}")
+
+
+def _factory(
+    name: str, config: ProviderConfig, builtins: Mapping[str, Provider], hooks: UpstreamHooks | None
+) -> LinkFactory:
+    if config.kind in RELAYS:
+        link, options_type = RELAYS[config.kind]
+        upstream = _upstream(name, config, options_type, hooks)
+        return lambda model: link(upstream, model)
+    if config.kind == "diffusers":
+        return _fixed(_diffusers(name, config))
+    if config.options:
+        raise ValueError(f"kind demo takes no options ({', '.join(config.options)})")
+    return lambda model: _demo(builtins, model)
+
+
+def _upstream(
+    name: str, config: ProviderConfig, options_type: type[RelayOptions], hooks: UpstreamHooks | None
+) -> Upstream:
+    if not config.base_url:
+        raise ValueError(f"kind {config.kind} needs `base_url`")
+    api_key = None
+    if config.api_key_env:
+        api_key = os.environ.get(config.api_key_env)
+        if not api_key:
+            raise ValueError(f"the environment variable {config.api_key_env} (its `api_key_env`) is not set")
+    return Upstream(
+        name,
+        base_url=config.base_url,
+        api_key=api_key,
+        timeout_s=config.timeout_s,
+        options=parse_options(config.options, options_type),
+        hooks=hooks,
+    )
+
+
+def _diffusers(name: str, config: ProviderConfig) -> Provider:
+    """The local pipeline provider; its module (and the extra behind it) loads only when configured."""
+    try:
+        from gengate.providers.diffusers_local import build_diffusers  # noqa: PLC0415 - optional extra
+    except ImportError as exc:
+        raise ConfigError(
+            f"provider {name!r} (kind diffusers) needs the diffusers extra: "
+            f"pip install 'gengate[diffusers]' ({exc})"
+        ) from exc
+    return build_diffusers(name, config.options)
+
+
+def _fixed(provider: Provider) -> LinkFactory:
+    def link(model: str | None) -> Provider:
+        if model is not None:
+            raise ValueError("this kind takes no upstream model id")
+        return provider
+
+    return link
+
+
+def _demo(builtins: Mapping[str, Provider], model: str | None) -> Provider:
+    """A named demo provider: `<name>:demo-echo` picks the built-in, `demo-image` by default."""
+    builtin = model or "demo-image"
+    if builtin not in builtins:
+        raise ValueError(f"no demo provider {builtin!r}; known: {', '.join(sorted(builtins))}")
+    return builtins[builtin]
 
 
 def build_catalogue(settings: Settings, providers: Mapping[str, Provider]) -> Catalogue:
-    configs = {**(DEMO_MODELS if settings.demo_models else {}), **settings.models}
     specs: dict[str, ModelSpec] = {}
-    for model_id, config in configs.items():
+    for model_id, config in model_configs(settings).items():
         provider = providers.get(config.provider)
         if provider is None:
             raise ConfigError(

@@ -379,6 +379,9 @@ class TaskRelay:
         self.model = model
         self.inputs: Mapping[str, type[msgspec.Struct]] = upstream.inputs
 
+    async def aclose(self) -> None:
+        await self.upstream.aclose()
+
     async def run(self, input: dict[str, Any], ctx: RunContext) -> Sequence[OutputFile]:
         up, dialect = self.upstream, self.dialect
         model = self.model or ctx.model

@@ -81,6 +81,9 @@ class OpenAIRelay:
         self.model = model
         self.inputs: Mapping[str, type[msgspec.Struct]] = upstream.inputs
 
+    async def aclose(self) -> None:
+        await self.upstream.aclose()
+
     async def run(self, input: dict[str, Any], ctx: RunContext) -> Sequence[OutputFile]:
         up = self.upstream
         body = request_body(input, self.model or ctx.model, self.options)
@@ -117,4 +120,3 @@ def link(up: Upstream, model: str | None) -> Provider:
     """The provider sending `model` (None: the gateway's own model id) to this service."""
     assert isinstance(up.options, OpenAIOptions)
     return OpenAIRelay(up, up.options, model)
-

@@ -94,6 +94,9 @@ class XhuoRelay:
         self.model = model
         self.inputs: Mapping[str, type[msgspec.Struct]] = upstream.inputs
 
+    async def aclose(self) -> None:
+        await self.upstream.aclose()
+
     @contextlib.contextmanager
     def _callback(self) -> Iterator[HookWaiter | None]:
         """A callback only where a status read can check it: the body itself is never trusted."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import re
 import time
 
 import msgspec
@@ -44,15 +45,19 @@ class RateState(msgspec.Struct, frozen=True):
         return max(1, math.ceil(self.reset - (time.time() if now is None else now)))
 
 
+#: One limit: a count (1 or more), `/` or `per`, an optional multiple and a unit, lower case.
+#: Stricter than `limits.parse` (which also takes several limits, or a count of 0), and plain
+#: enough to be the JSON Schema pattern of the admin API's `rate_limit`.
+RATE_LIMIT_PATTERN = r"^[1-9][0-9]{0,8} ?(/|per) ?([1-9][0-9]{0,5} ?)?(second|minute|hour|day|month|year)s?$"
+_RATE_LIMIT = re.compile(RATE_LIMIT_PATTERN)
+
+
 @functools.lru_cache(maxsize=1024)
 def parse_rate_limit(text: str) -> RateLimitItem:
-    """`60/minute`, `10 per second`, `1000/hour` ...; ValueError when it is none of these."""
-    try:
-        return parse(text)
-    except ValueError as exc:
-        raise ValueError(
-            f"invalid rate limit {text!r}: write it like `60/minute` or `10 per second`"
-        ) from exc
+    """`60/minute`, `10 per second`, `1000 per 2 hours` ...; ValueError for anything else."""
+    if not _RATE_LIMIT.match(text):
+        raise ValueError(f"invalid rate limit {text!r}: write it like `60/minute` or `10 per second`")
+    return parse(text)
 
 
 def storage_uri(uri: str) -> tuple[str, dict[str, str]]:

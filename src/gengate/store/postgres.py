@@ -10,19 +10,22 @@ replaces broken connections by itself, so the gateway recovers when the server i
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
 import asyncpg
 import msgspec
+import psycopg
 
 from gengate.domain.clock import now_ms
 from gengate.domain.deliveries import AttemptResult, Delivery, DeliveryAttempt, new_delivery_id
 from gengate.domain.errors import Conflict, Unavailable
 from gengate.domain.keys import ApiKey, KeyChanges
 from gengate.domain.ledger import LedgerEntry
-from gengate.domain.states import FailCode, TaskState
+from gengate.domain.states import FailCode
 from gengate.domain.task import Claim, Task
 from gengate.store import postgres_accounts as accounts
 from gengate.store import postgres_queries as q
@@ -52,6 +55,7 @@ from gengate.store.sqlite_rows import (
     task_row,
 )
 
+log = logging.getLogger(__name__)
 P = ParamSpec("P")
 Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 R = TypeVar("R")
@@ -82,6 +86,10 @@ def _unavailable_on_error(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P
     return wrapper
 
 
+async def _no_reset(_conn: Connection) -> None:
+    return None
+
+
 async def _owe_callback(conn: Connection, task: Task, now: int, first_delay_ms: int) -> None:
     """The outbox row, in the transaction that ends the task."""
     if task.callback_url:
@@ -106,29 +114,48 @@ class PostgresStore:
         first_callback_delay_ms: int = 0,
         pool_size: int = 10,
         migrate: bool = True,
+        connect_timeout_s: float = 30.0,
     ) -> None:
         self.dsn = dsn
         self.hub = hub or ChangeHub()
         self.first_callback_delay_ms = first_callback_delay_ms
         self.pool_size = pool_size
         self.migrate = migrate
+        self.connect_timeout_s = connect_timeout_s
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
         self._listener = PgListener(dsn, self.hub)
 
     async def open(self) -> None:
+        """Migrate and connect, waiting up to `connect_timeout_s` for the server: processes of a
+        cluster often start beside a database that is still starting."""
+        deadline = asyncio.get_running_loop().time() + self.connect_timeout_s
+        delay = 0.2
+        while True:
+            try:
+                await self._connect()
+                break
+            except (*_UNAVAILABLE, psycopg.OperationalError) as exc:
+                if asyncio.get_running_loop().time() + delay > deadline:
+                    raise Unavailable(f"PostgreSQL cannot be reached: {exc}".strip()) from exc
+                log.warning("waiting for PostgreSQL (%s); trying again in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _connect(self) -> None:
         if self.migrate:
             await migrate_postgres(self.dsn)
-        try:
-            self._pool = await asyncpg.create_pool(
-                self.dsn,
-                min_size=1,
-                max_size=self.pool_size,
-                command_timeout=30,
-                # Keep idle connections from piling up on the server behind many processes.
-                max_inactive_connection_lifetime=60,
-            )
-        except _UNAVAILABLE as exc:
-            raise Unavailable("The task store is unavailable.") from exc
+        self._pool = await asyncpg.create_pool(
+            self.dsn,
+            min_size=1,
+            max_size=self.pool_size,
+            command_timeout=30,
+            # Keep idle connections from piling up on the server behind many processes.
+            max_inactive_connection_lifetime=60,
+            # The store keeps no session state (no LISTEN, cursors or session locks on pooled
+            # connections), so the reset query asyncpg sends on every release is a wasted
+            # round trip per operation.
+            reset=_no_reset,
+        )
         await self._listener.start()
 
     async def close(self) -> None:
@@ -271,16 +298,22 @@ class PostgresStore:
 
     @_unavailable_on_error
     async def finish(self, task_id: str, owner: str, attempt: int, outcome: Outcome) -> Task | None:
-        ending: tuple[str, str | None, str | None, str | None]
         if isinstance(outcome, Succeeded):
-            ending = (TaskState.SUCCESS.value, files_json(outcome.files), None, None)
-        else:
-            ending = (TaskState.FAILED.value, None, outcome.fail_code, outcome.fail_msg)
-        state, files, fail_code, fail_msg = ending
+            row = await self.pool.fetchrow(
+                q.FINISH_SUCCESS,
+                task_id,
+                owner,
+                attempt,
+                now_ms(),
+                files_json(outcome.files),
+                new_delivery_id(),
+                self.first_callback_delay_ms,
+            )
+            return task_from_row(row) if row is not None else None
         async with self.pool.acquire() as conn, conn.transaction():
             now = now_ms()
             row = await conn.fetchrow(
-                q.FINISH, task_id, owner, attempt, state, now, files, fail_code, fail_msg
+                q.FINISH, task_id, owner, attempt, "failed", now, None, outcome.fail_code, outcome.fail_msg
             )
             if row is None:
                 return None

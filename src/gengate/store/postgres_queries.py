@@ -111,6 +111,23 @@ UPDATE tasks
 RETURNING {TASK_COLUMNS}
 """
 
+# A success in one statement, so in one round trip: the task's end and, when it has a callback,
+# its outbox row are written together (a statement is atomic); a success refunds nothing.
+FINISH_SUCCESS = f"""
+WITH done AS (
+    UPDATE tasks
+       SET state = 'success', complete_time = $4, cost_time = $4 - start_time, progress = 100,
+           files = $5, fail_code = NULL, fail_msg = NULL, lease_owner = NULL, lease_expires = NULL
+     WHERE id = $1 AND state = 'processing' AND lease_owner = $2 AND attempts = $3
+    RETURNING {TASK_COLUMNS}
+), owed AS (
+    INSERT INTO deliveries (id, task_id, key_id, url, dialect, state, next_attempt_at, created_at)
+    SELECT $6, id, key_id, callback_url, dialect, 'pending', $4 + $7, $4
+      FROM done WHERE callback_url IS NOT NULL AND callback_url <> ''
+)
+SELECT {TASK_COLUMNS} FROM done
+"""
+
 RETRY_LATER = """
 UPDATE tasks SET state = 'pending', lease_owner = NULL, lease_expires = NULL, progress = NULL, run_after = $4
  WHERE id = $1 AND state = 'processing' AND lease_owner = $2 AND attempts = $3

@@ -91,7 +91,10 @@ class TaskRun:
     async def _outcome(self) -> Outcome:
         task = self.claim.task
         # File-system calls stay off the event loop: on a busy disk one mkdir can take a millisecond.
-        output_dir = await asyncio.to_thread(self.files.staging_dir, task.id, self.claim.attempt)
+        if getattr(self.provider, "writes_files", True):
+            output_dir = await asyncio.to_thread(self.files.staging_dir, task.id, self.claim.attempt)
+        else:
+            output_dir = self.files.staging_path(task.id, self.claim.attempt)
         ctx = RunContext(
             task_id=task.id,
             model=task.model,
