@@ -4,26 +4,33 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+DEV    := $(VENV)/.installed-dev-stamp
 
 .PHONY: serve test lint typecheck unit bench fmt clean
 
+# What `make serve` needs: the gateway alone (no torch, no test tools).
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "gengate needs Python >= 3.11"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	# torch first, pinned to the CPU build on this machine's disk: left to the extra, pip may pick a newer, multi-GB CUDA build.
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $(STAMP)
+
+# What the checks need: the test tools and the optional diffusers extra. torch goes first, pinned
+# to the CPU build this machine keeps on disk; left to the extra, pip may pick a multi-GB CUDA build.
+$(DEV): $(STAMP)
 	$(BIN)/python -m pip install --quiet 'torch==2.13.0'
 	$(BIN)/python -m pip install --quiet -e '.[dev,diffusers]'
-	@touch $(STAMP)
+	@touch $(DEV)
 
 serve: $(STAMP)
 	$(BIN)/gengate serve
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 
-typecheck: $(STAMP)
+typecheck: $(DEV)
 	$(BIN)/mypy
 
 test: lint typecheck
@@ -31,7 +38,7 @@ test: lint typecheck
 	./scripts/ensure-postgres.sh
 	$(BIN)/pytest
 
-bench: $(STAMP)
+bench: $(DEV)
 	$(BIN)/python -m bench.run --rounds 3
 	$(BIN)/python -m bench.longpoll
 	./scripts/ensure-postgres.sh
@@ -40,7 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.scale
 	$(BIN)/python -m bench.scale --pg
 
-fmt: $(STAMP)
+fmt: $(DEV)
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 

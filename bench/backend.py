@@ -11,22 +11,17 @@ from __future__ import annotations
 import importlib.util
 import sqlite3
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 PGCLUSTER = ROOT / "tests" / "pgcluster.py"
 DATABASE = "gengate"
-
-
-class Cursor(Protocol):
-    def execute(self, query: Any, params: Any = ..., /) -> Any: ...
-    def fetchall(self) -> Sequence[Sequence[Any]]: ...
-    def fetchone(self) -> Sequence[Any] | None: ...
 
 
 class Connection(Protocol):
@@ -68,6 +63,25 @@ class Backend:
         import psycopg
 
         return psycopg.connect(self.url, autocommit=True)
+
+    @contextmanager
+    def sibling(self, name: str) -> Iterator[Backend]:
+        """Another, empty database of the same kind, dropped afterwards (SQLite: each server
+        has a data folder of its own anyway)."""
+        if self.url is None:
+            yield Backend(self.name)
+            return
+        import psycopg
+
+        url = urlsplit(self.url)._replace(path=f"/{name}").geturl()
+        with psycopg.connect(self.url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield Backend(self.name, url)
+        finally:
+            with psycopg.connect(self.url, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def scalar(self, conn: Connection, sql: str) -> Any:
         cursor = conn.cursor()

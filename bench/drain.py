@@ -231,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         os.sched_setaffinity(0, {int(LOAD_CPU)})
     RESULTS.mkdir(parents=True, exist_ok=True)
 
+    load_before = round(os.getloadavg()[0], 2)  # other work on the machine skews every figure
     with open_backend(pg=args.pg, pg_url=args.pg_url) as backend:
         result: dict[str, Any] = {"backend": backend.name}
         try:
@@ -258,8 +259,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"peer pgqueuer: {result['peer']}")
 
     out = RESULTS / f"drain-{backend.name}.json"
-    summary = {"time": datetime.now(UTC).isoformat(timespec="seconds"), "server_cpu": SERVER_CPU}
-    out.write_text(json.dumps(summary | {"load_cpu": LOAD_CPU} | result, indent=2) + "\n")
+    summary = {
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        "server_cpu": SERVER_CPU,
+        "load_cpu": LOAD_CPU,
+        "load_average_before": load_before,
+    }
+    out.write_text(json.dumps(summary | result, indent=2) + "\n")
     print(f"results written to {out.relative_to(RESULTS.parent.parent)}")
     return 0
 

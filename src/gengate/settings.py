@@ -78,6 +78,8 @@ class ModelConfig(BaseModel):
 _PROVIDER_REF = re.compile(r"[A-Za-z0-9_.-]+(:[^,\s]+)?")
 
 ProviderKind = Literal["apixo", "kie", "xhuo", "openai", "diffusers", "demo"]
+#: A provider module of one's own, by its dotted import path (`mypackage.acme_relay`).
+ProviderModule = Annotated[str, Field(pattern=r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")]
 
 
 class ProviderConfig(BaseModel):
@@ -90,7 +92,9 @@ class ProviderConfig(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    kind: ProviderKind = Field(description="Dialect or backend: apixo, kie, xhuo, openai, diffusers, demo.")
+    kind: ProviderKind | ProviderModule = Field(
+        description="apixo, kie, xhuo, openai, diffusers, demo, or the dotted path of a relay module."
+    )
     base_url: str | None = Field(default=None, description="The upstream's base URL (relays).")
     api_key_env: str | None = Field(
         default=None, description="Environment variable holding the upstream's API key (relays)."

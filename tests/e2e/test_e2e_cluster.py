@@ -242,3 +242,56 @@ def test_postgres_restart_under_load_answers_503_then_recovers(
     after = response.json()["data"]["taskId"]
     assert server.wait_task(key, "demo-echo", after, timeout=30)["state"] == "success"
     assert server.alive()
+
+
+def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(GENGATE), *args],
+        env={**clean_env(), **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_migrate_and_keys_on_postgres(pg_url: str, tmp_path: Path) -> None:
+    env = {"GENGATE_DATABASE_URL": pg_url, "GENGATE_DATA_DIR": str(tmp_path / "data")}
+    first = run_cli("migrate", env=env, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "applied 2 migration(s)" in first.stdout
+    again = run_cli("migrate", env=env, cwd=tmp_path)
+    assert "applied 0 migration(s)" in again.stdout, again.stdout + again.stderr
+    created = run_cli("keys", "create", "--name", "ops", env=env, cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    (row,) = query(pg_url, "SELECT name, length(key_hash) FROM api_keys")
+    assert tuple(row) == ("ops", 64)
+    listed = run_cli("keys", "list", env=env, cwd=tmp_path)
+    assert "ops" in listed.stdout
+
+
+def test_worker_refuses_unknown_models(pg_url: str, tmp_path: Path) -> None:
+    env = {"GENGATE_DATABASE_URL": pg_url, "GENGATE_DATA_DIR": str(tmp_path / "data")}
+    done = run_cli("worker", "--models", "demo-echo,no-such-model", env=env, cwd=tmp_path)
+    assert done.returncode != 0
+    assert "no-such-model" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_worker_drains_on_sigterm_and_hands_back_what_is_left(
+    pg_url: str, start_gengate: Launcher, start_worker: Callable[..., Worker]
+) -> None:
+    server = api(start_gengate, pg_url)
+    env = {"GENGATE_DATABASE_URL": pg_url}
+    worker = start_worker(server.data_dir, env, "--concurrency", "2", "--grace", "1")
+    key = server.create_key("drain")["key"]
+    quick = server.submit_ok(key, "demo-echo", {"prompt": "quick", "duration_ms": 300})
+    slow = server.submit_ok(key, "demo-echo", {"prompt": "slow", "duration_ms": 20_000})
+    server.wait_task(key, "demo-echo", slow, until=lambda data: data["state"] == "processing")
+    worker.process.terminate()
+    assert worker.process.wait(30) == 0, worker.log()
+    assert server.status_data(key, "demo-echo", quick)["state"] == "success"
+    # The slow one outlived the grace period: back in the queue, not lost, not failed.
+    assert server.status_data(key, "demo-echo", slow)["state"] == "pending"
+    assert "draining" in worker.log()

@@ -115,7 +115,8 @@ async def serve(app: ASGIApp, sock: socket.socket | None = None) -> AsyncIterato
     """Run `app` under uvicorn on a loopback socket of this event loop; yields its base URL."""
     sock = sock or bound_socket()
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="auto"))
+    config = uvicorn.Config(app, log_level="warning", lifespan="auto", timeout_graceful_shutdown=1)
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     deadline = time.monotonic() + 30
     while not server.started:

@@ -17,6 +17,11 @@ from gengate.providers.base import OutputFile, Provider, ProviderFailure, RunCon
 from gengate.providers.demo import DemoEchoProvider, DemoImageProvider, demo_providers, wrap
 
 
+def content(output: OutputFile) -> bytes:
+    """The bytes of an output, made in memory or written to the output folder."""
+    return output.data if output.data is not None else output.path.read_bytes()
+
+
 def _context(tmp_path: Path, name: str = "out") -> tuple[RunContext, list[int]]:
     progress: list[int] = []
     output_dir = tmp_path / name
@@ -34,7 +39,7 @@ def _image_input(**fields: Any) -> dict[str, Any]:
 async def _run_image(tmp_path: Path, name: str, **fields: Any) -> list[bytes]:
     ctx, _ = _context(tmp_path, name)
     outputs = await DemoImageProvider().run(_image_input(**fields), ctx)
-    return [output.path.read_bytes() for output in outputs]
+    return [content(output) for output in outputs]
 
 
 def test_registry() -> None:
@@ -50,11 +55,11 @@ async def test_images_are_pngs_of_the_requested_size(tmp_path: Path) -> None:
     assert [(o.path.name, o.content_type) for o in outputs] == [(f"{i}.png", "image/png") for i in range(3)]
     for output in outputs:
         assert output.path.parent == ctx.output_dir
-        with Image.open(output.path) as image:
+        with Image.open(io.BytesIO(content(output))) as image:
             assert image.format == "PNG"
             assert image.size == (320, 200)
             image.verify()
-    contents = {output.path.read_bytes() for output in outputs}
+    contents = {content(output) for output in outputs}
     assert len(contents) == 3
 
 
@@ -89,7 +94,7 @@ async def test_extreme_sizes_and_long_prompt(tmp_path: Path, width: int, height:
     ctx, _ = _context(tmp_path)
     prompt = "x" * 300 + " lorem ipsum" * 300
     (output,) = await DemoImageProvider().run(_image_input(width=width, height=height, prompt=prompt), ctx)
-    with Image.open(io.BytesIO(output.path.read_bytes())) as image:
+    with Image.open(io.BytesIO(content(output))) as image:
         assert image.size == (width, height)
 
 
@@ -108,8 +113,10 @@ async def test_echo_writes_the_input(tmp_path: Path) -> None:
     ctx, progress = _context(tmp_path)
     input = {"mode": "echo", "prompt": "hi", "data": {"a": [1, 2.5, None, "é"]}, "duration_ms": 0}
     outputs = await DemoEchoProvider().run(input, ctx)
-    assert outputs == (OutputFile(ctx.output_dir / "result.json", "application/json"),)
-    assert orjson.loads(outputs[0].path.read_bytes()) == input
+    assert [(o.path, o.content_type) for o in outputs] == [
+        (ctx.output_dir / "result.json", "application/json")
+    ]
+    assert orjson.loads(content(outputs[0])) == input
     assert progress == []
 
 

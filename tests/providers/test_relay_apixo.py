@@ -13,7 +13,7 @@ from relay_support import FAST, TINY, UpstreamServer, relay_model, relay_provide
 from gengate.providers.base import RunContext
 from gengate.providers.demo import render_png
 from gengate.providers.relay_apixo import link
-from gengate.providers.relay_common import RelayOptions, Upstream
+from gengate.providers.relay_common import RelayOptions, Upstream, parse_options
 
 
 async def test_results_are_copied_and_outlive_the_upstream_files(
@@ -84,7 +84,7 @@ async def test_progress_is_followed_and_the_upstream_ids_are_reported(
         base_url=upstream.base_url,
         api_key=upstream.key,
         timeout_s=10,
-        options=RelayOptions(**FAST),  # type: ignore[arg-type]
+        options=parse_options(FAST, RelayOptions),
     )
     progress: list[int] = []
     announced: list[tuple[str, str | None]] = []

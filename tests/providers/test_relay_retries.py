@@ -54,11 +54,15 @@ async def test_an_upstream_that_does_not_answer_in_time_falls_back_to_the_next(
     tmp_path: Path, upstream: UpstreamServer, upstream_key: str, proxy: FlakyProxy
 ) -> None:
     proxy.mode = "hang"
+    proxy.hang_s = 1.5
     providers = {
         "slow": relay_provider("apixo", proxy.url, timeout_s=0.3, retry_attempts=1),
         "up": relay_provider("apixo", upstream.base_url),
     }
-    models = {"fox": relay_model("slow:demo-image", "up:demo-image"), "only-slow": relay_model("slow:demo-image")}
+    models = {
+        "fox": relay_model("slow:demo-image", "up:demo-image"),
+        "only-slow": relay_model("slow:demo-image"),
+    }
     async with relaying(tmp_path, providers, models) as gateway:
         data = await gateway.run("fox", TINY)
         assert data["state"] == "success", data
@@ -71,6 +75,19 @@ async def test_a_task_past_max_wait_is_a_timeout_and_is_canceled_upstream(
 ) -> None:
     providers = {"up": relay_provider("apixo", upstream.base_url, max_wait_s=0.5)}
     async with relaying(tmp_path, providers, {"fox": relay_model("up:demo-image")}) as gateway:
+        before = {task["taskId"] for task in upstream.tasks(limit=50)}
+        data = await gateway.run("fox", {**TINY, "duration_ms": 60_000})
+        assert (data["state"], data["failCode"]) == ("failed", "TIMEOUT"), data
+        upstream_task = await upstream.new_task(before)
+        theirs = upstream.wait("demo-image", upstream_task["taskId"])
+        assert (theirs["state"], theirs["failCode"]) == ("failed", "CANCELED")
+
+
+async def test_the_models_own_timeout_cancels_the_upstream_task_too(
+    tmp_path: Path, upstream: UpstreamServer, upstream_key: str
+) -> None:
+    providers = {"up": relay_provider("apixo", upstream.base_url)}
+    async with relaying(tmp_path, providers, {"fox": relay_model("up:demo-image", timeout_s=1)}) as gateway:
         before = {task["taskId"] for task in upstream.tasks(limit=50)}
         data = await gateway.run("fox", {**TINY, "duration_ms": 60_000})
         assert (data["state"], data["failCode"]) == ("failed", "TIMEOUT"), data

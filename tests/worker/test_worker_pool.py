@@ -44,6 +44,12 @@ def raise_boom(_input: dict[str, Any], _ctx: RunContext) -> list[OutputFile]:
     raise RuntimeError("boom")
 
 
+async def relay_like(_input: dict[str, Any], ctx: RunContext) -> list[OutputFile]:
+    ctx.on_upstream("up_42", "trace_up")
+    await asyncio.sleep(0.05)  # the reference is written while the task still runs
+    return [OutputFile(ctx.output_dir / "r.json", "application/json", b"{}")]
+
+
 async def sleep_forever(_input: dict[str, Any], _ctx: RunContext) -> list[OutputFile]:
     await asyncio.sleep(3600)
     return []
@@ -90,6 +96,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         **demo_providers(),
         "boom": FunctionProvider(raise_boom),
         "forever": FunctionProvider(sleep_forever),
+        "relay": FunctionProvider(relay_like),
     }
     catalogue = Catalogue(
         {
@@ -99,6 +106,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
             "forever": spec("forever", "forever", concurrency=1),
             "flaky": spec("flaky", "demo-echo", max_attempts=3, retry_backoff_s=0.05),
             "capped": spec("capped", "demo-echo", concurrency=4, max_running=1),
+            "relay": spec("relay", "relay"),
         }
     )
     store = SQLiteStore(tmp_path / "db.sqlite")
@@ -211,3 +219,10 @@ async def test_cluster_cap_bounds_running_tasks_of_a_model(rig: Rig) -> None:
                 break
             await asyncio.sleep(0.01)
     assert most == 1
+
+
+async def test_upstream_reference_of_a_relayed_task_is_kept(rig: Rig) -> None:
+    done = await rig.until_done(await rig.submit("relay"))
+    assert done.state is TaskState.SUCCESS
+    assert done.upstream is not None
+    assert orjson.loads(done.upstream) == {"provider": "relay", "taskId": "up_42", "traceId": "trace_up"}

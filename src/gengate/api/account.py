@@ -62,7 +62,7 @@ class AccountRoutes:
 
 
 def _bounded_int(raw: str | None, name: str, default: int | None, low: int, high: int) -> Any:
-    if raw is None or raw == "":
+    if raw is None:
         return default
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or not low <= int(raw) <= high:
         raise BadRequest(f"`{name}` must be an integer from {low} to {high}.")

@@ -13,11 +13,11 @@ from starlette.types import ASGIApp
 from gengate.api.account import AccountRoutes
 from gengate.api.admin import AdminRoutes
 from gengate.api.apixo import ApixoRoutes
-from gengate.api.body import BodyLimit
 from gengate.api.callbacks import CallbackRoutes
 from gengate.api.context import ApiContext
 from gengate.api.docs import DocsRoutes
 from gengate.api.errors import EXCEPTION_HANDLERS
+from gengate.api.guard import RequestGuard
 from gengate.api.hotpath import HotPath
 from gengate.api.kie import KieRoutes
 from gengate.api.ops import FileRoutes, MetricsRoute, ReadyRoute, healthz
@@ -52,5 +52,5 @@ def build_app(
     routes += DocsRoutes(ctx).routes()
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     app.router.redirect_slashes = False  # a wrong path is `no_api`, not a redirect
-    guarded = BodyLimit(app, ctx.max_body_bytes)
+    guarded = RequestGuard(app, ctx.max_body_bytes)
     return HotPath(TraceMiddleware(guarded), [*apixo.hot_routes(), *kie.hot_routes()])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -95,5 +96,5 @@ def rate_headers(state: RateState) -> list[tuple[bytes, bytes]]:
     return [
         (b"x-ratelimit-limit", b"%d" % state.limit),
         (b"x-ratelimit-remaining", b"%d" % state.remaining),
-        (b"x-ratelimit-reset", b"%d" % state.reset),
+        (b"x-ratelimit-reset", b"%d" % math.ceil(state.reset)),
     ]

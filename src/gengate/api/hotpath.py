@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gengate.api.errors import Dialect, error_body
 from gengate.api.trace import RESPONSE_HEADERS_KEY, TRACE_KEY
-from gengate.domain.errors import ApiError, GatewayError
+from gengate.domain.errors import ApiError, BadRequest, GatewayError
 from gengate.domain.ids import new_trace_id
 
 log = logging.getLogger(__name__)
@@ -99,15 +99,25 @@ def header_value(scope: Scope, name: bytes) -> str | None:
 
 
 def query_value(query_string: bytes, name: bytes) -> str | None:
-    """The first value of a query parameter; percent-decoding only when there is any."""
+    """The value of a query parameter; percent-decoding only when there is any. A parameter
+    given twice is a bad request, as on every other route (:mod:`gengate.api.guard`)."""
+    found: str | None = None
     if b"%" in query_string or b"+" in query_string:
         wanted = name.decode()
         for key, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
             if key == wanted:
-                return value
-        return None
+                if found is not None:
+                    raise _repeated(wanted)
+                found = value
+        return found
     for pair in query_string.split(b"&"):
         raw_key, _, raw_value = pair.partition(b"=")
         if raw_key == name:
-            return raw_value.decode("latin-1")
-    return None
+            if found is not None:
+                raise _repeated(name.decode())
+            found = raw_value.decode("latin-1")
+    return found
+
+
+def _repeated(name: str) -> BadRequest:
+    return BadRequest(f"The query parameter `{name}` is given more than once.")

@@ -42,6 +42,8 @@ def openapi_document(catalogue: Catalogue, version: str) -> dict[str, Any]:
     for body in ("CreateKeyBody", "UpdateKeyBody"):
         listed = components[body]["properties"]["models"]["anyOf"][0]
         listed["items"] = {"type": "string", "enum": model_ids}
+    # Set the balance or add to it, not both at once.
+    components["UpdateKeyBody"]["not"] = {"required": ["credits", "add_credits"]}
     components |= {
         "TaskStatus": TASK_STATUS,
         "Error": ERROR,
@@ -130,7 +132,8 @@ def openapi_document(catalogue: Catalogue, version: str) -> dict[str, Any]:
                 "requestBody": json_body(ref("GenerateTaskRequest")),
                 "responses": ok(
                     {
-                        "oneOf": [
+                        # A status also has a taskId: the two may both match.
+                        "anyOf": [
                             envelope({"type": "object", "properties": {"taskId": {"type": "string"}}}),
                             envelope(ref("TaskStatus")),
                         ]
@@ -369,7 +372,7 @@ def openapi_document(catalogue: Catalogue, version: str) -> dict[str, Any]:
                     {
                         "name": "cursor",
                         "in": "query",
-                        "schema": {"type": "string", "pattern": "^[1-9][0-9]{0,17}$"},
+                        "schema": {"type": "string", "pattern": "^([1-9][0-9]{0,17})?$"},
                     },
                 ],
                 "responses": ok(

@@ -12,7 +12,7 @@ MAX_WAIT_S = 60.0
 
 def wait_seconds(raw: str | None) -> float:
     """`wait=N`: seconds to long-poll, capped at `MAX_WAIT_S`; absent means do not wait."""
-    if raw is None or raw == "":
+    if raw is None:
         return 0.0
     try:
         value = float(raw)

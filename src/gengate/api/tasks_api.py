@@ -122,7 +122,7 @@ def _event(event_id: int, data: dict[str, Any]) -> bytes:
 
 
 def _int_param(raw: str | None, name: str, default: int | None) -> Any:
-    if raw is None or raw == "":
+    if raw is None:  # present but empty is no integer: refused like any other non-number
         return default
     if not (raw.isascii() and raw.lstrip("-").isdigit()) or len(raw) > 18:
         raise BadRequest(f"`{name}` must be an integer.")

@@ -1,14 +1,16 @@
 """From configuration to the catalogue: which providers exist and which models they serve.
 
-`[providers.<name>]` entries are built by kind: the relays (one module per dialect), local
-diffusers pipelines (an optional extra, imported only when configured) and named demo
-providers. A model's `providers` list becomes one :class:`FallbackProvider`, kept under the
-chain's key (`ModelConfig.provider`, e.g. `apixo:flux-2,kie:flux-2-pro`), so the worker runs
-it like any provider. A model naming one built-in demo provider runs it directly.
+`[providers.<name>]` entries are built by kind: the relays (one module per dialect, or a
+module of one's own named by its import path), local diffusers pipelines (an optional extra,
+imported only when configured) and named demo providers. A model's `providers` list becomes
+one :class:`FallbackProvider`, kept under the chain's key (`ModelConfig.provider`, e.g.
+`apixo:flux-2,kie:flux-2-pro`), so the worker runs it like any provider. A model naming one
+built-in demo provider runs it directly.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable, Mapping
 
@@ -105,15 +107,31 @@ def _link(
 def _factory(
     name: str, config: ProviderConfig, builtins: Mapping[str, Provider], hooks: UpstreamHooks | None
 ) -> LinkFactory:
-    if config.kind in RELAYS:
-        link, options_type = RELAYS[config.kind]
-        upstream = _upstream(name, config, options_type, hooks)
-        return lambda model: link(upstream, model)
     if config.kind == "diffusers":
         return _fixed(_diffusers(name, config))
+    if config.kind != "demo":
+        link, options_type = RELAYS.get(config.kind) or _relay_module(config.kind)
+        upstream = _upstream(name, config, options_type, hooks)
+        return lambda model: link(upstream, model)
     if config.options:
         raise ValueError(f"kind demo takes no options ({', '.join(config.options)})")
     return lambda model: _demo(builtins, model)
+
+
+def _relay_module(path: str) -> tuple[Callable[[Upstream, str | None], Provider], type[RelayOptions]]:
+    """A relay of one's own: a module with `link(upstream, model)` and, optionally, `Options`
+    (a :class:`RelayOptions` subclass for options of its own)."""
+    try:
+        module = importlib.import_module(path)
+    except ImportError as exc:
+        raise ValueError(f"cannot import provider module {path!r}: {exc}") from None
+    link = getattr(module, "link", None)
+    options_type = getattr(module, "Options", RelayOptions)
+    if not callable(link):
+        raise ValueError(f"module {path!r} has no `link(upstream, model)` function")
+    if not (isinstance(options_type, type) and issubclass(options_type, RelayOptions)):
+        raise ValueError(f"`{path}.Options` is not a RelayOptions subclass")
+    return link, options_type
 
 
 def _upstream(

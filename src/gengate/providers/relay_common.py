@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import mimetypes
 import random
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _CHUNK = 1 << 16
+#: Longest wait for the upstream's answer to a cancel of a task we stopped following.
+ABANDON_TIMEOUT_S = 5.0
 _SUFFIX = re.compile(r"\.[a-z0-9]{1,8}")
 
 
@@ -71,9 +74,10 @@ OptionsT = TypeVar("OptionsT", bound=RelayOptions)
 
 
 def parse_options(options: Mapping[str, Any], kind: type[OptionsT]) -> OptionsT:
-    """The kind's options from the provider's extra keys; `ValueError` names a bad one."""
+    """The kind's options from the provider's extra keys; `ValueError` names a bad one.
+    Lax: options set through `GENGATE_PROVIDERS__<NAME>__<OPTION>` arrive as strings."""
     try:
-        parsed = msgspec.convert(dict(options), kind)
+        parsed = msgspec.convert(dict(options), kind, strict=False)
         relay_inputs(parsed.modes)
     except msgspec.ValidationError as exc:
         raise ValueError(str(exc)) from None
@@ -390,10 +394,21 @@ class TaskRelay:
             callback_url = None if waiter is None else waiter.url
             submitted = await dialect.submit(up, model, payload, callback_url, idempotency_key(ctx, up))
             up.announce(ctx, submitted)
-            status = await up.follow(
-                ctx,
-                lambda: dialect.read(up, model, submitted.task_id),
-                waiter,
-                lambda: dialect.cancel(up, model, submitted.task_id),
-            )
+            cancel = functools.partial(dialect.cancel, up, model, submitted.task_id)
+            try:
+                status = await up.follow(
+                    ctx, lambda: dialect.read(up, model, submitted.task_id), waiter, cancel
+                )
+            except asyncio.CancelledError:
+                # Stopped from outside (the model's timeout): the upstream task need not go on either.
+                await _quietly(cancel(), ABANDON_TIMEOUT_S)
+                raise
         return await up.finish(ctx, status)
+
+
+async def _quietly(work: Awaitable[None], seconds: float) -> None:
+    """Best effort, bounded: a failure or a slow answer is only logged."""
+    try:
+        await asyncio.wait_for(work, seconds)
+    except Exception:
+        log.warning("best-effort upstream call failed", exc_info=True)

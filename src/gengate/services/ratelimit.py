@@ -38,7 +38,7 @@ class RateState(msgspec.Struct, frozen=True):
     allowed: bool
     limit: int
     remaining: int
-    reset: int
+    reset: float
 
     def retry_after(self, now: float | None = None) -> int:
         """Whole seconds until a refused request may be sent again; at least 1."""
@@ -96,4 +96,4 @@ class RateLimiter:
                 self._warned_at = now
                 log.warning("rate-limit store unreachable, requests pass unlimited: %s", exc)
             return None
-        return RateState(allowed, item.amount, stats.remaining, math.ceil(stats.reset_time))
+        return RateState(allowed, item.amount, stats.remaining, stats.reset_time)

@@ -18,6 +18,7 @@ from gengate.domain.keys import ApiKey
 from gengate.domain.states import TaskState
 from gengate.domain.task import Task
 from gengate.services.moderation import Moderator
+from gengate.services.queue_gauge import QueueGauge
 from gengate.store.base import Admission, Idempotency, Store, TaskQuery
 from gengate.store.notify import ChangeHub
 from gengate.webhooks.ssrf import AddressPolicy, UnsafeUrl, resolve_and_check
@@ -60,6 +61,7 @@ class TaskService:
         self.moderator = moderator
         #: Pending tasks of a model past which submits are refused, unless the model sets its own.
         self.max_queue_depth = max_queue_depth
+        self._queue = QueueGauge(store)
 
     async def submit(
         self,
@@ -77,8 +79,8 @@ class TaskService:
         """Validate, moderate, charge and store a task; it is durable when this returns. With an
         `idempotency_key` already used for the same request in the last 24 h, the task made
         then is returned instead (not charged again); used for another request, `conflict`.
-        The model's queue cap, the key's concurrency cap and its credits are checked by the
-        store in the insert's transaction."""
+        The key's concurrency cap and its credits are checked by the store in the insert's
+        transaction, and so is the model's queue cap when the queue is near it."""
         spec = self.catalogue.get(model)
         if key.models is not None and model not in key.models:
             raise TokenMismatched(f"This key is not allowed to use model '{model}'.")
@@ -113,11 +115,13 @@ class TaskService:
             if not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY or not idempotency_key.isprintable():
                 raise BadRequest(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters.")
             idempotency = Idempotency(idempotency_key, request_hash(dialect, spec.id, request))
-        admission = Admission(
-            max_queue=spec.max_queue if spec.max_queue is not None else self.max_queue_depth,
-            max_concurrent=key.max_concurrent,
-        )
-        return await self.store.insert_task(task, idempotency, admission)
+        cap = spec.max_queue if spec.max_queue is not None else self.max_queue_depth
+        # The exact count is made in the insert's transaction, but only near the cap.
+        exact = cap is not None and await self._queue.near(spec.id, cap)
+        admission = Admission(max_queue=cap if exact else None, max_concurrent=key.max_concurrent)
+        stored = await self.store.insert_task(task, idempotency, admission)
+        self._queue.added(spec.id)
+        return stored
 
     async def _moderate(self, model: str, mode: str, value: dict[str, Any]) -> None:
         """The moderation hook: `forbidden` when it refuses; when it fails, `unavailable`

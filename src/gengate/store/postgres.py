@@ -2,8 +2,9 @@
 
 PostgreSQL carries the distribution: claims take rows with `FOR UPDATE SKIP LOCKED`, fencing is
 in each statement's `WHERE`, every write commits before it returns (durable: `synchronous_commit`
-stays on), and triggers announce changes with NOTIFY at commit, which `PgListener` turns into
-wake-ups of this process's hub. Concurrent commits share a WAL flush, so group commit comes from
+stays on), and each change is announced after its commit: to this process's hub at once, and to
+the other processes through `PgNotifier` (batched NOTIFY), which their `PgListener`s turn into
+wake-ups of their hubs. Concurrent commits share a WAL flush, so group commit comes from
 the server. Connection and server errors become `unavailable` (503) at this edge; the pool
 replaces broken connections by itself, so the gateway recovers when the server is back.
 """
@@ -22,7 +23,7 @@ import psycopg
 
 from gengate.domain.clock import now_ms
 from gengate.domain.deliveries import AttemptResult, Delivery, DeliveryAttempt, new_delivery_id
-from gengate.domain.errors import Conflict, Unavailable
+from gengate.domain.errors import Conflict, InvalidToken, Unavailable, UsedUp
 from gengate.domain.keys import ApiKey, KeyChanges
 from gengate.domain.ledger import LedgerEntry
 from gengate.domain.states import FailCode
@@ -41,9 +42,11 @@ from gengate.store.base import (
     Succeeded,
     TaskQuery,
 )
+from gengate.store.batcher import Batcher
 from gengate.store.migrate import migrate_postgres
 from gengate.store.notify import ChangeHub
 from gengate.store.postgres_listen import PgListener
+from gengate.store.postgres_notify import CANCEL, DELIVERIES, TASK, WORK, PgNotifier
 from gengate.store.sqlite_rows import (
     delivery_from_row,
     files_json,
@@ -123,7 +126,9 @@ class PostgresStore:
         self.migrate = migrate
         self.connect_timeout_s = connect_timeout_s
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
-        self._listener = PgListener(dsn, self.hub)
+        self._notifier = PgNotifier(dsn)
+        self._successes: Batcher[tuple[str, str, int, str], Task | None] = Batcher(self._finish_successes)
+        self._listener = PgListener(dsn, self.hub, lambda: self._notifier.server_pid)
 
     async def open(self) -> None:
         """Migrate and connect, waiting up to `connect_timeout_s` for the server: processes of a
@@ -156,10 +161,13 @@ class PostgresStore:
             # round trip per operation.
             reset=_no_reset,
         )
+        await self._notifier.start()
         await self._listener.start()
 
     async def close(self) -> None:
         await self._listener.stop()
+        await self._notifier.stop()
+        await self._successes.close()
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
@@ -169,12 +177,60 @@ class PostgresStore:
         assert self._pool is not None, "store not open"
         return self._pool
 
+    async def _finish_successes(self, batch: Sequence[tuple[str, str, int, str]]) -> list[Task | None]:
+        """Successes that arrived together, recorded in one statement (one WAL flush)."""
+        ids, owners, attempts, files = (list(column) for column in zip(*batch, strict=True))
+        delivery_ids = [new_delivery_id() for _ in batch]
+        rows = await self.pool.fetch(
+            q.FINISH_SUCCESS_MANY,
+            ids,
+            owners,
+            attempts,
+            files,
+            delivery_ids,
+            now_ms(),
+            self.first_callback_delay_ms,
+        )
+        done = {task.id: task for task in map(task_from_row, rows)}
+        return [done.get(task_id) for task_id in ids]
+
+    def _announce(
+        self,
+        *,
+        tasks: Sequence[str] = (),
+        work: Sequence[str] = (),
+        cancel: Sequence[str] = (),
+        deliveries: bool = False,
+    ) -> None:
+        """After a commit: wake this process's waiters now, and the other processes' soon."""
+        for task_id in tasks:
+            self.hub.task_changed(task_id)
+            self._notifier.publish(TASK, task_id)
+        if work:
+            self.hub.work_added(work)
+            for model in work:
+                self._notifier.publish(WORK, model)
+        for task_id in cancel:
+            self.hub.cancel_requested(task_id)
+            self._notifier.publish(CANCEL, task_id)
+        if deliveries:
+            self.hub.deliveries_added()
+            self._notifier.publish(DELIVERIES)
+
     # -- tasks ---------------------------------------------------------------
     @_unavailable_on_error
     async def insert_task(
         self, task: Task, idempotency: Idempotency | None = None, admission: Admission | None = None
     ) -> Task:
         row = task_row(task)
+        if idempotency is None and (admission is None or admission == Admission()):
+            ok, key_exists, credits = await self.pool.fetchrow(q.INSERT_TASK_CHARGED, *row)  # type: ignore[misc]
+            if not ok:
+                if not key_exists:
+                    raise InvalidToken
+                raise UsedUp(f"This task costs {task.charge} credits and the key has {credits} left.")
+            self._announce(work=(task.model,))
+            return task
         async with self.pool.acquire() as conn, conn.transaction():
             if idempotency is not None:
                 owned = await conn.fetchval(
@@ -199,6 +255,7 @@ class PostgresStore:
             await accounts.admit(conn, task, admission)
             await accounts.charge(conn, task, task.create_time)
             await conn.execute(q.INSERT_TASK, *row)
+        self._announce(work=(task.model,))
         return task
 
     @_unavailable_on_error
@@ -244,24 +301,42 @@ class PostgresStore:
         if not wanted or limit <= 0:
             return []
         capped = sorted(model for model in wanted if caps and model in caps)
-        async with self.pool.acquire() as conn, conn.transaction():
-            if capped and caps:
-                # Claims of a capped model wait for each other, so the count below stays true.
-                await conn.execute(q.LOCK_MODELS, capped)
-                running: dict[str, int] = {
-                    row[0]: row[1] for row in await conn.fetch(q.RUNNING_OF_MODELS, capped)
-                }
-                for model in capped:
-                    wanted[model] = min(wanted[model], caps[model] - running.get(model, 0))
-                wanted = {model: free for model, free in wanted.items() if free > 0}
-                if not wanted:
-                    return []
+        if not capped:  # one statement, so one round trip: no transaction to open and close
             now = now_ms()
-            rows = await conn.fetch(
+            rows = await self.pool.fetch(
                 q.CLAIM, list(wanted), list(wanted.values()), limit, owner, now, now + lease_ms
             )
+        else:
+            rows = await self._claim_capped(
+                wanted=wanted, capped=capped, caps=caps or {}, owner=owner, limit=limit, lease_ms=lease_ms
+            )
         tasks = sorted((task_from_row(row) for row in rows), key=lambda t: (-t.priority, t.create_time))
+        self._announce(tasks=[task.id for task in tasks])
         return [Claim(task, task.attempts) for task in tasks]
+
+    async def _claim_capped(
+        self,
+        *,
+        wanted: dict[str, int],
+        capped: list[str],
+        caps: Mapping[str, int],
+        owner: str,
+        limit: int,
+        lease_ms: int,
+    ) -> list[asyncpg.Record]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            # Claims of a capped model wait for each other, so the count below stays true.
+            await conn.execute(q.LOCK_MODELS, capped)
+            running = {row[0]: row[1] for row in await conn.fetch(q.RUNNING_OF_MODELS, capped)}
+            for model in capped:
+                wanted[model] = min(wanted[model], caps[model] - running.get(model, 0))
+            wanted = {model: free for model, free in wanted.items() if free > 0}
+            if not wanted:
+                return []
+            now = now_ms()
+            return await conn.fetch(
+                q.CLAIM, list(wanted), list(wanted.values()), limit, owner, now, now + lease_ms
+            )
 
     @_unavailable_on_error
     async def heartbeat(self, task_id: str, owner: str, attempt: int, lease_ms: int) -> Lease:
@@ -272,7 +347,7 @@ class PostgresStore:
 
     @_unavailable_on_error
     async def cancel(self, task_id: str) -> Task | None:
-        """As SQLiteStore.cancel; a running task's worker hears of it through `gengate_cancel`."""
+        """As SQLiteStore.cancel; the worker of a running task may be in another process."""
         async with self.pool.acquire() as conn, conn.transaction():
             now = now_ms()
             row = await conn.fetchrow(q.CANCEL_PENDING, task_id, now, CANCELED_MESSAGE)
@@ -280,16 +355,27 @@ class PostgresStore:
                 task = task_from_row(row)
                 await _owe_callback(conn, task, now, self.first_callback_delay_ms)
                 await accounts.refund_once(conn, task, now)
-                return task
-            row = await conn.fetchrow(q.REQUEST_CANCEL, task_id)
-            if row is None:
-                row = await conn.fetchrow(q.GET_TASK, task_id)
-            return task_from_row(row) if row is not None else None
+                ended = True
+            else:
+                row = await conn.fetchrow(q.REQUEST_CANCEL, task_id)
+                ended = False
+                running = row is not None
+                if row is None:
+                    row = await conn.fetchrow(q.GET_TASK, task_id)
+                task = task_from_row(row) if row is not None else None  # type: ignore[assignment]
+        if ended:
+            self._announce(tasks=(task_id,), deliveries=bool(task.callback_url))
+        elif running:
+            self._announce(cancel=(task_id,))
+        return task
 
     @_unavailable_on_error
     async def set_progress(self, task_id: str, owner: str, attempt: int, progress: int) -> bool:
         status = await self.pool.execute(q.SET_PROGRESS, task_id, owner, attempt, progress)
-        return _rowcount(status) == 1
+        changed = _rowcount(status) == 1
+        if changed:
+            self._announce(tasks=(task_id,))
+        return changed
 
     @_unavailable_on_error
     async def set_upstream(self, task_id: str, owner: str, attempt: int, upstream: str) -> bool:
@@ -299,17 +385,10 @@ class PostgresStore:
     @_unavailable_on_error
     async def finish(self, task_id: str, owner: str, attempt: int, outcome: Outcome) -> Task | None:
         if isinstance(outcome, Succeeded):
-            row = await self.pool.fetchrow(
-                q.FINISH_SUCCESS,
-                task_id,
-                owner,
-                attempt,
-                now_ms(),
-                files_json(outcome.files),
-                new_delivery_id(),
-                self.first_callback_delay_ms,
-            )
-            return task_from_row(row) if row is not None else None
+            done = await self._successes.submit((task_id, owner, attempt, files_json(outcome.files)))
+            if done is not None:
+                self._announce(tasks=(task_id,), deliveries=bool(done.callback_url))
+            return done
         async with self.pool.acquire() as conn, conn.transaction():
             now = now_ms()
             row = await conn.fetchrow(
@@ -320,16 +399,24 @@ class PostgresStore:
             task = task_from_row(row)
             await _owe_callback(conn, task, now, self.first_callback_delay_ms)
             await accounts.refund_once(conn, task, now)  # a failure only
+        self._announce(tasks=(task_id,), deliveries=bool(task.callback_url))
         return task
 
     @_unavailable_on_error
     async def retry_later(self, task_id: str, owner: str, attempt: int, run_after_ms: int) -> bool:
         status = await self.pool.execute(q.RETRY_LATER, task_id, owner, attempt, run_after_ms)
-        return _rowcount(status) == 1
+        changed = _rowcount(status) == 1
+        if changed:  # workers find it by their slow poll once its backoff is over
+            self._announce(tasks=(task_id,))
+        return changed
 
     @_unavailable_on_error
     async def release(self, task_id: str, owner: str, attempt: int) -> bool:
-        return _rowcount(await self.pool.execute(q.RELEASE, task_id, owner, attempt)) == 1
+        released = _rowcount(await self.pool.execute(q.RELEASE, task_id, owner, attempt)) == 1
+        if released:
+            task = await self.pool.fetchrow(q.GET_TASK, task_id)
+            self._announce(tasks=(task_id,), work=(task_from_row(task).model,) if task is not None else ())
+        return released
 
     @_unavailable_on_error
     async def reap_expired(self, now_ms: int, max_attempts: Mapping[str, int]) -> list[ReapedTask]:
@@ -353,6 +440,11 @@ class PostgresStore:
                     await _owe_callback(conn, lost_task, now_ms, self.first_callback_delay_ms)
                     await accounts.refund_once(conn, lost_task, now_ms)
                     reaped.append(ReapedTask(task_id, False))
+        self._announce(
+            tasks=[r.task_id for r in reaped],
+            work=("*",) if any(r.requeued for r in reaped) else (),
+            deliveries=any(not r.requeued for r in reaped),
+        )
         return reaped
 
     @_unavailable_on_error
@@ -418,7 +510,10 @@ class PostgresStore:
 
     @_unavailable_on_error
     async def redeliver(self, delivery_id: str) -> bool:
-        return _rowcount(await self.pool.execute(q.REDELIVER, delivery_id, now_ms())) == 1
+        sent = _rowcount(await self.pool.execute(q.REDELIVER, delivery_id, now_ms())) == 1
+        if sent:
+            self._announce(deliveries=True)
+        return sent
 
     # -- keys ----------------------------------------------------------------
     @_unavailable_on_error

@@ -1,6 +1,7 @@
 """LISTEN/NOTIFY into the hub: wake-ups from every process that shares the database.
 
-One dedicated connection listens on the channels the triggers notify. When it breaks, it is
+One dedicated connection listens on the channels that `PgNotifier`s of other processes send
+on (comma-joined ids). When it breaks, it is
 opened again with backoff, and everything that waits is woken once, since notifications sent
 meanwhile are lost: waiters re-read the store, workers claim, senders look for due callbacks.
 The slow polls of workers and senders stay as the safety net behind all of this.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -25,9 +27,11 @@ MAX_BACKOFF_S = 5.0
 
 
 class PgListener:
-    def __init__(self, dsn: str, hub: ChangeHub) -> None:
+    def __init__(self, dsn: str, hub: ChangeHub, own_pid: Callable[[], int | None] = lambda: None) -> None:
         self._dsn = dsn
         self._hub = hub
+        #: The backend that sends this process's own news: its hub heard them already.
+        self._own_pid = own_pid
         self._task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
 
@@ -72,14 +76,18 @@ class PgListener:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(conn.close(), timeout=1)
 
-    def _notified(self, _conn: Any, _pid: int, channel: str, payload: object) -> None:
-        payload = str(payload)
+    def _notified(self, _conn: Any, pid: int, channel: str, payload: object) -> None:
+        if pid == self._own_pid():
+            return
+        items = str(payload).split(",")
         if channel == "gengate_task":
-            self._hub.task_changed(payload)
+            for task_id in items:
+                self._hub.task_changed(task_id)
         elif channel == "gengate_work":
-            self._hub.work_added((payload,))
+            self._hub.work_added(items)
         elif channel == "gengate_cancel":
-            self._hub.cancel_requested(payload)
+            for task_id in items:
+                self._hub.cancel_requested(task_id)
         else:
             self._hub.deliveries_added()
 

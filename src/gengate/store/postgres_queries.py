@@ -111,23 +111,6 @@ UPDATE tasks
 RETURNING {TASK_COLUMNS}
 """
 
-# A success in one statement, so in one round trip: the task's end and, when it has a callback,
-# its outbox row are written together (a statement is atomic); a success refunds nothing.
-FINISH_SUCCESS = f"""
-WITH done AS (
-    UPDATE tasks
-       SET state = 'success', complete_time = $4, cost_time = $4 - start_time, progress = 100,
-           files = $5, fail_code = NULL, fail_msg = NULL, lease_owner = NULL, lease_expires = NULL
-     WHERE id = $1 AND state = 'processing' AND lease_owner = $2 AND attempts = $3
-    RETURNING {TASK_COLUMNS}
-), owed AS (
-    INSERT INTO deliveries (id, task_id, key_id, url, dialect, state, next_attempt_at, created_at)
-    SELECT $6, id, key_id, callback_url, dialect, 'pending', $4 + $7, $4
-      FROM done WHERE callback_url IS NOT NULL AND callback_url <> ''
-)
-SELECT {TASK_COLUMNS} FROM done
-"""
-
 RETRY_LATER = """
 UPDATE tasks SET state = 'pending', lease_owner = NULL, lease_expires = NULL, progress = NULL, run_after = $4
  WHERE id = $1 AND state = 'processing' AND lease_owner = $2 AND attempts = $3
@@ -290,4 +273,67 @@ SELECT {LEDGER_COLUMNS} FROM ledger
  WHERE key_id = $1 AND id < $2
  ORDER BY id DESC
  LIMIT $3
+"""
+
+# -- the submit's fast path -----------------------------------------------------------------
+_TASK_TYPES = {
+    "id": "text", "key_id": "text", "model": "text", "mode": "text", "state": "text", "input": "text",
+    "request": "text", "request_type": "text", "callback_url": "text", "priority": "int",
+    "create_time": "bigint", "start_time": "bigint", "complete_time": "bigint", "cost_time": "bigint",
+    "progress": "int", "files": "text", "fail_code": "text", "fail_msg": "text", "attempts": "int",
+    "lease_owner": "text", "lease_expires": "bigint", "trace_id": "text", "dialect": "text",
+    "upstream": "text", "charge": "bigint",
+}  # fmt: skip
+_TASK_NAMES = [column.strip() for column in TASK_COLUMNS.split(",")]
+assert set(_TASK_NAMES) == set(_TASK_TYPES), "a task column without a type for INSERT_TASK_CHARGED"
+_ID, _KEY, _NOW, _CHARGE = (
+    f"${_TASK_NAMES.index(name) + 1}" for name in ("id", "key_id", "create_time", "charge")
+)
+
+# A submit with neither an Idempotency-Key nor a per-key cap, in one statement and so in one
+# round trip: the charge (taken only if a limited key's balance covers it; the UPDATE re-checks
+# its WHERE after waiting for a concurrent charge's row lock, so no balance is overdrawn), its
+# ledger row, and the task, all or none. `ok` false: not enough credits, or no such key.
+INSERT_TASK_CHARGED = f"""
+WITH key AS (
+    SELECT credits FROM api_keys WHERE id = {_KEY}
+), taken AS (
+    UPDATE api_keys SET credits = credits - {_CHARGE}
+     WHERE id = {_KEY} AND {_CHARGE} > 0 AND credits >= {_CHARGE}
+    RETURNING credits
+), admitted AS (
+    SELECT {_CHARGE} = 0
+           OR (EXISTS (SELECT 1 FROM key)
+               AND ((SELECT credits FROM key) IS NULL OR EXISTS (SELECT 1 FROM taken))) AS ok
+), charged AS (
+    INSERT INTO ledger (key_id, task_id, kind, amount, balance, created_at)
+    SELECT {_KEY}, {_ID}, 'charge', -{_CHARGE}, (SELECT credits FROM taken), {_NOW}
+      FROM admitted WHERE ok AND {_CHARGE} > 0
+), inserted AS (
+    INSERT INTO tasks ({TASK_COLUMNS})
+    SELECT {", ".join(f"${i}::{_TASK_TYPES[name]}" for i, name in enumerate(_TASK_NAMES, 1))}
+      FROM admitted WHERE ok
+)
+SELECT ok, EXISTS (SELECT 1 FROM key), (SELECT credits FROM key) FROM admitted
+"""
+
+# Many successes in one statement (see `Batcher`): each row fenced as in FINISH, and the outbox
+# row of each that has a callback. Rows whose claim is no longer current are simply not returned.
+FINISH_SUCCESS_MANY = f"""
+WITH given AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[])
+        AS g(id, owner, attempt, files, delivery_id)
+), done AS (
+    UPDATE tasks AS t
+       SET state = 'success', complete_time = $6, cost_time = $6 - t.start_time, progress = 100,
+           files = g.files, fail_code = NULL, fail_msg = NULL, lease_owner = NULL, lease_expires = NULL
+      FROM given AS g
+     WHERE t.id = g.id AND t.state = 'processing' AND t.lease_owner = g.owner AND t.attempts = g.attempt
+    RETURNING {", ".join(f"t.{column.strip()}" for column in TASK_COLUMNS.split(","))}, g.delivery_id
+), owed AS (
+    INSERT INTO deliveries (id, task_id, key_id, url, dialect, state, next_attempt_at, created_at)
+    SELECT delivery_id, id, key_id, callback_url, dialect, 'pending', $6 + $7, $6
+      FROM done WHERE callback_url IS NOT NULL AND callback_url <> ''
+)
+SELECT {TASK_COLUMNS} FROM done
 """

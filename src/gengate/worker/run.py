@@ -8,6 +8,8 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import orjson
+
 from gengate.domain.catalogue import ModelSpec
 from gengate.domain.clock import now_ms
 from gengate.domain.states import FailCode
@@ -48,6 +50,7 @@ class TaskRun:
     _progress_sent: int | None = None
     _progress_wanted: int | None = None
     _progress_writer: asyncio.Task[None] | None = None
+    _side_writes: set[asyncio.Task[bool]] = field(default_factory=set)
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
 
     def request_cancel(self) -> None:
@@ -104,6 +107,7 @@ class TaskRun:
             attempt=self.claim.attempt,
             cancel=self.cancel,
             on_progress=self._progress,
+            on_upstream=self._upstream,
         )
         try:
             async with asyncio.timeout(self.spec.timeout_s) as deadline:
@@ -144,6 +148,25 @@ class TaskRun:
             FailCode.INTERNAL_ERROR,
             f"Internal error while running the task; quote trace_id {task.trace_id} when reporting it.",
         )
+
+    def _upstream(self, upstream_id: str, trace_id: str | None) -> None:
+        """Keep a relayed task's upstream reference with the task (fenced like progress)."""
+        reference = orjson.dumps(
+            {"provider": self.spec.provider, "taskId": upstream_id, "traceId": trace_id}
+        ).decode()
+        log.info("task %s is upstream task %s (trace %s)", self.claim.task.id, upstream_id, trace_id)
+        writer = asyncio.create_task(
+            self.store.set_upstream(self.claim.task.id, self.owner, self.claim.attempt, reference)
+        )
+        self._side_writes.add(writer)
+        writer.add_done_callback(self._side_write_done)
+
+    def _side_write_done(self, writer: asyncio.Task[bool]) -> None:
+        self._side_writes.discard(writer)
+        if not writer.cancelled() and writer.exception() is not None:
+            log.error(
+                "keeping the upstream reference of %s failed: %s", self.claim.task.id, writer.exception()
+            )
 
     # -- progress: coalesced, one write in flight at a time -------------------------------
     def _progress(self, percent: int) -> None:

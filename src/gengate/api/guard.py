@@ -1,0 +1,81 @@
+"""Input limits every route shares, checked before any route runs.
+
+A declared `Content-Length` over the body limit is answered 413 before a byte of the body is
+read, and a body without one (chunked) is cut as soon as it passes the limit. A query
+parameter given twice is a 400: none of our parameters is a list, and which of two values a
+server reads (the first? the last?) is not something a client should have to guess.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gengate.api.errors import dialect_for_path, error_body
+from gengate.api.hotpath import header_value
+from gengate.api.trace import trace_id_of
+from gengate.domain.errors import BadRequest, GatewayError, PayloadTooLarge
+
+
+class RequestGuard:
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.limit = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = header_value(scope, b"content-length")
+        error = _declared_problem(declared, self.limit) if declared is not None else None
+        if error is None and b"=" in scope["query_string"]:
+            error = repeated_parameter(scope["query_string"])
+        if error is not None:
+            await _refuse(error, scope, send)
+            return
+        if declared is not None:  # the server reads no further than the declared length
+            await self.app(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:  # raised inside the route: rendered like its own errors
+                    raise too_large(self.limit)
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"The request body is larger than {limit} bytes.")
+
+
+def repeated_parameter(query_string: bytes) -> BadRequest | None:
+    seen: set[str] = set()
+    for name, _value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        if name in seen:
+            return BadRequest(f"The query parameter `{name}` is given more than once.")
+        seen.add(name)
+    return None
+
+
+def _declared_problem(declared: str, limit: int) -> GatewayError | None:
+    if not (declared.isascii() and declared.isdigit()) or len(declared) > 18:
+        return BadRequest("Invalid Content-Length header.")
+    return too_large(limit) if int(declared) > limit else None
+
+
+async def _refuse(error: GatewayError, scope: Scope, send: Send) -> None:
+    body = orjson.dumps(error_body(error, trace_id_of(scope), dialect_for_path(scope["path"])))
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    if isinstance(error, PayloadTooLarge):
+        # The unread body is left on the connection: close it rather than read it to reuse it.
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

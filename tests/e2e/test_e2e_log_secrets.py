@@ -1,0 +1,87 @@
+"""No key or callback secret ever appears in a log line of a real `gengate serve`.
+
+The server logs at debug level (every library's lines included) while it is driven with keys
+right and wrong, admin calls, a webhook secret fetched and rotated, and a signed callback to a
+URL with a token in it; then its whole output is searched for each secret.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+CALLBACK_TOKEN = "cbtok_9f8e7d6c5b4a39281706"
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    arrived: list[str]
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", "0")))
+        self.server.arrived.append(self.path)  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[ThreadingHTTPServer]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    server.arrived = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_no_secret_reaches_the_log(start_gengate: Any, receiver: ThreadingHTTPServer) -> None:
+    server = start_gengate(
+        "log-secrets",
+        env={"GENGATE_LOG_LEVEL": "debug", "GENGATE_WEBHOOK_ALLOW": "127.0.0.0/8"},
+    )
+    created = server.create_key("logged", credits=10)
+    key = created["key"]
+    whsec = server.http.get("/api/v1/account", headers=server.auth(key)).json()["data"]["webhook_secret"]
+    rotated = server.http.post("/api/v1/account/rotateWebhookSecret", headers=server.auth(key))
+    whsec_new = rotated.json()["data"]["webhook_secret"]
+
+    port = receiver.server_address[1]
+    callback = f"http://127.0.0.1:{port}/hook?token={CALLBACK_TOKEN}"
+    server.submit_ok(key, "demo-echo", {"prompt": "hi"}, request_type="callback", callback_url=callback)
+    deadline = time.monotonic() + 20
+    while not receiver.arrived:  # type: ignore[attr-defined]
+        assert time.monotonic() < deadline, "the callback never arrived"
+        time.sleep(0.05)
+    # Wrong keys of every shape, a key in a query string, an admin call with a user's key.
+    for token in (key[:-1], key + "x", key[:12] + "x" * 31, server.admin_key[:-1]):
+        assert server.http.get("/api/v1/account", headers=server.auth(token)).status_code == 401
+    server.http.get(f"/api/v1/statusTask/demo-echo?taskId={key}", headers=server.auth(key))
+    assert server.http.get("/admin/v1/keys", headers=server.auth(key)).status_code == 401
+    server.http.post("/api/v1/generateTask/demo-echo", content=b"{" * 5000, headers=server.auth(key))
+
+    server.stop()
+    log = server.stdout() + server.stderr()
+    assert "HTTP Request: POST http://127.0.0.1" in log, "the callback's request was not logged at all"
+    hidden = key[len(created["prefix"]) :]
+    for name, secret in (
+        ("API key", key),
+        ("the hidden part of the API key", hidden),
+        ("admin key", server.admin_key),
+        ("webhook secret", whsec),
+        ("rotated webhook secret", whsec_new),
+        ("webhook secret body", whsec.removeprefix("whsec_")),
+        ("callback token", CALLBACK_TOKEN),
+    ):
+        assert secret not in log, f"the {name} appears in the log"
+    assert not any(hidden[i : i + 12] in log for i in range(len(hidden) - 11)), "a piece of the key is logged"
