@@ -109,6 +109,8 @@ def gengate_command(port: int, data: Path) -> tuple[list[str], dict[str, str]]:
         "GENGATE_DATA_DIR": str(data),
         "GENGATE_ADMIN_KEY": "bench_admin_" + secrets.token_urlsafe(24),
         "GENGATE_LOG_LEVEL": "warning",
+        # Submits outrun the workers here on purpose: no queue cap may turn them away.
+        "GENGATE_MAX_QUEUE_DEPTH": "100000000",
     }
     return [gengate_executable(), "serve", "--host", "127.0.0.1", "--port", str(port)], env
 

@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 
 import orjson
 
+#: Longest a connection may have been idle to be used again (the server's keep-alive is 5 s).
+KEEP_ALIVE_REUSE_S = 3.0
+
 
 class LoadError(Exception):
     """The server closed a connection or answered something this client cannot read."""
@@ -116,20 +119,28 @@ async def submit_at_rate(
     """Send `count` requests at `rate` per second on a fixed schedule (open loop: a slow answer
     does not delay the next request), over as many connections as are busy at once."""
     answers = Answers()
-    idle: list[Connection] = []
+    idle: list[tuple[Connection, float]] = []
     opened: list[Connection] = []
     slots = asyncio.Semaphore(max_connections)
 
     async def one() -> None:
         async with slots:
-            conn = idle.pop() if idle else None
+            conn = None
+            while idle:
+                conn, last_used = idle.pop()
+                # The server closes a keep-alive connection idle for 5 s (uvicorn's default):
+                # one idle that long may be closing as we send, so it is not used again.
+                if time.perf_counter() - last_used < KEEP_ALIVE_REUSE_S:
+                    break
+                conn.close()
+                conn = None
             if conn is None:
                 conn = await Connection.open(port, request)
                 opened.append(conn)
             sent = time.perf_counter()
             status, body = await conn.exchange()
             answers.record(status, body, (time.perf_counter() - sent) * 1000)
-            idle.append(conn)
+            idle.append((conn, time.perf_counter()))
 
     started = time.perf_counter()
     running: list[asyncio.Task[None]] = []

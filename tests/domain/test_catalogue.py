@@ -56,7 +56,7 @@ def test_multi_mode_model_needs_the_mode() -> None:
         ({"prompt": ""}, "input.prompt"),
         ({}, "prompt"),
         ({"prompt": "x", "colour": "red"}, "colour"),
-        ({"prompt": "x", "width": 512.0}, "input.width"),
+        ({"prompt": "x", "width": 512.5}, "input.width"),  # 512.0 is an integer, as JSON Schema says
         ({"prompt": "x", "fail_code": "lower"}, "input.fail_code"),
         ({"mode": "video", "prompt": "x"}, "input.mode"),
         ({"mode": 3, "prompt": "x"}, "input.mode"),

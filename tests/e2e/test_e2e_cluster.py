@@ -260,7 +260,7 @@ def test_migrate_and_keys_on_postgres(pg_url: str, tmp_path: Path) -> None:
     env = {"GENGATE_DATABASE_URL": pg_url, "GENGATE_DATA_DIR": str(tmp_path / "data")}
     first = run_cli("migrate", env=env, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    assert "applied 2 migration(s)" in first.stdout
+    assert "applied 3 migration(s)" in first.stdout
     again = run_cli("migrate", env=env, cwd=tmp_path)
     assert "applied 0 migration(s)" in again.stdout, again.stdout + again.stderr
     created = run_cli("keys", "create", "--name", "ops", env=env, cwd=tmp_path)

@@ -286,3 +286,39 @@ async def test_ledger_pages_newest_first(store: Store) -> None:
     rest = await store.list_ledger(key_id, first[-1].id, 4)
     assert [e.balance for e in first + rest] == [95, 96, 97, 98, 99, 100]
     assert await store.list_ledger("key_other", None, 4) == []
+
+
+async def test_sqlite_keeps_its_queue_depths_exact(tmp_path: Path) -> None:
+    """SQLite counts pending tasks per model with triggers: the count follows every state
+    change (insert, claim, cancel, requeue, release, retry) exactly."""
+    store = SQLiteStore(tmp_path / "db.sqlite")
+    await store.open()
+    try:
+        key_id = await new_key(store, None)
+
+        def counted() -> tuple[int, int]:
+            kept = store._reader.execute(
+                "SELECT pending FROM queue_depths WHERE model = ?", (MODEL,)
+            ).fetchone()
+            real = store._reader.execute(
+                "SELECT count(*) FROM tasks WHERE state = 'pending' AND model = ?", (MODEL,)
+            ).fetchone()
+            return (kept[0] if kept else 0), real[0]
+
+        tasks = [await store.insert_task(make_task(key_id, 1)) for _ in range(5)]
+        assert counted() == (5, 5)
+        await store.cancel(tasks[4].id)
+        claims = await store.claim({MODEL: 3}, "w1", 3, 1)
+        assert counted() == (1, 1)
+        await store.reap_expired(now_ms() + LEASE, {MODEL: 3})  # all three back to the queue
+        assert counted() == (4, 4)
+        claims = await store.claim({MODEL: 2}, "w2", 2, LEASE)
+        await store.release(claims[0].task.id, "w2", claims[0].attempt)
+        await store.retry_later(claims[1].task.id, "w2", claims[1].attempt, now_ms() + 60_000)
+        assert counted() == (4, 4)
+        claims = await store.claim({MODEL: 4}, "w3", 4, LEASE)
+        for claim in claims:
+            await store.finish(claim.task.id, "w3", claim.attempt, Succeeded(()))
+        assert counted() == (1, 1)  # the one waiting out its retry backoff
+    finally:
+        await store.close()

@@ -8,10 +8,11 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from gengate.domain.clock import now_ms
-from gengate.domain.errors import Conflict
+from gengate.domain.errors import Conflict, UsedUp
 from gengate.domain.ids import new_task_id
 from gengate.domain.keys import ApiKey, KeyChanges
 from gengate.domain.states import TaskState
@@ -317,3 +318,21 @@ async def test_pg_changes_reach_the_other_process(pg_pair: tuple[PostgresStore, 
             await asyncio.sleep(0.01)
     assert canceled == [task.id]
     await first.finish(task.id, "w1", claim.attempt, Failed("CANCELED", "x"))
+
+
+async def test_credits_are_charged_once_and_a_failure_refunded_once(store: AnyStore) -> None:
+    key = ApiKey(id="key_c", name="c", key_hash="c" * 64, prefix="gg_c", created_at=1, credits=3)
+    await store.insert_key(key)
+    paid = [msgspec.structs.replace(make_task(), key_id="key_c", charge=1) for _ in range(5)]
+    results = await asyncio.gather(*(store.insert_task(t) for t in paid), return_exceptions=True)
+    assert sum(not isinstance(r, BaseException) for r in results) == 3
+    assert all(isinstance(r, UsedUp) for r in results if isinstance(r, BaseException))
+    assert (await store.get_key("key_c")).credits == 0  # type: ignore[union-attr]
+    (claim,) = await store.claim({"m": 10}, "w1", 1, lease_ms=1)
+    await asyncio.sleep(0.01)
+    await store.reap_expired(now_ms(), {"m": 1})  # the worker died: WORKER_LOST, refunded
+    assert await store.finish(claim.task.id, "w1", claim.attempt, Failed("X", "late")) is None
+    assert (await store.get_key("key_c")).credits == 1  # type: ignore[union-attr]
+    ledger = await store.list_ledger("key_c", None, 50)
+    assert sorted(entry.kind.value for entry in ledger) == ["charge"] * 3 + ["refund", "topup"]
+    assert sum(entry.amount for entry in ledger) == 1

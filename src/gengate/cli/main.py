@@ -264,7 +264,7 @@ def keys_list(config: Path | None, as_json: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("id", "name", "prefix", "disabled", "expires", "models")
+    table = Table("id", "name", "prefix", "disabled", "expires", "models", "credits")
     for row in rows:
         expires = row["expires_at"]
         table.add_row(
@@ -274,6 +274,7 @@ def keys_list(config: Path | None, as_json: bool) -> None:
             "yes" if row["disabled"] else "no",
             datetime.fromtimestamp(expires / 1000, UTC).isoformat() if expires else "never",
             ",".join(row["models"]) if row["models"] is not None else "all",
+            str(row["credits"]) if row["credits"] is not None else "unlimited",
         )
     Console().print(table)
 

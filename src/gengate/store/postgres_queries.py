@@ -256,7 +256,7 @@ INSERT INTO ledger (key_id, task_id, kind, amount, balance, created_at) VALUES (
 INSERT_REFUND = """
 INSERT INTO ledger (key_id, task_id, kind, amount, balance, created_at)
 VALUES ($1, $2, 'refund', $3, NULL, $4)
-ON CONFLICT (task_id, kind) DO NOTHING
+ON CONFLICT (task_id) WHERE kind = 'refund' DO NOTHING
 RETURNING id
 """
 

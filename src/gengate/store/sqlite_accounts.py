@@ -29,8 +29,8 @@ def admit(conn: sqlite3.Connection, task: Task, admission: Admission | None) -> 
     if admission is None:
         return
     if admission.max_queue is not None:
-        params = {"model": task.model, "cap": admission.max_queue}
-        if conn.execute(q.QUEUE_DEPTH_UPTO, params).fetchone()[0] >= admission.max_queue:
+        row = conn.execute(q.PENDING_OF_MODEL, {"model": task.model}).fetchone()
+        if row is not None and row[0] >= admission.max_queue:
             raise Unavailable(
                 f"The queue of model '{task.model}' is full ({admission.max_queue} tasks waiting); "
                 "retry later.",

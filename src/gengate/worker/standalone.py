@@ -14,6 +14,7 @@ import signal
 from collections.abc import Sequence
 
 from gengate.domain.catalogue import Catalogue
+from gengate.providers.registry import close_providers
 from gengate.runtime import build_core
 from gengate.settings import Settings
 from gengate.worker.pool import WorkerPool
@@ -60,5 +61,6 @@ async def run_worker(settings: Settings, models: Sequence[str], slots: int, grac
         log.info("worker %s draining (grace %.0f s)", pool.owner, grace_s)
         await pool.stop(grace_s)
     finally:
+        await close_providers(core.providers)
         await core.store.close()
     log.info("worker %s stopped", pool.owner)

@@ -19,7 +19,8 @@ CREATE TABLE ledger (
     kind        TEXT NOT NULL,        -- 'charge', 'refund' or 'topup'
     amount      BIGINT NOT NULL,
     balance     BIGINT,
-    created_at  BIGINT NOT NULL,
-    UNIQUE (task_id, kind)
+    created_at  BIGINT NOT NULL
 );
 CREATE INDEX ledger_by_key ON ledger (key_id, id);
+-- At most one refund per task, whatever path ends it; charges (one per submit) get no entry.
+CREATE UNIQUE INDEX ledger_one_refund ON ledger (task_id) WHERE kind = 'refund';
