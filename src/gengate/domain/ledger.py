@@ -44,3 +44,9 @@ class LedgerEntry(msgspec.Struct, frozen=True, kw_only=True):
             "taskId": self.task_id,
             "createdAt": self.created_at,
         }
+
+
+def topup_amount(old: int | None, new: int | None) -> int:
+    """The ledger amount of an admin setting a balance from `old` to `new` (None: unlimited):
+    the difference; becoming unlimited is a zero row, and from unlimited the whole new balance."""
+    return 0 if new is None else new - (old or 0)

@@ -57,16 +57,7 @@ class LocalFileStore:
 
     def staging_dir(self, task_id: str, attempt: int) -> Path:
         """An empty `.staging/<task_id>.<attempt>`; a leftover of a crashed run is emptied."""
-        path = self.staging_path(task_id, attempt)
-        # Try the common case first: one mkdir, no stat (metadata calls are the cost here).
-        try:
-            path.mkdir()
-        except FileExistsError:
-            shutil.rmtree(path)
-            path.mkdir()
-        except FileNotFoundError:
-            path.mkdir(parents=True)
-        return path
+        return empty_dir(self.staging_path(task_id, attempt))
 
     async def save(self, task_id: str, outputs: Sequence[OutputFile]) -> tuple[ResultFile, ...]:
         """Move the outputs into `<task_id>/` (in a thread: renames and stats are disk I/O)."""
@@ -162,6 +153,19 @@ class LocalFileStore:
         for path in [str(self._root / task_id), *leftovers]:
             with contextlib.suppress(FileNotFoundError):
                 shutil.rmtree(path)
+
+
+def empty_dir(path: Path) -> Path:
+    """`path` made as an empty folder, emptied if a crashed run left it behind. The common
+    case first: one mkdir and no stat, since metadata calls are the cost here."""
+    try:
+        path.mkdir()
+    except FileExistsError:
+        shutil.rmtree(path)
+        path.mkdir()
+    except FileNotFoundError:
+        path.mkdir(parents=True)
+    return path
 
 
 def _is_staging_of(task_id: str, folder: str) -> bool:

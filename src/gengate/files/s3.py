@@ -48,7 +48,7 @@ from s3transfer.subscribers import BaseSubscriber
 from gengate.domain.task import ResultFile
 
 # The local store's checks, shared: the same names are safe, and staging works alike.
-from gengate.files.local import _check_name, _is_staging_of, _regular_file_size, is_safe_name
+from gengate.files.local import _check_name, _is_staging_of, _regular_file_size, empty_dir, is_safe_name
 from gengate.files.presign import MAX_EXPIRES_S, Presigner
 from gengate.providers.base import OutputFile
 
@@ -124,15 +124,7 @@ class S3FileStore:
 
     def staging_dir(self, task_id: str, attempt: int) -> Path:
         """An empty `<staging_root>/<task_id>.<attempt>`; a leftover of a crashed run is emptied."""
-        path = self.staging_path(task_id, attempt)
-        try:
-            path.mkdir()
-        except FileExistsError:
-            shutil.rmtree(path)
-            path.mkdir()
-        except FileNotFoundError:
-            path.mkdir(parents=True)
-        return path
+        return empty_dir(self.staging_path(task_id, attempt))
 
     async def save(self, task_id: str, outputs: Sequence[OutputFile]) -> tuple[ResultFile, ...]:
         """Upload the outputs (all at once, each streamed from disk), then drop their staging folder."""

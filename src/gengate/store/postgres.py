@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Mapping, Sequence
-from functools import wraps
+from collections.abc import Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import asyncpg
@@ -43,6 +42,7 @@ from gengate.store.base import (
     TaskQuery,
 )
 from gengate.store.batcher import Batcher
+from gengate.store.edge import unavailable_on
 from gengate.store.migrate import migrate_postgres
 from gengate.store.notify import ChangeHub
 from gengate.store.postgres_listen import PgListener
@@ -78,15 +78,7 @@ _UNAVAILABLE = (
 )
 
 
-def _unavailable_on_error(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
-    @wraps(fn)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return await fn(*args, **kwargs)
-        except _UNAVAILABLE as exc:
-            raise Unavailable("The task store is unavailable.", headers={"Retry-After": "1"}) from exc
-
-    return wrapper
+_unavailable_on_error = unavailable_on(*_UNAVAILABLE)
 
 
 async def _no_reset(_conn: Connection) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from gengate.domain.errors import BadRequest, InvalidToken, TooManyRequests, Unavailable, UsedUp
-from gengate.domain.ledger import MAX_CREDITS, LedgerKind
+from gengate.domain.ledger import MAX_CREDITS, LedgerKind, topup_amount
 from gengate.domain.states import TaskState
 from gengate.domain.task import Task
 from gengate.store import postgres_queries as q
@@ -88,7 +88,7 @@ async def record_new_balance(
 ) -> None:
     if old == new:
         return
-    amount = 0 if new is None else new - (old or 0)
+    amount = topup_amount(old, new)
     await write_ledger(conn, key_id, LedgerKind.TOPUP, amount, new, None, now)
 
 

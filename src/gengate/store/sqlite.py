@@ -7,8 +7,7 @@ WAL lets it run beside the writer thread and see every committed change.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Coroutine, Mapping, Sequence
-from functools import wraps
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -20,7 +19,7 @@ from gengate.domain.deliveries import (
     Delivery,
     DeliveryAttempt,
 )
-from gengate.domain.errors import Conflict, Unavailable
+from gengate.domain.errors import Conflict
 from gengate.domain.keys import ApiKey, KeyChanges
 from gengate.domain.ledger import LedgerEntry
 from gengate.domain.states import FailCode, TaskState
@@ -38,6 +37,7 @@ from gengate.store.base import (
     Succeeded,
     TaskQuery,
 )
+from gengate.store.edge import unavailable_on
 from gengate.store.migrate import migrate_sqlite
 from gengate.store.notify import ChangeHub
 from gengate.store.sqlite_accounts import add_credits, admit, charge, record_new_balance, refund_once
@@ -58,17 +58,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def _unavailable_on_error(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
-    """Database errors become `unavailable` here, once, at the edge of the store."""
-
-    @wraps(fn)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return await fn(*args, **kwargs)
-        except sqlite3.Error as exc:
-            raise Unavailable("The task store is unavailable.", headers={"Retry-After": "1"}) from exc
-
-    return wrapper
+_unavailable_on_error = unavailable_on(sqlite3.Error)
 
 
 class SQLiteStore:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 
 from gengate.domain.errors import BadRequest, InvalidToken, TooManyRequests, Unavailable, UsedUp
-from gengate.domain.ledger import MAX_CREDITS, LedgerKind
+from gengate.domain.ledger import MAX_CREDITS, LedgerKind, topup_amount
 from gengate.domain.states import TaskState
 from gengate.domain.task import Task
 from gengate.store import sqlite_queries as q
@@ -110,7 +110,7 @@ def record_new_balance(
     whole new balance."""
     if old == new:
         return
-    amount = 0 if new is None else new - (old or 0)
+    amount = topup_amount(old, new)
     write_ledger(conn, key_id, kind=LedgerKind.TOPUP, amount=amount, balance=new, task_id=None, now=now)
 
 
