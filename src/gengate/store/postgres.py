@@ -14,17 +14,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import asyncpg
-import msgspec
 import psycopg
 
 from gengate.domain.clock import now_ms
-from gengate.domain.deliveries import AttemptResult, Delivery, DeliveryAttempt, new_delivery_id
+from gengate.domain.deliveries import new_delivery_id
 from gengate.domain.errors import Conflict, InvalidToken, Unavailable, UsedUp
-from gengate.domain.keys import ApiKey, KeyChanges
-from gengate.domain.ledger import LedgerEntry
 from gengate.domain.states import FailCode
 from gengate.domain.task import Claim, Task
 from gengate.store import postgres_accounts as accounts
@@ -42,43 +39,20 @@ from gengate.store.base import (
     TaskQuery,
 )
 from gengate.store.batcher import Batcher
-from gengate.store.edge import unavailable_on
 from gengate.store.migrate import migrate_postgres
 from gengate.store.notify import ChangeHub
+from gengate.store.postgres_deliveries import PgDeliveries
+from gengate.store.postgres_edge import UNAVAILABLE, Connection, rowcount, unavailable_on_error
+from gengate.store.postgres_keys import PgKeys
 from gengate.store.postgres_listen import PgListener
 from gengate.store.postgres_notify import CANCEL, DELIVERIES, TASK, WORK, PgNotifier
 from gengate.store.sqlite_rows import (
-    delivery_from_row,
     files_json,
-    key_from_row,
-    key_row,
-    ledger_from_row,
-    models_json,
     task_from_row,
     task_row,
 )
 
 log = logging.getLogger(__name__)
-P = ParamSpec("P")
-Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
-R = TypeVar("R")
-
-#: Errors that mean "the database cannot answer now", as opposed to a bug in a statement.
-_UNAVAILABLE = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.SerializationError,
-    asyncpg.DeadlockDetectedError,
-)
-
-
-_unavailable_on_error = unavailable_on(*_UNAVAILABLE)
 
 
 async def _no_reset(_conn: Connection) -> None:
@@ -100,7 +74,9 @@ async def _owe_callback(conn: Connection, task: Task, now: int, first_delay_ms: 
         )
 
 
-class PostgresStore:
+class PostgresStore(PgDeliveries, PgKeys):
+    """Tasks here; the callback outbox in `PgDeliveries`, keys and the ledger in `PgKeys`."""
+
     def __init__(
         self,
         dsn: str,
@@ -117,7 +93,6 @@ class PostgresStore:
         self.pool_size = pool_size
         self.migrate = migrate
         self.connect_timeout_s = connect_timeout_s
-        self._pool: asyncpg.Pool[asyncpg.Record] | None = None
         self._notifier = PgNotifier(dsn)
         self._successes: Batcher[tuple[str, str, int, str], Task | None] = Batcher(self._finish_successes)
         self._listener = PgListener(dsn, self.hub, lambda: self._notifier.server_pid)
@@ -131,7 +106,7 @@ class PostgresStore:
             try:
                 await self._connect()
                 break
-            except (*_UNAVAILABLE, psycopg.OperationalError) as exc:
+            except (*UNAVAILABLE, psycopg.OperationalError) as exc:
                 if asyncio.get_running_loop().time() + delay > deadline:
                     raise Unavailable(f"PostgreSQL cannot be reached: {exc}".strip()) from exc
                 log.warning("waiting for PostgreSQL (%s); trying again in %.1f s", exc, delay)
@@ -163,11 +138,6 @@ class PostgresStore:
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
-
-    @property
-    def pool(self) -> asyncpg.Pool[asyncpg.Record]:
-        assert self._pool is not None, "store not open"
-        return self._pool
 
     async def _finish_successes(self, batch: Sequence[tuple[str, str, int, str]]) -> list[Task | None]:
         """Successes that arrived together, recorded in one statement (one WAL flush)."""
@@ -210,7 +180,7 @@ class PostgresStore:
             self._notifier.publish(DELIVERIES)
 
     # -- tasks ---------------------------------------------------------------
-    @_unavailable_on_error
+    @unavailable_on_error
     async def insert_task(
         self, task: Task, idempotency: Idempotency | None = None, admission: Admission | None = None
     ) -> Task:
@@ -250,7 +220,7 @@ class PostgresStore:
         self._announce(work=(task.model,))
         return task
 
-    @_unavailable_on_error
+    @unavailable_on_error
     async def list_tasks(self, key_id: str, query: TaskQuery) -> list[Task]:
         filters: list[str] = []
         params: list[Any] = [key_id, query.limit]
@@ -269,16 +239,16 @@ class PostgresStore:
         sql = q.LIST_TASKS.format(filters=" ".join(filters))
         return [task_from_row(row) for row in await self.pool.fetch(sql, *params)]
 
-    @_unavailable_on_error
+    @unavailable_on_error
     async def queue_position(self, task: Task) -> int:
         return int(await self.pool.fetchval(q.QUEUE_POSITION, task.model, task.priority, task.create_time))
 
-    @_unavailable_on_error
+    @unavailable_on_error
     async def get_task(self, task_id: str) -> Task | None:
         row = await self.pool.fetchrow(q.GET_TASK, task_id)
         return task_from_row(row) if row is not None else None
 
-    @_unavailable_on_error
+    @unavailable_on_error
     async def claim(
         self,
         capacity: Mapping[str, int],
@@ -330,14 +300,14 @@ class PostgresStore:
                 q.CLAIM, list(wanted), list(wanted.values()), limit, owner, now, now + lease_ms
             )
 
-    @_unavailable_on_error
+    @unavailable_on_error
     async def heartbeat(self, task_id: str, owner: str, attempt: int, lease_ms: int) -> Lease:
         row = await self.pool.fetchrow(q.HEARTBEAT, task_id, owner, attempt, now_ms() + lease_ms)
         if row is None:
             return Lease.LOST
         return Lease.CANCEL_REQUESTED if row[0] else Lease.HELD
 
-    @_unavailable_on_error
+    @unavailable_on_error
     async def cancel(self, task_id: str) -> Task | None:
         """As SQLiteStore.cancel; the worker of a running task may be in another process."""
         async with self.pool.acquire() as conn, conn.transaction():
@@ -361,20 +331,20 @@ class PostgresStore:
             self._announce(cancel=(task_id,))
         return task
 
-    @_unavailable_on_error
+    @unavailable_on_error
     async def set_progress(self, task_id: str, owner: str, attempt: int, progress: int) -> bool:
         status = await self.pool.execute(q.SET_PROGRESS, task_id, owner, attempt, progress)
-        changed = _rowcount(status) == 1
+        changed = rowcount(status) == 1
         if changed:
             self._announce(tasks=(task_id,))
         return changed
 
-    @_unavailable_on_error
+    @unavailable_on_error
     async def set_upstream(self, task_id: str, owner: str, attempt: int, upstream: str) -> bool:
         status = await self.pool.execute(q.SET_UPSTREAM, task_id, owner, attempt, upstream)
-        return _rowcount(status) == 1
+        return rowcount(status) == 1
 
-    @_unavailable_on_error
+    @unavailable_on_error
     async def finish(self, task_id: str, owner: str, attempt: int, outcome: Outcome) -> Task | None:
         if isinstance(outcome, Succeeded):
             done = await self._successes.submit((task_id, owner, attempt, files_json(outcome.files)))
@@ -394,29 +364,29 @@ class PostgresStore:
         self._announce(tasks=(task_id,), deliveries=bool(task.callback_url))
         return task
 
-    @_unavailable_on_error
+    @unavailable_on_error
     async def retry_later(self, task_id: str, owner: str, attempt: int, run_after_ms: int) -> bool:
         status = await self.pool.execute(q.RETRY_LATER, task_id, owner, attempt, run_after_ms)
-        changed = _rowcount(status) == 1
+        changed = rowcount(status) == 1
         if changed:  # workers find it by their slow poll once its backoff is over
             self._announce(tasks=(task_id,))
         return changed
 
-    @_unavailable_on_error
+    @unavailable_on_error
     async def release(self, task_id: str, owner: str, attempt: int) -> bool:
-        released = _rowcount(await self.pool.execute(q.RELEASE, task_id, owner, attempt)) == 1
+        released = rowcount(await self.pool.execute(q.RELEASE, task_id, owner, attempt)) == 1
         if released:
             task = await self.pool.fetchrow(q.GET_TASK, task_id)
             self._announce(tasks=(task_id,), work=(task_from_row(task).model,) if task is not None else ())
         return released
 
-    @_unavailable_on_error
+    @unavailable_on_error
     async def reap_expired(self, now_ms: int, max_attempts: Mapping[str, int]) -> list[ReapedTask]:
         reaped: list[ReapedTask] = []
         async with self.pool.acquire() as conn, conn.transaction():
             for task_id, model, attempts, cancel_requested in await conn.fetch(q.EXPIRED_LEASES, now_ms):
                 if attempts < max_attempts.get(model, 1) and not cancel_requested:
-                    changed = _rowcount(await conn.execute(q.REQUEUE, task_id, now_ms)) == 1
+                    changed = rowcount(await conn.execute(q.REQUEUE, task_id, now_ms)) == 1
                     reaped.append(ReapedTask(task_id, True)) if changed else None
                     continue
                 lost = (
@@ -439,142 +409,14 @@ class PostgresStore:
         )
         return reaped
 
-    @_unavailable_on_error
+    @unavailable_on_error
     async def expired_results(self, complete_before_ms: int, limit: int) -> list[str]:
         return [row[0] for row in await self.pool.fetch(q.EXPIRED_RESULTS, complete_before_ms, limit)]
 
-    @_unavailable_on_error
+    @unavailable_on_error
     async def mark_files_removed(self, task_ids: Sequence[str]) -> None:
         await self.pool.execute(q.MARK_FILES_REMOVED, list(task_ids))
 
-    @_unavailable_on_error
+    @unavailable_on_error
     async def queue_depth(self, model: str) -> int:
         return int(await self.pool.fetchval(q.QUEUE_DEPTH, model))
-
-    # -- callbacks ---------------------------------------------------------------
-    @_unavailable_on_error
-    async def claim_deliveries(self, owner: str, limit: int, lease_ms: int) -> list[Delivery]:
-        now = now_ms()
-        rows = await self.pool.fetch(q.CLAIM_DELIVERIES, owner, now + lease_ms, now, limit)
-        return [delivery_from_row(tuple(row)) for row in rows]
-
-    @_unavailable_on_error
-    async def next_delivery_due(self) -> int | None:
-        value = await self.pool.fetchval(q.NEXT_DELIVERY_DUE, now_ms())
-        return int(value) if value is not None else None
-
-    @_unavailable_on_error
-    async def record_attempt(self, delivery: Delivery, owner: str, result: AttemptResult) -> bool:
-        attempt = result.attempt
-        async with self.pool.acquire() as conn, conn.transaction():
-            status = await conn.execute(
-                q.RECORD_ATTEMPT,
-                delivery.id,
-                owner,
-                attempt.attempt,
-                result.state.value,
-                result.next_attempt_at,
-                now_ms(),
-            )
-            if _rowcount(status) != 1:
-                return False
-            await conn.execute(
-                q.INSERT_ATTEMPT,
-                delivery.id,
-                attempt.attempt,
-                attempt.started_at,
-                attempt.status_code,
-                attempt.latency_ms,
-                attempt.error,
-            )
-        return True
-
-    @_unavailable_on_error
-    async def deliveries_of_task(self, task_id: str) -> list[Delivery]:
-        async with self.pool.acquire() as conn:
-            deliveries = []
-            for row in await conn.fetch(q.DELIVERIES_OF_TASK, task_id):
-                history = tuple(
-                    DeliveryAttempt(*attempt) for attempt in await conn.fetch(q.ATTEMPTS_OF_DELIVERY, row[0])
-                )
-                deliveries.append(delivery_from_row(tuple(row), history))
-        return deliveries
-
-    @_unavailable_on_error
-    async def redeliver(self, delivery_id: str) -> bool:
-        sent = _rowcount(await self.pool.execute(q.REDELIVER, delivery_id, now_ms())) == 1
-        if sent:
-            self._announce(deliveries=True)
-        return sent
-
-    # -- keys ----------------------------------------------------------------
-    @_unavailable_on_error
-    async def insert_key(self, key: ApiKey) -> None:
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(q.INSERT_KEY, *key_row(key))
-            await accounts.record_new_balance(conn, key.id, None, key.credits, key.created_at)
-
-    @_unavailable_on_error
-    async def get_key_by_hash(self, key_hash: str) -> ApiKey | None:
-        row = await self.pool.fetchrow(q.GET_KEY_BY_HASH, key_hash)
-        return key_from_row(tuple(row)) if row is not None else None
-
-    @_unavailable_on_error
-    async def get_key(self, key_id: str) -> ApiKey | None:
-        row = await self.pool.fetchrow(q.GET_KEY, key_id)
-        return key_from_row(tuple(row)) if row is not None else None
-
-    @_unavailable_on_error
-    async def list_keys(self) -> list[ApiKey]:
-        return [key_from_row(tuple(row)) for row in await self.pool.fetch(q.LIST_KEYS)]
-
-    @_unavailable_on_error
-    async def update_key(self, key_id: str, changes: KeyChanges) -> ApiKey | None:
-        async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(q.GET_KEY_FOR_UPDATE, key_id)
-            if row is None:
-                return None
-            updated = msgspec.structs.replace(
-                key_from_row(tuple(row)),
-                **{
-                    f: v for f in changes.__struct_fields__ if (v := getattr(changes, f)) is not msgspec.UNSET
-                },
-            )
-            await conn.execute(
-                q.UPDATE_KEY,
-                updated.name,
-                int(updated.disabled),
-                updated.expires_at,
-                models_json(updated.models),
-                updated.webhook_secret_version,
-                updated.credits,
-                updated.rate_limit,
-                updated.max_concurrent,
-                key_id,
-            )
-            # The row is locked since the read: no charge slips in, so the difference is exact.
-            await accounts.record_new_balance(
-                conn, key_id, key_from_row(row).credits, updated.credits, now_ms()
-            )
-        return updated
-
-    @_unavailable_on_error
-    async def add_credits(self, key_id: str, amount: int) -> ApiKey | None:
-        async with self.pool.acquire() as conn, conn.transaction():
-            if not await accounts.add_credits(conn, key_id, amount, now_ms()):
-                return None
-            row = await conn.fetchrow(q.GET_KEY, key_id)
-        return key_from_row(row) if row is not None else None
-
-    # -- ledger ----------------------------------------------------------------
-    @_unavailable_on_error
-    async def list_ledger(self, key_id: str, before: int | None, limit: int) -> list[LedgerEntry]:
-        rows = await self.pool.fetch(
-            q.LIST_LEDGER, key_id, before if before is not None else 2**63 - 1, limit
-        )
-        return [ledger_from_row(row) for row in rows]
-
-
-def _rowcount(status: str) -> int:
-    """Rows a statement changed, from asyncpg's command tag (`UPDATE 1`)."""
-    return int(status.rsplit(" ", 1)[-1])
