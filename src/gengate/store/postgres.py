@@ -94,6 +94,7 @@ class PostgresStore(PgDeliveries, PgKeys):
         self.migrate = migrate
         self.connect_timeout_s = connect_timeout_s
         self._notifier = PgNotifier(dsn)
+        self._submits: Batcher[tuple[Any, ...], tuple[bool, bool, int | None]] = Batcher(self._insert_many)
         self._successes: Batcher[tuple[str, str, int, str], Task | None] = Batcher(self._finish_successes)
         self._listener = PgListener(dsn, self.hub, lambda: self._notifier.server_pid)
 
@@ -135,9 +136,18 @@ class PostgresStore(PgDeliveries, PgKeys):
         await self._listener.stop()
         await self._notifier.stop()
         await self._successes.close()
+        await self._submits.close()
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
+
+    async def _insert_many(self, rows: Sequence[tuple[Any, ...]]) -> list[tuple[bool, bool, int | None]]:
+        """Submits that arrived together: one pipelined, atomic round of INSERT_TASK_CHARGED, so
+        one transaction and one WAL flush. Statements run in order in that one transaction, so
+        submits of the same key see each other's charges."""
+        async with self.pool.acquire() as conn:
+            records = await conn.fetchmany(q.INSERT_TASK_CHARGED, rows)
+        return [(record[0], record[1], record[2]) for record in records]
 
     async def _finish_successes(self, batch: Sequence[tuple[str, str, int, str]]) -> list[Task | None]:
         """Successes that arrived together, recorded in one statement (one WAL flush)."""
@@ -186,7 +196,7 @@ class PostgresStore(PgDeliveries, PgKeys):
     ) -> Task:
         row = task_row(task)
         if idempotency is None and (admission is None or admission == Admission()):
-            ok, key_exists, credits = await self.pool.fetchrow(q.INSERT_TASK_CHARGED, *row)  # type: ignore[misc]
+            ok, key_exists, credits = await self._submits.submit(row)
             if not ok:
                 if not key_exists:
                     raise InvalidToken
