@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote
 
+from gengate.batcher import Batcher
 from gengate.domain.errors import Forbidden, TaskNotFound
 from gengate.domain.task import ResultFile
 from gengate.files.signing import INVALID_SIGNATURE, UrlSigner
@@ -50,6 +51,9 @@ class LocalFileStore:
         self._staging = root / STAGING
         self._base_url = base_url.rstrip("/")
         self._signer = signer
+        self._saves: Batcher[tuple[str, tuple[OutputFile, ...]], tuple[ResultFile, ...] | BaseException] = (
+            Batcher(self._save_many, limit=64)
+        )
 
     def staging_path(self, task_id: str, attempt: int) -> Path:
         _check_name(task_id, "task id")
@@ -60,9 +64,27 @@ class LocalFileStore:
         return empty_dir(self.staging_path(task_id, attempt))
 
     async def save(self, task_id: str, outputs: Sequence[OutputFile]) -> tuple[ResultFile, ...]:
-        """Move the outputs into `<task_id>/` (in a thread: renames and stats are disk I/O)."""
+        """Move the outputs into `<task_id>/`, in a thread (renames and stats are disk I/O);
+        saves that arrive together share one trip to the thread."""
         _check_name(task_id, "task id")
-        return await asyncio.to_thread(self._save, task_id, tuple(outputs))
+        saved = await self._saves.submit((task_id, tuple(outputs)))
+        if isinstance(saved, BaseException):
+            raise saved
+        return saved
+
+    async def _save_many(
+        self, batch: Sequence[tuple[str, tuple[OutputFile, ...]]]
+    ) -> list[tuple[ResultFile, ...] | BaseException]:
+        def save_all() -> list[tuple[ResultFile, ...] | BaseException]:
+            results: list[tuple[ResultFile, ...] | BaseException] = []
+            for task_id, outputs in batch:
+                try:
+                    results.append(self._save(task_id, outputs))
+                except Exception as exc:  # each save fails alone
+                    results.append(exc)
+            return results
+
+        return await asyncio.to_thread(save_all)
 
     def _save(self, task_id: str, outputs: tuple[OutputFile, ...]) -> tuple[ResultFile, ...]:
         # Check every output before moving any, so a bad one leaves nothing half-saved.

@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 import psycopg
 
+from gengate.batcher import Batcher
 from gengate.domain.clock import now_ms
 from gengate.domain.deliveries import new_delivery_id
 from gengate.domain.errors import Conflict, InvalidToken, Unavailable, UsedUp
@@ -38,7 +39,6 @@ from gengate.store.base import (
     Succeeded,
     TaskQuery,
 )
-from gengate.store.batcher import Batcher
 from gengate.store.migrate import migrate_postgres
 from gengate.store.notify import ChangeHub
 from gengate.store.postgres_deliveries import PgDeliveries

@@ -1,5 +1,6 @@
-"""Group commit for a networked store: calls that arrive while a batch is on its way are sent
-together as the next batch, in one statement and so one transaction and one WAL flush.
+"""Group commit: calls that arrive while a batch is on its way go together as the next batch
+(for the PostgreSQL store, one statement, so one transaction and one WAL flush; for the local
+file store, one trip to a thread).
 
 Nothing waits on a timer: an idle batcher sends a lone call at once, and under load the batch
 grows to whatever arrived during the last round trip (as the SQLite writer does with its
