@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 #: Most tasks one claim takes; bounds the batch a single transaction moves.
 CLAIM_BATCH = 64
+#: Longest a busy dispatcher waits for more slots to free up before it claims.
+CLAIM_COALESCE_S = 0.005
 
 
 @dataclass(slots=True)
@@ -52,6 +54,7 @@ class WorkerPool:
     _running: dict[str, _Running] = field(default_factory=dict)
     _loops: list[asyncio.Task[None]] = field(default_factory=list)
     _stopping: bool = False
+    _slot_freed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self) -> None:
         self.hub.on_cancel(self._cancel_requested)
@@ -92,6 +95,7 @@ class WorkerPool:
     async def _dispatch(self) -> None:
         while not self._stopping:
             try:
+                await self._let_slots_free_up()
                 claimed = await self._claim_once()
             except Exception:
                 log.exception("claiming tasks failed; retrying")
@@ -99,6 +103,23 @@ class WorkerPool:
                 await asyncio.sleep(self.idle_poll_s)
             if claimed == 0 and not self._stopping:
                 await self.hub.wait_work(self.idle_poll_s)
+
+    async def _let_slots_free_up(self) -> None:
+        """When nearly every slot is busy, wait a moment for more to free up, so that one claim
+        takes several tasks: claiming each freed slot on its own spends a store round trip per
+        task, and a busy queue then drains at the pace of those round trips."""
+        threshold = max(1, min(self.slots, CLAIM_BATCH) // 4)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CLAIM_COALESCE_S
+        while self._running and self.slots - len(self._running) < threshold and not self._stopping:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            self._slot_freed.clear()
+            try:
+                await asyncio.wait_for(self._slot_freed.wait(), remaining)
+            except TimeoutError:
+                return
 
     async def _claim_once(self) -> int:
         free = self.slots - len(self._running)
@@ -134,6 +155,7 @@ class WorkerPool:
 
     def _finished(self, task_id: str, _done: asyncio.Task[None]) -> None:
         if self._running.pop(task_id, None) is not None and not self._stopping:
+            self._slot_freed.set()
             self.hub.work_added()
 
     async def _heartbeat(self) -> None:
