@@ -226,3 +226,15 @@ async def test_upstream_reference_of_a_relayed_task_is_kept(rig: Rig) -> None:
     assert done.state is TaskState.SUCCESS
     assert done.upstream is not None
     assert orjson.loads(done.upstream) == {"provider": "relay", "taskId": "up_42", "traceId": "trace_up"}
+
+
+async def test_a_provider_that_ignores_a_cancel_is_stopped_after_the_grace_period(rig: Rig) -> None:
+    task = await rig.submit("forever")
+    async with asyncio.timeout(5):
+        while (current := await rig.store.get_task(task.id)) and current.state is TaskState.PENDING:
+            await asyncio.sleep(0.01)
+    await rig.store.cancel(task.id)  # `sleep_forever` never looks at ctx.cancel
+    done = await rig.until_done(task, wait_s=15)
+    assert done.state is TaskState.FAILED
+    assert done.fail_code == "CANCELED"
+    assert rig.pool.busy == 0

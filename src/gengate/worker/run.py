@@ -53,17 +53,40 @@ class TaskRun:
     _side_writes: set[asyncio.Task[bool]] = field(default_factory=set)
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
 
+    _provider_run: asyncio.Future[Sequence[OutputFile]] | None = None
+    _hard_stop: asyncio.TimerHandle | None = None
+    _hard_stopped: bool = False
+
     def request_cancel(self) -> None:
         """The client canceled: the provider is told, and stopped outright after a grace period."""
         self._canceled = True
-        self.cancel.set()
+        self._stop_soon()
 
     def lose_lease(self) -> None:
         """Another worker may own the task now: stop work; the store will refuse our result."""
         self._lost = True
+        self._stop_soon()
+
+    def _stop_soon(self) -> None:
+        """Tell the provider (`ctx.cancel`), and stop its run outright `CANCEL_GRACE_S` later if
+        it has not ended by then. A timer, not a task per run: most runs are never canceled."""
         self.cancel.set()
+        if self._hard_stop is None:
+            self._hard_stop = asyncio.get_running_loop().call_later(CANCEL_GRACE_S, self._stop_now)
+
+    def _stop_now(self) -> None:
+        self._hard_stopped = True
+        if self._provider_run is not None and not self._provider_run.done():
+            self._provider_run.cancel()
 
     async def execute(self) -> None:
+        try:
+            await self._execute()
+        finally:
+            if self._hard_stop is not None:
+                self._hard_stop.cancel()
+
+    async def _execute(self) -> None:
         task = self.claim.task
         outcome = await self._outcome()
         if self._lost:
@@ -126,20 +149,22 @@ class TaskRun:
     async def _run_provider(self, ctx: RunContext) -> Sequence[OutputFile]:
         """The provider's run, stopped outright `CANCEL_GRACE_S` after a cancel it ignores."""
         run = asyncio.ensure_future(self.provider.run(self.claim.task.input, ctx))
-        stop = asyncio.ensure_future(self._cancel_grace())
+        self._provider_run = run
+        if self._hard_stopped:
+            run.cancel()
         try:
-            await asyncio.wait({run, stop}, return_when=asyncio.FIRST_COMPLETED)
-            if run.done():
-                return run.result()
-            raise ProviderFailure(FailCode.CANCELED, CANCELED_MESSAGE)
+            return await run
+        except asyncio.CancelledError:
+            # Our hard stop, unless this task itself is being canceled (the model's timeout,
+            # the pool shutting down): then the cancellation goes on up.
+            current = asyncio.current_task()
+            if self._hard_stopped and (current is None or current.cancelling() == 0):
+                raise ProviderFailure(FailCode.CANCELED, CANCELED_MESSAGE) from None
+            raise
         finally:
-            for future in (run, stop):
-                future.cancel()
-            await asyncio.gather(run, stop, return_exceptions=True)
-
-    async def _cancel_grace(self) -> None:
-        await self.cancel.wait()
-        await asyncio.sleep(CANCEL_GRACE_S)
+            if not run.done():
+                run.cancel()
+                await asyncio.gather(run, return_exceptions=True)
 
     def _internal_error(self) -> Failed:
         task = self.claim.task
