@@ -45,7 +45,7 @@ from gengate.store.postgres_deliveries import PgDeliveries
 from gengate.store.postgres_edge import UNAVAILABLE, Connection, rowcount, unavailable_on_error
 from gengate.store.postgres_keys import PgKeys
 from gengate.store.postgres_listen import PgListener
-from gengate.store.postgres_notify import CANCEL, DELIVERIES, TASK, WORK, PgNotifier
+from gengate.store.postgres_notify import PgNotifier
 from gengate.store.sqlite_rows import (
     files_json,
     task_from_row,
@@ -165,29 +165,6 @@ class PostgresStore(PgDeliveries, PgKeys):
         )
         done = {task.id: task for task in map(task_from_row, rows)}
         return [done.get(task_id) for task_id in ids]
-
-    def _announce(
-        self,
-        *,
-        tasks: Sequence[str] = (),
-        work: Sequence[str] = (),
-        cancel: Sequence[str] = (),
-        deliveries: bool = False,
-    ) -> None:
-        """After a commit: wake this process's waiters now, and the other processes' soon."""
-        for task_id in tasks:
-            self.hub.task_changed(task_id)
-            self._notifier.publish(TASK, task_id)
-        if work:
-            self.hub.work_added(work)
-            for model in work:
-                self._notifier.publish(WORK, model)
-        for task_id in cancel:
-            self.hub.cancel_requested(task_id)
-            self._notifier.publish(CANCEL, task_id)
-        if deliveries:
-            self.hub.deliveries_added()
-            self._notifier.publish(DELIVERIES)
 
     # -- tasks ---------------------------------------------------------------
     @unavailable_on_error

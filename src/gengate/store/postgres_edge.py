@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import asyncpg
 
 from gengate.store.edge import unavailable_on
+from gengate.store.notify import ChangeHub
+from gengate.store.postgres_notify import CANCEL, DELIVERIES, TASK, WORK, PgNotifier
 
 Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
@@ -36,6 +38,8 @@ class PgBase:
     """The pool and the wake-ups every part of the store writes through."""
 
     _pool: asyncpg.Pool[asyncpg.Record] | None = None
+    hub: ChangeHub
+    _notifier: PgNotifier
 
     @property
     def pool(self) -> asyncpg.Pool[asyncpg.Record]:
@@ -50,4 +54,17 @@ class PgBase:
         cancel: Sequence[str] = (),
         deliveries: bool = False,
     ) -> None:
-        raise NotImplementedError
+        """After a commit: wake this process's waiters now, and the other processes' soon."""
+        for task_id in tasks:
+            self.hub.task_changed(task_id)
+            self._notifier.publish(TASK, task_id)
+        if work:
+            self.hub.work_added(work)
+            for model in work:
+                self._notifier.publish(WORK, model)
+        for task_id in cancel:
+            self.hub.cancel_requested(task_id)
+            self._notifier.publish(CANCEL, task_id)
+        if deliveries:
+            self.hub.deliveries_added()
+            self._notifier.publish(DELIVERIES)
