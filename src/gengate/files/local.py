@@ -87,15 +87,7 @@ class LocalFileStore:
         return await asyncio.to_thread(save_all)
 
     def _save(self, task_id: str, outputs: tuple[OutputFile, ...]) -> tuple[ResultFile, ...]:
-        # Check every output before moving any, so a bad one leaves nothing half-saved.
-        on_disk = [output for output in outputs if output.data is None]
-        stagings = {self._staging_of(task_id, output.path) for output in on_disk}
-        names = [output.path.name for output in outputs]
-        for name in names:
-            _check_name(name, "file name")
-        if len(set(names)) != len(names):
-            raise ValueError(f"Provider returned duplicate file names: {names}.")
-        sizes = [_regular_file_size(o.path) if o.data is None else len(o.data) for o in outputs]
+        sizes, stagings = check_outputs(self._staging, task_id, outputs)
         target = self._root / task_id
         try:
             target.mkdir()
@@ -116,19 +108,6 @@ class LocalFileStore:
             ResultFile(output.path.name, output.content_type, size)
             for output, size in zip(outputs, sizes, strict=True)
         )
-
-    def _staging_of(self, task_id: str, path: Path) -> Path:
-        """The staging folder of this task that `path` lies in; a provider bug must not make
-        the store move arbitrary files."""
-        _check_name(path.name, "file name")
-        staging_root = self._staging.resolve()
-        try:
-            relative = path.parent.resolve().relative_to(staging_root)
-        except ValueError:
-            raise ValueError(f"Provider output outside the staging folder: {path}.") from None
-        if not relative.parts or not _is_staging_of(task_id, relative.parts[0]):
-            raise ValueError(f"Provider output outside this task's staging folder: {path}.")
-        return staging_root / relative.parts[0]
 
     def url(self, task_id: str, file: ResultFile, expires_ms: int) -> str:
         """The signed URL; pure string work since every status read builds one per file."""
@@ -175,6 +154,34 @@ class LocalFileStore:
         for path in [str(self._root / task_id), *leftovers]:
             with contextlib.suppress(FileNotFoundError):
                 shutil.rmtree(path)
+
+
+def check_outputs(
+    staging_root: Path, task_id: str, outputs: Sequence[OutputFile]
+) -> tuple[list[int], set[Path]]:
+    """The sizes of a provider's outputs and the staging folders they lie in, every output
+    checked before a store takes any: a bad one leaves nothing half-saved."""
+    names = [output.path.name for output in outputs]
+    for name in names:
+        _check_name(name, "file name")
+    if len(set(names)) != len(names):
+        raise ValueError(f"Provider returned duplicate file names: {names}.")
+    stagings = {staging_folder_of(staging_root, task_id, o.path) for o in outputs if o.data is None}
+    sizes = [_regular_file_size(o.path) if o.data is None else len(o.data) for o in outputs]
+    return sizes, stagings
+
+
+def staging_folder_of(staging_root: Path, task_id: str, path: Path) -> Path:
+    """The staging folder of this task that `path` lies in: a provider bug must not make a
+    store take arbitrary files."""
+    resolved_root = staging_root.resolve()
+    try:
+        relative = path.parent.resolve().relative_to(resolved_root)
+    except ValueError:
+        raise ValueError(f"Provider output outside the staging folder: {path}.") from None
+    if not relative.parts or not _is_staging_of(task_id, relative.parts[0]):
+        raise ValueError(f"Provider output outside this task's staging folder: {path}.")
+    return resolved_root / relative.parts[0]
 
 
 def empty_dir(path: Path) -> Path:

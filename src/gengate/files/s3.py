@@ -48,7 +48,7 @@ from s3transfer.subscribers import BaseSubscriber
 from gengate.domain.task import ResultFile
 
 # The local store's checks, shared: the same names are safe, and staging works alike.
-from gengate.files.local import _check_name, _is_staging_of, _regular_file_size, empty_dir, is_safe_name
+from gengate.files.local import _check_name, _is_staging_of, check_outputs, empty_dir, is_safe_name
 from gengate.files.presign import MAX_EXPIRES_S, Presigner
 from gengate.providers.base import OutputFile
 
@@ -130,7 +130,7 @@ class S3FileStore:
         """Upload the outputs (all at once, each streamed from disk), then drop their staging folder."""
         _check_name(task_id, "task id")
         outputs = tuple(outputs)
-        sizes, stagings = await asyncio.to_thread(self._check_outputs, task_id, outputs)
+        sizes, stagings = await asyncio.to_thread(check_outputs, self._staging, task_id, outputs)
         try:
             uploads = [
                 self._upload(
@@ -147,30 +147,6 @@ class S3FileStore:
             ResultFile(output.path.name, output.content_type, size)
             for output, size in zip(outputs, sizes, strict=True)
         )
-
-    def _check_outputs(self, task_id: str, outputs: tuple[OutputFile, ...]) -> tuple[list[int], set[Path]]:
-        """Sizes and staging folders of the outputs, after checking every one before any upload."""
-        names = [output.path.name for output in outputs]
-        if len(set(names)) != len(names):
-            raise ValueError(f"Provider returned duplicate file names: {names}.")
-        for name in names:
-            _check_name(name, "file name")
-        stagings = {self._staging_of(task_id, output.path) for output in outputs if output.data is None}
-        sizes = [_regular_file_size(o.path) if o.data is None else len(o.data) for o in outputs]
-        return sizes, stagings
-
-    def _staging_of(self, task_id: str, path: Path) -> Path:
-        """The staging folder of this task that `path` lies in: a provider bug must not make
-        the store publish arbitrary files."""
-        _check_name(path.name, "file name")
-        staging_root = self._staging.resolve()
-        try:
-            relative = path.parent.resolve().relative_to(staging_root)
-        except ValueError:
-            raise ValueError(f"Provider output outside the staging folder: {path}.") from None
-        if not relative.parts or not _is_staging_of(task_id, relative.parts[0]):
-            raise ValueError(f"Provider output outside this task's staging folder: {path}.")
-        return staging_root / relative.parts[0]
 
     async def _upload(self, source: Path | io.BytesIO, key: str, content_type: str) -> None:
         loop = asyncio.get_running_loop()
