@@ -56,10 +56,35 @@ async def test_save_moves_files_and_removes_staging(store: LocalFileStore, tmp_p
         ResultFile("0.png", "image/png", 4),
         ResultFile("result.json", "application/json", 2),
     )
-    folder = tmp_path / "files" / TASK
-    assert (folder / "0.png").read_bytes() == b"png0"
-    assert (folder / "result.json").read_bytes() == b"{}"
+    assert store.path_of(TASK, "0.png").read_bytes() == b"png0"
+    assert store.path_of(TASK, "result.json").read_bytes() == b"{}"
     assert not staging.exists()
+    # One flat file per output in a shard folder: no folder per task.
+    shard = store.path_of(TASK, "0.png").parent
+    assert shard.parent == tmp_path / "files"
+    assert sorted(p.name for p in shard.iterdir()) == [f"{TASK}~0.png", f"{TASK}~result.json"]
+
+
+async def test_in_memory_outputs_are_written_in_place(store: LocalFileStore, tmp_path: Path) -> None:
+    outputs = [OutputFile(Path("result.json"), "application/json", data=b'{"a":1}')]
+    assert await store.save(TASK, outputs) == (ResultFile("result.json", "application/json", 7),)
+    assert store.path_of(TASK, "result.json").read_bytes() == b'{"a":1}'
+    assert not (tmp_path / "files" / ".staging").exists()
+
+
+async def test_shards_spread_tasks_and_stay_stable(store: LocalFileStore, tmp_path: Path) -> None:
+    ids = [f"task_{i}" for i in range(200)]
+    shards = {store.path_of(task_id, "x").parent.name for task_id in ids}
+    assert len(shards) > 150
+    assert all(len(shard) == 3 and int(shard, 16) < 4096 for shard in shards)
+    # The same in every process and version: a CRC, not Python's salted `hash`.
+    assert store.path_of("task_abc123", "x").parent.name == "f8f"
+
+
+async def test_save_refuses_names_too_long_for_the_disk(store: LocalFileStore) -> None:
+    outputs = [OutputFile(Path("a" * 240 + ".png"), "image/png", data=b"png")]
+    with pytest.raises(ValueError, match="too long"):
+        await store.save(TASK, outputs)
 
 
 async def test_save_of_nothing(store: LocalFileStore) -> None:
@@ -98,7 +123,7 @@ async def test_save_refuses_symlinks_and_moves_nothing(store: LocalFileStore, tm
     with pytest.raises(ValueError, match="not a regular file"):
         await store.save(TASK, [good, OutputFile(staging / "1.png", "image/png")])
     assert (staging / "0.png").exists()
-    assert not (tmp_path / "files" / TASK).exists()
+    assert not store.path_of(TASK, "0.png").exists()
 
 
 async def test_save_refuses_duplicate_names(store: LocalFileStore) -> None:
@@ -116,7 +141,8 @@ async def test_url_resolves_to_the_file(store: LocalFileStore, tmp_path: Path) -
     assert url.startswith(f"http://gw.test:8000/files/{TASK}/0.png?expires={LATER}&signature=")
     assert store.url(TASK, file, LATER) == url
     path, content_type = store.resolve(*_query(url), now_ms=NOW)
-    assert path == tmp_path / "files" / TASK / "0.png"
+    assert path == store.path_of(TASK, "0.png")
+    assert path.read_bytes() == b"png"
     assert content_type == "image/png"
 
 
@@ -127,15 +153,27 @@ async def test_url_quotes_odd_names(store: LocalFileStore) -> None:
     assert " " not in url
     assert "#" not in url
     path, content_type = store.resolve(*_query(url), now_ms=NOW)
-    assert path.name == "a b?#%.json"
+    assert path == store.path_of(TASK, "a b?#%.json")
     assert content_type == "application/json"
 
 
-def test_resolve_unknown_extension_is_octet_stream(store: LocalFileStore, tmp_path: Path) -> None:
-    (tmp_path / "files" / TASK).mkdir(parents=True)
-    (tmp_path / "files" / TASK / "blob").write_bytes(b"x")
+async def test_resolve_unknown_extension_is_octet_stream(store: LocalFileStore) -> None:
+    await store.save(TASK, [OutputFile(Path("blob"), "application/x-custom", data=b"x")])
     url = store.url(TASK, ResultFile("blob", "application/x-custom", 1), LATER)
     assert store.resolve(*_query(url), now_ms=NOW)[1] == "application/octet-stream"
+
+
+async def test_files_of_the_old_layout_are_served_and_deleted(store: LocalFileStore, tmp_path: Path) -> None:
+    """Results saved by earlier versions lie in a folder per task."""
+    old = tmp_path / "files" / TASK
+    old.mkdir(parents=True)
+    (old / "0.png").write_bytes(b"old")
+    url = store.url(TASK, ResultFile("0.png", "image/png", 3), LATER)
+    assert store.resolve(*_query(url), now_ms=NOW) == (old / "0.png", "image/png")
+    await store.delete(TASK)
+    assert not old.exists()
+    with pytest.raises(TaskNotFound):
+        store.resolve(*_query(url), now_ms=NOW)
 
 
 async def test_resolve_refuses_bad_signatures(store: LocalFileStore) -> None:
@@ -182,23 +220,32 @@ def test_resolve_missing_file(store: LocalFileStore) -> None:
 
 
 async def test_resolve_refuses_a_folder(store: LocalFileStore, tmp_path: Path) -> None:
-    (tmp_path / "files" / TASK / "sub").mkdir(parents=True)
-    url = store.url(TASK, ResultFile("sub", "image/png", 3), LATER)
-    with pytest.raises(TaskNotFound):
-        store.resolve(*_query(url), now_ms=NOW)
+    store.path_of(TASK, "sub").mkdir(parents=True)
+    (tmp_path / "files" / TASK / "old").mkdir(parents=True)
+    for name in ("sub", "old"):
+        url = store.url(TASK, ResultFile(name, "image/png", 3), LATER)
+        with pytest.raises(TaskNotFound):
+            store.resolve(*_query(url), now_ms=NOW)
 
 
 async def test_delete_removes_files_and_staging_leftovers(store: LocalFileStore, tmp_path: Path) -> None:
     staging = store.staging_dir(TASK, 1)
-    await store.save(TASK, [_write(staging, "0.png", b"png")])
+    await store.save(TASK, [_write(staging, "0.png", b"png"), _write(staging, "1.png", b"png")])
     leftover = store.staging_dir(TASK, 2)
     other = store.staging_dir(f"{TASK}.x", 1)
     also_other = store.staging_dir(TASK + "z", 1)
+    # Tasks whose ids start alike, in the same shard as TASK's files or not, keep theirs.
+    neighbours = [TASK + "z", TASK[:-1], f"{TASK}.x"]
+    for task_id in neighbours:
+        await store.save(task_id, [OutputFile(Path("0.png"), "image/png", data=b"theirs")])
     await store.delete(TASK)
-    assert not (tmp_path / "files" / TASK).exists()
+    assert not store.path_of(TASK, "0.png").exists()
+    assert not store.path_of(TASK, "1.png").exists()
     assert not leftover.exists()
     assert other.exists()
     assert also_other.exists()
+    for task_id in neighbours:
+        assert store.path_of(task_id, "0.png").read_bytes() == b"theirs"
     await store.delete(TASK)  # missing is fine
 
 
@@ -206,7 +253,7 @@ async def test_delete_on_an_empty_root(store: LocalFileStore) -> None:
     await store.delete(TASK)
 
 
-@pytest.mark.parametrize("task_id", ["", ".", "..", "a/b", ".staging"])
+@pytest.mark.parametrize("task_id", ["", ".", "..", "a/b", ".staging", "a~b"])
 async def test_unsafe_task_ids_are_refused(store: LocalFileStore, task_id: str) -> None:
     with pytest.raises(ValueError, match="Unsafe task id"):
         await store.delete(task_id)

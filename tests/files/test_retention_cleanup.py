@@ -48,11 +48,11 @@ async def test_remove_expired_deletes_only_old_results(tmp_path: Path) -> None:
         await asyncio.sleep(0.6)
         young = await finished_task(store, files)
         assert await remove_expired(store, files, ttl_ms=300) == 1
-        assert not (tmp_path / "files" / old).exists()
-        assert (tmp_path / "files" / young / "0.txt").read_text() == "result"
+        assert not files.path_of(old, "0.txt").exists()
+        assert files.path_of(young, "0.txt").read_text() == "result"
         assert await remove_expired(store, files, ttl_ms=300) == 0  # marked, not found again
         await asyncio.sleep(0.4)
         assert await remove_expired(store, files, ttl_ms=300) == 1
-        assert not (tmp_path / "files" / young).exists()
+        assert not files.path_of(young, "0.txt").exists()
     finally:
         await store.close()
