@@ -17,7 +17,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
-from gengate import bootstrap, logsafe
+from gengate import bootstrap, heap, logsafe
 from gengate.api.app import build_app
 from gengate.api.callbacks import callback_body
 from gengate.api.context import ApiContext
@@ -170,6 +170,7 @@ class Gateway:
         @contextlib.asynccontextmanager
         async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
             async with self.running():
+                heap.settle_after_start()
                 yield {}
 
         return build_app(self.api_context(), lifespan)

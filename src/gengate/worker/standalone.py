@@ -13,6 +13,7 @@ import logging
 import signal
 from collections.abc import Sequence
 
+from gengate import heap
 from gengate.domain.catalogue import Catalogue
 from gengate.providers.registry import close_providers
 from gengate.runtime import build_core
@@ -54,6 +55,7 @@ async def run_worker(settings: Settings, models: Sequence[str], slots: int, grac
     await core.store.open()
     try:
         await pool.start()
+        heap.settle_after_start()
         log.info(
             "worker %s running %s with %d slots", pool.owner, ", ".join(s.id for s in pool.catalogue), slots
         )
