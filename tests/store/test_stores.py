@@ -17,7 +17,7 @@ from gengate.domain.ids import new_task_id
 from gengate.domain.keys import ApiKey, KeyChanges
 from gengate.domain.states import TaskState
 from gengate.domain.task import ResultFile, Task
-from gengate.store.base import Failed, Idempotency, Lease, Succeeded, TaskQuery
+from gengate.store.base import ExpiredResult, Failed, Idempotency, Lease, Succeeded, TaskQuery
 from gengate.store.postgres import PostgresStore
 from gengate.store.sqlite import SQLiteStore
 
@@ -188,13 +188,20 @@ async def test_changes_wake_watchers(store: AnyStore) -> None:
 
 
 async def test_expired_results(store: AnyStore) -> None:
-    task = make_task()
+    task, other = make_task(), make_task()
     await store.insert_task(task)
-    await store.claim({"m": 100}, "w1", 1, LEASE)
-    await store.finish(task.id, "w1", 1, Succeeded(()))
+    await store.insert_task(other)
+    await store.claim({"m": 100}, "w1", 2, LEASE)
+    files = (ResultFile("0.png", "image/png", 3), ResultFile("result.json", "application/json", 2))
+    await store.finish(task.id, "w1", 1, Succeeded(files))
+    await store.finish(other.id, "w1", 1, Succeeded(()))
     assert await store.expired_results(now_ms() - 60_000, 10) == []
-    assert await store.expired_results(now_ms() + 1, 10) == [task.id]
-    await store.mark_files_removed([task.id])
+    expired = await store.expired_results(now_ms() + 1, 10)
+    assert sorted(expired, key=lambda e: e.names) == [
+        ExpiredResult(other.id, ()),
+        ExpiredResult(task.id, ("0.png", "result.json")),
+    ]
+    await store.mark_files_removed([task.id, other.id])
     assert await store.expired_results(now_ms() + 1, 10) == []
 
 

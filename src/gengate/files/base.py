@@ -32,6 +32,9 @@ class FileStore(Protocol):
         """An empty folder for one attempt's outputs, on the same file system as the store."""
         ...
 
-    async def delete(self, task_id: str) -> None:
-        """Remove a task's files (retention clean-up); missing files are not an error."""
+    async def delete(self, task_id: str, names: Sequence[str] = ()) -> None:
+        """Remove a task's files (retention clean-up); missing files are not an error.
+
+        `names` are the files the task recorded; without them the store looks for the task's
+        files itself, which can cost a folder scan."""
         ...

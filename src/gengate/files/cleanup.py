@@ -16,13 +16,13 @@ async def remove_expired(store: Store, files: FileStore, ttl_ms: int, *, batch: 
     """Remove the files of tasks completed more than `ttl_ms` ago; returns how many tasks."""
     removed = 0
     while True:
-        task_ids = await store.expired_results(now_ms() - ttl_ms, batch)
-        if not task_ids:
+        expired = await store.expired_results(now_ms() - ttl_ms, batch)
+        if not expired:
             return removed
-        for task_id in task_ids:
-            await files.delete(task_id)
-        await store.mark_files_removed(task_ids)
-        removed += len(task_ids)
+        for result in expired:
+            await files.delete(result.task_id, result.names)
+        await store.mark_files_removed([result.task_id for result in expired])
+        removed += len(expired)
 
 
 async def run_cleanup(store: Store, files: FileStore, ttl_ms: int, interval_s: float) -> None:

@@ -1,11 +1,12 @@
 """Results on the local disk, served by the gateway itself under `/files/<task_id>/<name>`.
 
 Layout under `root`: a task's file `<name>` is `<shard>/<task_id>~<name>`, where `<shard>` is
-three hex digits of a CRC of the task id (4,096 folders, made once each). One file per output
-and no folder per task: making a folder costs a second inode and a block, and on ext4 without a
-journal a new folder's inode is searched for past every recently deleted one, which made a task
-folder cost up to 1.5 ms of kernel time while retention or an earlier run deleted others.
-Results saved by earlier versions under `<task_id>/<name>` are still served and deleted.
+two hex digits of a CRC of the task id (256 folders, each made once). One file per output and no
+folder per task: a folder costs a second inode and a block, and on ext4 without a journal (this
+machine's) each new inode is searched for past every recently deleted one, which made a task
+folder cost up to 1.5 ms of kernel time in the drain bench. Retention removes a task's files by
+the names the task recorded, so a shard's size never costs a scan. Results saved by earlier
+versions under `<task_id>/<name>` are still served and deleted.
 
 `.staging/<task_id>.<attempt>/` holds one attempt's outputs while a provider writes them;
 `save` renames them into place, so a result name only ever holds a complete file. Staging lives
@@ -62,7 +63,7 @@ def _check_task_id(task_id: str) -> None:
 
 def shard_of(task_id: str) -> str:
     """The folder of a task's files: stable across processes and versions (unlike `hash`)."""
-    return f"{zlib.crc32(task_id.encode('utf-8', 'surrogatepass')) & 0xFFF:03x}"
+    return f"{zlib.crc32(task_id.encode('utf-8', 'surrogatepass')) & 0xFF:02x}"
 
 
 class LocalFileStore:
@@ -160,17 +161,22 @@ class LocalFileStore:
                 return path, mimetypes.guess_type(name)[0] or "application/octet-stream"
         raise TaskNotFound(NO_SUCH_FILE)
 
-    async def delete(self, task_id: str) -> None:
-        """Remove the task's files and any staging leftovers of crashed attempts."""
+    async def delete(self, task_id: str, names: Sequence[str] = ()) -> None:
+        """Remove the task's files and any staging leftovers of crashed attempts: the named
+        files, or without names every file of the task in its shard (a folder scan)."""
         _check_task_id(task_id)
-        await asyncio.to_thread(self._delete, task_id)
+        safe = [name for name in names if is_safe_name(name)]
+        await asyncio.to_thread(self._delete, task_id, safe)
 
-    def _delete(self, task_id: str) -> None:
-        prefix = task_id + SEPARATOR
-        for entry in _entries(self._root / shard_of(task_id)):
-            if entry.name.startswith(prefix):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(entry.path)
+    def _delete(self, task_id: str, names: list[str]) -> None:
+        if names:
+            paths = [str(self.path_of(task_id, name)) for name in names]
+        else:
+            prefix = task_id + SEPARATOR
+            paths = [e.path for e in _entries(self._root / shard_of(task_id)) if e.name.startswith(prefix)]
+        for path in paths:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
         leftovers = [e.path for e in _entries(self._staging) if _is_staging_of(task_id, e.name)]
         for path in [str(self._root / task_id), *leftovers]:  # the old layout's folder too
             with contextlib.suppress(FileNotFoundError):

@@ -173,8 +173,11 @@ class S3FileStore:
         lifetime_s = min(expires_s - signed_s, MAX_EXPIRES_S)
         return self._presigner.url(self._location.key(task_id, file.name), signed_s, lifetime_s)
 
-    async def delete(self, task_id: str) -> None:
-        """Remove the task's objects and any staging leftovers of crashed attempts."""
+    async def delete(self, task_id: str, names: Sequence[str] = ()) -> None:
+        """Remove the task's objects and any staging leftovers of crashed attempts. Objects are
+        listed by the task's prefix whatever `names` says: one request per thousand objects,
+        and it also finds the parts of an upload that crashed before the task recorded them."""
+        del names
         _check_name(task_id, "task id")
         await asyncio.to_thread(self._delete, task_id)
 

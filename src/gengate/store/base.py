@@ -82,6 +82,14 @@ class ReapedTask(msgspec.Struct, frozen=True):
     requeued: bool
 
 
+class ExpiredResult(msgspec.Struct, frozen=True):
+    """A finished task past retention and the names of its files, so a file store removes
+    exactly those instead of searching for them."""
+
+    task_id: str
+    names: tuple[str, ...]
+
+
 class Store(Protocol):
     async def open(self) -> None: ...
 
@@ -145,8 +153,8 @@ class Store(Protocol):
 
     async def reap_expired(self, now_ms: int, max_attempts: Mapping[str, int]) -> list[ReapedTask]: ...
 
-    async def expired_results(self, complete_before_ms: int, limit: int) -> list[str]:
-        """Ids of finished tasks whose files are past retention and not yet removed."""
+    async def expired_results(self, complete_before_ms: int, limit: int) -> list[ExpiredResult]:
+        """Finished tasks whose files are past retention and not yet removed."""
         ...
 
     async def mark_files_removed(self, task_ids: Sequence[str]) -> None: ...

@@ -31,6 +31,7 @@ from gengate.store.base import (
     CANCELED_MESSAGE,
     IDEMPOTENCY_TTL_MS,
     Admission,
+    ExpiredResult,
     Failed,
     Idempotency,
     Lease,
@@ -47,6 +48,7 @@ from gengate.store.postgres_keys import PgKeys
 from gengate.store.postgres_listen import PgListener
 from gengate.store.postgres_notify import PgNotifier
 from gengate.store.sqlite_rows import (
+    file_names,
     files_json,
     task_from_row,
     task_row,
@@ -397,8 +399,9 @@ class PostgresStore(PgDeliveries, PgKeys):
         return reaped
 
     @unavailable_on_error
-    async def expired_results(self, complete_before_ms: int, limit: int) -> list[str]:
-        return [row[0] for row in await self.pool.fetch(q.EXPIRED_RESULTS, complete_before_ms, limit)]
+    async def expired_results(self, complete_before_ms: int, limit: int) -> list[ExpiredResult]:
+        rows = await self.pool.fetch(q.EXPIRED_RESULTS, complete_before_ms, limit)
+        return [ExpiredResult(row[0], file_names(row[1])) for row in rows]
 
     @unavailable_on_error
     async def mark_files_removed(self, task_ids: Sequence[str]) -> None:

@@ -143,7 +143,7 @@ RETURNING {TASK_COLUMNS}
 """
 
 EXPIRED_RESULTS = """
-SELECT id FROM tasks
+SELECT id, files FROM tasks
  WHERE state = 'success' AND files_removed = 0 AND complete_time < $1
  ORDER BY complete_time LIMIT $2
 """

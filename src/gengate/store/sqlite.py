@@ -29,6 +29,7 @@ from gengate.store.base import (
     CANCELED_MESSAGE,
     IDEMPOTENCY_TTL_MS,
     Admission,
+    ExpiredResult,
     Failed,
     Idempotency,
     Lease,
@@ -43,6 +44,7 @@ from gengate.store.notify import ChangeHub
 from gengate.store.sqlite_accounts import add_credits, admit, charge, record_new_balance, refund_once
 from gengate.store.sqlite_rows import (
     delivery_from_row,
+    file_names,
     files_json,
     key_from_row,
     key_row,
@@ -377,9 +379,9 @@ class SQLiteStore:
         return await self._writer.submit(reap, after)
 
     @_unavailable_on_error
-    async def expired_results(self, complete_before_ms: int, limit: int) -> list[str]:
+    async def expired_results(self, complete_before_ms: int, limit: int) -> list[ExpiredResult]:
         rows = self._reader.execute(q.EXPIRED_RESULTS, {"before": complete_before_ms, "limit": limit})
-        return [row[0] for row in rows.fetchall()]
+        return [ExpiredResult(row[0], file_names(row[1])) for row in rows.fetchall()]
 
     @_unavailable_on_error
     async def mark_files_removed(self, task_ids: Sequence[str]) -> None:

@@ -135,7 +135,7 @@ RETURNING {TASK_COLUMNS}
 """
 
 EXPIRED_RESULTS = """
-SELECT id FROM tasks
+SELECT id, files FROM tasks
  WHERE state = 'success' AND files_removed = 0 AND complete_time < :before
  ORDER BY complete_time LIMIT :limit
 """

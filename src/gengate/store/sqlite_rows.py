@@ -122,6 +122,11 @@ def task_from_row(row: Row) -> Task:
     )
 
 
+def file_names(files: str | None) -> tuple[str, ...]:
+    """The names in a `files` column, without building whole `ResultFile`s."""
+    return tuple(f[0] for f in _files_decoder.decode(files)) if files else ()
+
+
 def files_json(files: Sequence[ResultFile]) -> str:
     return orjson.dumps([(f.name, f.content_type, f.size) for f in files]).decode()
 

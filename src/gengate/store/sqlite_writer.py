@@ -37,7 +37,7 @@ _STOP = object()
 
 
 #: How often an idle writer looks for commits of other processes on the same file.
-FOREIGN_POLL_S = 0.05
+FOREIGN_POLL_S = 0.005
 
 
 class SQLiteWriter:
