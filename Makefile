@@ -44,6 +44,7 @@ bench: $(DEV)
 	./scripts/ensure-postgres.sh
 	$(BIN)/python -m bench.drain
 	$(BIN)/python -m bench.drain --pg
+	$(BIN)/python -m bench.drain --pg --layout split --no-peer
 	$(BIN)/python -m bench.scale
 	$(BIN)/python -m bench.scale --pg
 

@@ -1,16 +1,22 @@
 """`make bench`: the end-to-end drain. N `demo-echo` tasks submitted over HTTP as fast as 64
-keep-alive connections go, run by the in-process workers of a real `gengate serve`; then the
-submit-to-claim latency at a moderate rate; on PostgreSQL, the same number of no-op jobs through
-pgqueuer on the same server as the peer.
+keep-alive connections go and run by gengate's workers; then the submit-to-claim latency at a
+moderate rate; on PostgreSQL, the same number of no-op jobs through pgqueuer on the same server
+as the peer.
 
     python -m bench.drain [--tasks 5000]            # SQLite in a temp data folder
     python -m bench.drain --pg                      # PostgreSQL: a cluster of its own (fsync on)
     python -m bench.drain --pg-url postgresql://... # an existing, disposable database
+    python -m bench.drain --pg --layout split       # an API process and a worker process
 
-gengate runs pinned to CPU 0, the load (this process) on CPU 1, PostgreSQL unpinned. Figures come
-from the task table, read behind the server's back: tasks/s is N over the span from the first
-task's `create_time` to the last one's `complete_time`; claim latency is `start_time -
-create_time` (ms) of each task submitted at the moderate rate.
+Layouts on the 2 cores:
+- `one-process` (the default): one `gengate serve` with its in-process workers, pinned to
+  CPU 0; the load (this process) on CPU 1. The whole gateway on one core.
+- `split`, the scale-out shape: `gengate serve --workers 0` pinned to CPU 0, and `gengate
+  worker` pinned to CPU 1, beside the load.
+PostgreSQL is not pinned. Figures come from the task table, read behind the server's back:
+tasks/s is N over the span from the first task's `create_time` to the last one's
+`complete_time`; claim latency is `start_time - create_time` (ms) of each task submitted at the
+moderate rate.
 
 Exit status: 0 when every phase ran cleanly (a figure below its bar is reported, not failed);
 1 when a server does not start, a submit is refused, or a task does not succeed in time.
@@ -19,12 +25,14 @@ Exit status: 0 when every phase ran cleanly (a figure below its bar is reported,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,12 +49,18 @@ from bench.run import (
     BenchError,
     Target,
     gengate_command,
+    gengate_executable,
     gengate_setup,
     serve,
+    stop,
+    tail,
 )
 from bench.submitter import Answers, post_request, submit_at_rate, submit_many
 
 CONNECTIONS = 64
+LAYOUTS = ("one-process", "split")
+#: Slots of the standalone worker in the split layout.
+WORKER_SLOTS = 64
 #: The issue's bars: end-to-end tasks/s at or above, claim latency (ms) at or below.
 TASKS_PER_S_BAR = 1000.0
 CLAIM_P50_BAR_MS = 5.0
@@ -154,39 +168,68 @@ def claim_latency(session: Session, rate: float, seconds: float) -> dict[str, An
     }
 
 
+def run_name(backend: Backend, layout: str) -> str:
+    return backend.name if layout == LAYOUTS[0] else f"{backend.name}-{layout}"
+
+
+@contextlib.contextmanager
+def standalone_worker(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`gengate worker` for demo-echo on the load's CPU, beside an API-only server."""
+    argv = [gengate_executable(), "worker", "--models", "demo-echo", "--concurrency", str(WORKER_SLOTS)]
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("GENGATE_")} | env
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            ["taskset", "-c", LOAD_CPU, *argv],
+            cwd=env["GENGATE_DATA_DIR"],
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield proc
+        if proc.poll() is not None:
+            raise BenchError(f"the worker exited during the run:\n{tail(log_path)}")
+    finally:
+        stop(proc)
+
+
 def measure_gengate(backend: Backend, args: argparse.Namespace) -> dict[str, Any]:
+    split = args.layout == "split"
+
     def command(port: int, data: Path) -> tuple[list[str], dict[str, str]]:
         argv, env = gengate_command(port, data)
-        return argv, env | backend.env()
+        return [*argv, "--workers", "0"] if split else argv, env | backend.env()
 
     target = Target(f"gengate-{backend.name}", command, gengate_setup)
-    print(f"[{target.name}] starting on CPU {SERVER_CPU} ...", flush=True)
-    with serve(target, RESULTS / f"drain-{backend.name}.log", start_timeout_s=60) as (client, env):
+    where = f"API on CPU {SERVER_CPU}, worker on CPU {LOAD_CPU}" if split else f"CPU {SERVER_CPU}"
+    print(f"[{target.name}] starting ({args.layout}: {where}) ...", flush=True)
+    log_path = RESULTS / f"drain-{run_name(backend, args.layout)}.log"
+    with contextlib.ExitStack() as stack:
+        client, env = stack.enter_context(serve(target, log_path, start_timeout_s=60))
+        if split:
+            stack.enter_context(standalone_worker(env | backend.env(), log_path.with_suffix(".worker.log")))
         workload = gengate_setup(client, env)
         port = client.base_url.port
         assert port is not None
         request = post_request(port, workload.submit_path, workload.authorization, workload.submit_body)
         conn = backend.connect(Path(env["GENGATE_DATA_DIR"]))
         session = Session(backend, conn, port, request, args.timeout)
-        try:
-            if args.warmup:
-                print(f"[{target.name}] warm-up: {args.warmup} tasks ...", flush=True)
-                drain(session, args.warmup)
-            print(f"[{target.name}] drain: {args.tasks} tasks ...", flush=True)
-            drained = drain(session, args.tasks)
-            print(
-                f"[{target.name}] claim latency: {args.rate:g}/s for {args.rate_seconds:g}s ...", flush=True
-            )
-            claimed = claim_latency(session, args.rate, args.rate_seconds)
-        finally:
-            conn.close()
-    return {"drain": drained, "claim": claimed}
+        stack.callback(conn.close)
+        if args.warmup:
+            print(f"[{target.name}] warm-up: {args.warmup} tasks ...", flush=True)
+            drain(session, args.warmup)
+        print(f"[{target.name}] drain: {args.tasks} tasks ...", flush=True)
+        drained = drain(session, args.tasks)
+        print(f"[{target.name}] claim latency: {args.rate:g}/s for {args.rate_seconds:g}s ...", flush=True)
+        claimed = claim_latency(session, args.rate, args.rate_seconds)
+    return {"layout": args.layout, "drain": drained, "claim": claimed}
 
 
 def report(result: dict[str, Any]) -> None:
     drained, claimed = result["drain"], result["claim"]
     claim = claimed["claim_ms"]
     print()
+    print(f"layout: {result['layout']}")
     print(f"{'backend':<12}{'tasks':>7}{'submit/s':>10}{'tasks/s':>10}{'claim p50/p99 ms':>19}{'at':>8}")
     print(
         f"{result['backend']:<12}{drained['tasks']:>7}{drained['submit_per_s']:>10,.0f}"
@@ -214,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=500, help="tasks drained first, not measured")
     parser.add_argument("--rate", type=float, default=200.0, help="submits/s of the claim-latency phase")
     parser.add_argument("--rate-seconds", type=float, default=10.0, help="length of that phase")
+    parser.add_argument("--layout", choices=LAYOUTS, default=LAYOUTS[0], help="where gengate runs (above)")
     parser.add_argument("--timeout", type=float, default=300.0, help="longest wait for a phase's tasks")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--pg", action="store_true", help="PostgreSQL: start a cluster of our own")
@@ -258,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     elif "peer" in result:
         print(f"peer pgqueuer: {result['peer']}")
 
-    out = RESULTS / f"drain-{backend.name}.json"
+    out = RESULTS / f"drain-{run_name(backend, args.layout)}.json"
     summary = {
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
         "server_cpu": SERVER_CPU,

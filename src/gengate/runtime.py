@@ -164,13 +164,16 @@ class Gateway:
             upstream_hooks=self.hooks,
         )
 
-    def asgi(self) -> ASGIApp:
-        """The app, starting and stopping this gateway with the server's lifespan."""
+    def asgi(self, *, server_process: bool = False) -> ASGIApp:
+        """The app, starting and stopping this gateway with the server's lifespan. In a
+        process of its own (`gengate serve`), the collector is settled once started
+        (:mod:`gengate.heap`); an app embedded elsewhere leaves the host's collector alone."""
 
         @contextlib.asynccontextmanager
         async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
             async with self.running():
-                heap.settle_after_start()
+                if server_process:
+                    heap.settle_after_start()
                 yield {}
 
         return build_app(self.api_context(), lifespan)
@@ -183,4 +186,4 @@ def asgi_from_environment() -> ASGIApp:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     gateway = Gateway(load_settings())
     logsafe.add_secret(gateway.admin_key)
-    return gateway.asgi()
+    return gateway.asgi(server_process=True)

@@ -120,7 +120,7 @@ def serve(  # noqa: PLR0917 - click passes every option positionally by name
     elif settings.admin_key is None:
         click.echo(f"admin key: kept in {settings.data_dir / 'admin_key'}", err=True)
     if processes == 1:
-        uvicorn.Server(uvicorn.Config(gateway.asgi(), **options)).run()
+        uvicorn.Server(uvicorn.Config(gateway.asgi(server_process=True), **options)).run()
     else:
         # uvicorn's supervisor binds once, starts the processes and replaces any that dies.
         uvicorn.run("gengate.runtime:asgi_from_environment", factory=True, workers=processes, **options)

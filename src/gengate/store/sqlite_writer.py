@@ -36,7 +36,9 @@ class _Op:
 _STOP = object()
 
 
-#: How often an idle writer looks for commits of other processes on the same file.
+#: How often an idle writer looks for commits of other processes on the same file: the longest
+#: a worker process waits to hear of a task another process queued. A `PRAGMA data_version`
+#: costs a few microseconds; at 50 ms the split drain bench's claim latency was 22 ms (p50).
 FOREIGN_POLL_S = 0.005
 
 
