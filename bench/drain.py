@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import statistics
 import subprocess
@@ -34,7 +33,6 @@ import sys
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -52,8 +50,10 @@ from bench.run import (
     gengate_executable,
     gengate_setup,
     serve,
+    start_pinned,
     stop,
     tail,
+    write_results,
 )
 from bench.submitter import Answers, post_request, submit_at_rate, submit_many
 
@@ -176,15 +176,7 @@ def run_name(backend: Backend, layout: str) -> str:
 def standalone_worker(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     """`gengate worker` for demo-echo on the load's CPU, beside an API-only server."""
     argv = [gengate_executable(), "worker", "--models", "demo-echo", "--concurrency", str(WORKER_SLOTS)]
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("GENGATE_")} | env
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            ["taskset", "-c", LOAD_CPU, *argv],
-            cwd=env["GENGATE_DATA_DIR"],
-            env=environment,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    proc = start_pinned(argv, LOAD_CPU, env["GENGATE_DATA_DIR"], env, log_path)
     try:
         yield proc
         if proc.poll() is not None:
@@ -302,15 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     elif "peer" in result:
         print(f"peer pgqueuer: {result['peer']}")
 
-    out = RESULTS / f"drain-{run_name(backend, args.layout)}.json"
-    summary = {
-        "time": datetime.now(UTC).isoformat(timespec="seconds"),
-        "server_cpu": SERVER_CPU,
-        "load_cpu": LOAD_CPU,
-        "load_average_before": load_before,
-    }
-    out.write_text(json.dumps(summary | result, indent=2) + "\n")
-    print(f"results written to {out.relative_to(RESULTS.parent.parent)}")
+    write_results(f"drain-{run_name(backend, args.layout)}", result, load_before)
     return 0
 
 

@@ -196,6 +196,31 @@ def tail(path: Path, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:]) or "(empty)"
 
 
+def start_pinned(
+    argv: list[str], cpu: str, cwd: str, extra_env: dict[str, str], log_path: Path
+) -> subprocess.Popen[bytes]:
+    """`argv` pinned to `cpu`, with our `GENGATE_*` variables only and its output in `log_path`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GENGATE_")} | extra_env
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            ["taskset", "-c", cpu, *argv], cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+
+
+def write_results(name: str, result: dict[str, Any], load_before: float) -> None:
+    """`bench/results/<name>.json`: the result with when and where it was measured."""
+    out = RESULTS / f"{name}.json"
+    summary = {
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        "server_cpu": SERVER_CPU,
+        "load_cpu": LOAD_CPU,
+        "load_average_before": load_before,
+    }
+    out.write_text(json.dumps(summary | result, indent=2) + "\n")
+    print(f"results written to {out.relative_to(ROOT)}")
+
+
 @contextmanager
 def serve(
     target: Target, log_path: Path, start_timeout_s: float
@@ -204,12 +229,7 @@ def serve(
     with tempfile.TemporaryDirectory(prefix=f"gengate-bench-{target.name}-") as tmp:
         port = free_port()
         argv, extra_env = target.command(port, Path(tmp))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GENGATE_")} | extra_env
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(
-                ["taskset", "-c", SERVER_CPU, *argv], cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT
-            )
+        proc = start_pinned(argv, SERVER_CPU, tmp, extra_env, log_path)
         base_url = f"http://127.0.0.1:{port}"
         try:
             with httpx.Client(base_url=base_url, timeout=10, trust_env=False) as client:

@@ -18,7 +18,6 @@ as the median of the rounds' ratios.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import secrets
@@ -28,13 +27,11 @@ import tempfile
 import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bench.backend import Backend, Connection, open_backend
 from bench.run import (
-    LOAD_CPU,
     RESULTS,
     SERVER_CPU,
     BenchError,
@@ -46,6 +43,7 @@ from bench.run import (
     run_wrk,
     serve,
     success,
+    write_results,
 )
 
 #: req/s with many rows stored over req/s with few, at or above which the read "stays as fast".
@@ -238,17 +236,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench failed: {exc}", file=sys.stderr)
             return 1
     report(backend.name, result)
-    out = RESULTS / f"scale-{backend.name}.json"
-    summary = {
-        "time": datetime.now(UTC).isoformat(timespec="seconds"),
-        "backend": backend.name,
-        "seconds": args.seconds,
-        "server_cpu": SERVER_CPU,
-        "load_cpu": LOAD_CPU,
-        "load_average_before": load_before,
-    }
-    out.write_text(json.dumps(summary | result, indent=2) + "\n")
-    print(f"results written to {out.relative_to(RESULTS.parent.parent)}")
+    settings = {"backend": backend.name, "seconds": args.seconds}
+    write_results(f"scale-{backend.name}", settings | result, load_before)
     return 0
 
 
