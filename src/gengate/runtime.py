@@ -139,6 +139,7 @@ class Gateway:
             await self.pool.stop()
         await close_providers(self.providers)
         await self.webhooks.stop()
+        await self.files.close()
         await self.store.close()
 
     @contextlib.asynccontextmanager

@@ -88,6 +88,8 @@ def test_result_file_needs_no_api_key_and_has_a_type(gengate_server: Any, api_ke
     head = gengate_server.http.head(url)
     assert head.status_code == 200
     assert head.content == b""
+    assert head.headers["content-length"] == str(len(response.content))
+    assert head.headers["content-type"] == response.headers["content-type"]
 
 
 def test_urls_expire_ttl_after_completion(short_server: Any, assert_error: Any) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -9,6 +11,7 @@ import pytest
 
 from gengate.domain.errors import Forbidden, TaskNotFound
 from gengate.domain.task import ResultFile
+from gengate.files.inline import INLINE_MAX_BYTES
 from gengate.files.local import LocalFileStore, is_safe_name
 from gengate.files.signing import UrlSigner
 from gengate.providers.base import OutputFile
@@ -39,6 +42,16 @@ def _query(url: str) -> tuple[str, str, str, str]:
     return unquote(task_id), unquote(name), query["expires"][0], query["signature"][0]
 
 
+def _served(store: LocalFileStore, task_id: str, name: str) -> bytes | None:
+    """What `/files/` would serve for the task's file, kept as a file or a row; None if nothing."""
+    url = store.url(task_id, ResultFile(name, "", 0), LATER)
+    try:
+        found, _ = store.resolve(*_query(url), now_ms=NOW)
+    except TaskNotFound:
+        return None
+    return found.read_bytes() if isinstance(found, Path) else found
+
+
 def test_staging_dir_is_empty_and_under_root(store: LocalFileStore, tmp_path: Path) -> None:
     staging = store.staging_dir(TASK, 1)
     assert staging == tmp_path / "files" / ".staging" / f"{TASK}.1"
@@ -65,11 +78,107 @@ async def test_save_moves_files_and_removes_staging(store: LocalFileStore, tmp_p
     assert sorted(p.name for p in shard.iterdir()) == [f"{TASK}~0.png", f"{TASK}~result.json"]
 
 
-async def test_in_memory_outputs_are_written_in_place(store: LocalFileStore, tmp_path: Path) -> None:
+async def test_small_in_memory_outputs_are_rows_not_files(store: LocalFileStore, tmp_path: Path) -> None:
+    """No inode per small result: it is a row of the folder's database, served like a file."""
     outputs = [OutputFile(Path("result.json"), "application/json", data=b'{"a":1}')]
     assert await store.save(TASK, outputs) == (ResultFile("result.json", "application/json", 7),)
-    assert store.path_of(TASK, "result.json").read_bytes() == b'{"a":1}'
+    assert not store.path_of(TASK, "result.json").exists()
+    assert not store.path_of(TASK, "result.json").parent.exists()
     assert not (tmp_path / "files" / ".staging").exists()
+    url = store.url(TASK, ResultFile("result.json", "application/json", 7), LATER)
+    assert store.resolve(*_query(url), now_ms=NOW) == (b'{"a":1}', "application/json")
+
+
+async def test_big_in_memory_outputs_are_files(store: LocalFileStore) -> None:
+    big = bytes(range(256)) * (INLINE_MAX_BYTES // 256 + 1)
+    outputs = [
+        OutputFile(Path("0.png"), "image/png", data=big),
+        OutputFile(Path("edge.bin"), "application/octet-stream", data=big[:INLINE_MAX_BYTES]),
+    ]
+    await store.save(TASK, outputs)
+    assert store.path_of(TASK, "0.png").read_bytes() == big
+    assert not store.path_of(TASK, "edge.bin").exists()  # exactly the limit: still a row
+    url = store.url(TASK, ResultFile("edge.bin", "application/octet-stream", INLINE_MAX_BYTES), LATER)
+    assert store.resolve(*_query(url), now_ms=NOW)[0] == big[:INLINE_MAX_BYTES]
+
+
+async def test_saves_that_arrive_together_keep_their_rows_apart(store: LocalFileStore) -> None:
+    ids = [f"task_{i}" for i in range(150)]  # over one batch's limit
+    saved = await asyncio.gather(
+        *(store.save(t, [OutputFile(Path("r.json"), "application/json", data=t.encode())]) for t in ids)
+    )
+    assert [files[0].size for files in saved] == [len(t) for t in ids]
+    for task_id in ids:
+        url = store.url(task_id, ResultFile("r.json", "application/json", 1), LATER)
+        assert store.resolve(*_query(url), now_ms=NOW)[0] == task_id.encode()
+
+
+async def test_a_retry_replaces_the_earlier_attempts_result(store: LocalFileStore) -> None:
+    """Whichever way each attempt kept `0.png`, the last save is what is served."""
+    url = store.url(TASK, ResultFile("0.png", "image/png", 1), LATER)
+    staging = store.staging_dir(TASK, 1)
+    await store.save(TASK, [_write(staging, "0.png", b"attempt 1, a file")])
+    await store.save(TASK, [OutputFile(Path("0.png"), "image/png", data=b"attempt 2, a row")])
+    assert store.resolve(*_query(url), now_ms=NOW)[0] == b"attempt 2, a row"
+    await store.save(TASK, [OutputFile(Path("0.png"), "image/png", data=b"attempt 3, a row")])
+    assert store.resolve(*_query(url), now_ms=NOW)[0] == b"attempt 3, a row"
+    staging = store.staging_dir(TASK, 4)
+    await store.save(TASK, [_write(staging, "0.png", b"attempt 4, a file")])
+    found = store.resolve(*_query(url), now_ms=NOW)[0]
+    assert isinstance(found, Path)
+    assert found.read_bytes() == b"attempt 4, a file"
+
+
+async def test_a_failed_commit_fails_only_the_saves_with_rows(store: LocalFileStore, tmp_path: Path) -> None:
+    await store.save("task_first", [OutputFile(Path("r.json"), "application/json", data=b"{}")])
+    await store.close()
+    database = tmp_path / "files" / ".results.sqlite3"
+    for leftover in database.parent.glob(".results.sqlite3-*"):
+        leftover.unlink()
+    database.write_bytes(b"not a database" * 512)  # a file root may not write to would not stop root
+    staging = store.staging_dir("task_file", 1)
+    with_file = store.save("task_file", [_write(staging, "0.png", b"png")])
+    with_row = store.save("task_row", [OutputFile(Path("r.json"), "application/json", data=b"{}")])
+    results = await asyncio.gather(with_file, with_row, return_exceptions=True)
+    assert results[0] == (ResultFile("0.png", "image/png", 3),)
+    assert isinstance(results[1], sqlite3.Error)
+
+
+async def test_rows_are_deleted_with_their_task(store: LocalFileStore) -> None:
+    for task_id in (TASK, "task_other"):
+        await store.save(task_id, [OutputFile(Path("r.json"), "application/json", data=task_id.encode())])
+    await store.delete(TASK, ["r.json"])
+    with pytest.raises(TaskNotFound):
+        store.resolve(*_query(store.url(TASK, ResultFile("r.json", "", 1), LATER)), now_ms=NOW)
+    other = store.url("task_other", ResultFile("r.json", "", 1), LATER)
+    assert store.resolve(*_query(other), now_ms=NOW)[0] == b"task_other"
+    await store.delete("task_other")  # without names too
+    with pytest.raises(TaskNotFound):
+        store.resolve(*_query(other), now_ms=NOW)
+
+
+async def test_stores_in_two_processes_share_the_rows(tmp_path: Path) -> None:
+    """An API process serves what a worker process of the same folder saved."""
+    worker = LocalFileStore(tmp_path / "files", BASE_URL, UrlSigner(b"secret"))
+    api = LocalFileStore(tmp_path / "files", BASE_URL, UrlSigner(b"secret"))
+    url = api.url(TASK, ResultFile("r.json", "application/json", 2), LATER)
+    with pytest.raises(TaskNotFound):  # before the database exists
+        api.resolve(*_query(url), now_ms=NOW)
+    await worker.save(TASK, [OutputFile(Path("r.json"), "application/json", data=b"{}")])
+    assert api.resolve(*_query(url), now_ms=NOW)[0] == b"{}"
+    await api.delete(TASK)
+    await worker.save("task_next", [OutputFile(Path("r.json"), "application/json", data=b"[]")])
+    with pytest.raises(TaskNotFound):
+        worker.resolve(*_query(url), now_ms=NOW)
+    await worker.close()
+    await api.close()
+
+
+async def test_a_store_without_small_results_makes_no_database(store: LocalFileStore, tmp_path: Path) -> None:
+    staging = store.staging_dir(TASK, 1)
+    await store.save(TASK, [_write(staging, "0.png", b"png")])
+    await store.delete(TASK)
+    assert not (tmp_path / "files" / ".results.sqlite3").exists()
 
 
 async def test_shards_spread_tasks_and_stay_stable(store: LocalFileStore, tmp_path: Path) -> None:
@@ -245,19 +354,25 @@ async def test_delete_removes_files_and_staging_leftovers(store: LocalFileStore,
     assert other.exists()
     assert also_other.exists()
     for task_id in neighbours:
-        assert store.path_of(task_id, "0.png").read_bytes() == b"theirs"
+        assert _served(store, task_id, "0.png") == b"theirs"
     await store.delete(TASK)  # missing is fine
 
 
-async def test_delete_by_names_removes_just_those(store: LocalFileStore) -> None:
-    outputs = [OutputFile(Path(name), "image/png", data=b"x") for name in ("0.png", "1.png", "2.png")]
-    await store.save(TASK, outputs)
-    await store.save(TASK + "z", outputs[:1])
+@pytest.mark.parametrize("kept_as", ["files", "rows"])
+async def test_delete_by_names_removes_just_those(store: LocalFileStore, kept_as: str) -> None:
+    def outputs(task_id: str, names: tuple[str, ...]) -> list[OutputFile]:
+        if kept_as == "rows":
+            return [OutputFile(Path(name), "image/png", data=b"x") for name in names]
+        staging = store.staging_dir(task_id, 1)
+        return [_write(staging, name, b"x") for name in names]
+
+    await store.save(TASK, outputs(TASK, ("0.png", "1.png", "2.png")))
+    await store.save(TASK + "z", outputs(TASK + "z", ("0.png",)))
     await store.delete(TASK, ["0.png", "1.png", "../../escape", "9.png"])
-    assert not store.path_of(TASK, "0.png").exists()
-    assert not store.path_of(TASK, "1.png").exists()
-    assert store.path_of(TASK, "2.png").exists()  # not named: stays
-    assert store.path_of(TASK + "z", "0.png").exists()
+    assert _served(store, TASK, "0.png") is None
+    assert _served(store, TASK, "1.png") is None
+    assert _served(store, TASK, "2.png") == b"x"  # not named: stays
+    assert _served(store, TASK + "z", "0.png") == b"x"
 
 
 async def test_delete_on_an_empty_root(store: LocalFileStore) -> None:

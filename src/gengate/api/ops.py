@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
@@ -88,11 +89,18 @@ class FileRoutes:
         return [Route("/files/{task_id}/{name}", self.download, methods=["GET", "HEAD"])]
 
     async def download(self, request: Request) -> Response:
-        path, content_type = self.store.resolve(
+        found, content_type = await asyncio.to_thread(
+            self.store.resolve,
             request.path_params["task_id"],
             request.path_params["name"],
             request.query_params.get("expires"),
             request.query_params.get("signature"),
             now_ms(),
         )
-        return FileResponse(path, media_type=content_type, headers={"Cache-Control": "private, max-age=3600"})
+        headers = {"Cache-Control": "private, max-age=3600"}
+        if isinstance(found, Path):
+            return FileResponse(found, media_type=content_type, headers=headers)
+        # A small result kept as a row: its bytes are in hand; HEAD gets the length alone.
+        headers["Content-Length"] = str(len(found))
+        body = b"" if request.method == "HEAD" else found
+        return Response(body, media_type=content_type, headers=headers)

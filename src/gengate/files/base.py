@@ -38,3 +38,7 @@ class FileStore(Protocol):
         `names` are the files the task recorded; without them the store looks for the task's
         files itself, which can cost a folder scan."""
         ...
+
+    async def close(self) -> None:
+        """Release connections and threads once no save or delete is running."""
+        ...

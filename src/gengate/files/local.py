@@ -8,6 +8,10 @@ folder cost up to 1.5 ms of kernel time in the drain bench. Retention removes a 
 the names the task recorded, so a shard's size never costs a scan. Results saved by earlier
 versions under `<task_id>/<name>` are still served and deleted.
 
+Small outputs a provider made in memory (up to `INLINE_MAX_BYTES`) take no inode at all: they are
+rows of `.results.sqlite3` in the same folder (see `gengate.files.inline`), one transaction per
+batch of saves, and `/files/` serves them like files.
+
 `.staging/<task_id>.<attempt>/` holds one attempt's outputs while a provider writes them;
 `save` renames them into place, so a result name only ever holds a complete file. Staging lives
 under the same root so the rename is atomic.
@@ -29,10 +33,13 @@ from urllib.parse import quote
 from gengate.batcher import Batcher
 from gengate.domain.errors import Forbidden, TaskNotFound
 from gengate.domain.task import ResultFile
+from gengate.files.inline import INLINE_MAX_BYTES, InlineResults
 from gengate.files.signing import INVALID_SIGNATURE, UrlSigner
 from gengate.providers.base import OutputFile
 
 STAGING = ".staging"
+#: The database of small results, beside the shard folders.
+INLINE_DATABASE = ".results.sqlite3"
 #: Joins a task id and a file name in the flat layout; task ids may not contain it.
 SEPARATOR = "~"
 NO_SUCH_FILE = "No such file."
@@ -74,6 +81,7 @@ class LocalFileStore:
         self._staging = root / STAGING
         self._base_url = base_url.rstrip("/")
         self._signer = signer
+        self._inline = InlineResults(root / INLINE_DATABASE)
         self._saves: Batcher[tuple[str, tuple[OutputFile, ...]], tuple[ResultFile, ...] | BaseException] = (
             Batcher(self._save_many, limit=64)
         )
@@ -104,22 +112,45 @@ class LocalFileStore:
     ) -> list[tuple[ResultFile, ...] | BaseException]:
         def save_all() -> list[tuple[ResultFile, ...] | BaseException]:
             results: list[tuple[ResultFile, ...] | BaseException] = []
+            rows: list[tuple[str, str, bytes]] = []
+            with_rows: list[int] = []  # the saves that wait on the rows' commit
             for task_id, outputs in batch:
                 try:
-                    results.append(self._save(task_id, outputs))
+                    saved, inline = self._save(task_id, outputs)
                 except Exception as exc:  # each save fails alone
                     results.append(exc)
+                    continue
+                if inline:
+                    rows += inline
+                    with_rows.append(len(results))
+                results.append(saved)
+            try:
+                self._inline.put_many(rows)
+            except Exception as exc:  # the batch's rows share one transaction
+                for index in with_rows:
+                    results[index] = exc
             return results
 
         return await asyncio.to_thread(save_all)
 
-    def _save(self, task_id: str, outputs: tuple[OutputFile, ...]) -> tuple[ResultFile, ...]:
+    def _save(
+        self, task_id: str, outputs: tuple[OutputFile, ...]
+    ) -> tuple[tuple[ResultFile, ...], list[tuple[str, str, bytes]]]:
+        """Place the task's files; returns its results and the rows still to be kept."""
         sizes, stagings = check_outputs(self._staging, task_id, outputs)
         targets = [self.path_of(task_id, output.path.name) for output in outputs]
         for target in targets:
             if len(os.fsencode(target.name)) > _MAX_FILE_NAME_BYTES:
                 raise ValueError(f"File name too long for the local store: {target.name!r}.")
+        rows: list[tuple[str, str, bytes]] = []
         for output, target in zip(outputs, targets, strict=True):
+            if output.data is not None and len(output.data) <= INLINE_MAX_BYTES:
+                rows.append((task_id, output.path.name, output.data))
+                # A file of an earlier attempt would shadow the row (`resolve` looks for files
+                # first); the missing-file case is one failing syscall.
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(target)
+                continue
             try:
                 _place(output, target)
             except FileNotFoundError:  # the shard's first file, or a fresh root
@@ -127,10 +158,11 @@ class LocalFileStore:
                 _place(output, target)
         for staging in stagings:
             shutil.rmtree(staging, ignore_errors=True)
-        return tuple(
+        saved = tuple(
             ResultFile(output.path.name, output.content_type, size)
             for output, size in zip(outputs, sizes, strict=True)
         )
+        return saved, rows
 
     def url(self, task_id: str, file: ResultFile, expires_ms: int) -> str:
         """The signed URL; pure string work since every status read builds one per file."""
@@ -140,8 +172,9 @@ class LocalFileStore:
 
     def resolve(
         self, task_id: str, name: str, expires_ms: str | None, signature: str | None, now_ms: int
-    ) -> tuple[Path, str]:
-        """The file and its MIME type for a `/files/` request, given its raw query values.
+    ) -> tuple[Path | bytes, str]:
+        """The file (a path, or the bytes of a small result kept as a row) and its MIME type
+        for a `/files/` request, given its raw query values. Disk I/O: call it off the loop.
 
         Raises :class:`Forbidden` for a missing, malformed, wrong or expired signature, and
         :class:`TaskNotFound` for an unsafe name or a file that is not there (or no longer).
@@ -156,9 +189,13 @@ class LocalFileStore:
         self._signer.verify(f"/files/{task_id}/{name}", int(expires_ms), signature, now_ms)
         if not (is_safe_name(task_id) and is_safe_name(name)) or SEPARATOR in task_id:
             raise TaskNotFound(NO_SUCH_FILE)
-        for path in (self.path_of(task_id, name), self._root / task_id / name):  # then the old layout
-            if _is_regular_file(path):
-                return path, mimetypes.guess_type(name)[0] or "application/octet-stream"
+        content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        if _is_regular_file(path := self.path_of(task_id, name)):
+            return path, content_type
+        if (data := self._inline.get(task_id, name)) is not None:
+            return data, content_type
+        if _is_regular_file(path := self._root / task_id / name):  # the old layout
+            return path, content_type
         raise TaskNotFound(NO_SUCH_FILE)
 
     async def delete(self, task_id: str, names: Sequence[str] = ()) -> None:
@@ -181,6 +218,12 @@ class LocalFileStore:
         for path in [str(self._root / task_id), *leftovers]:  # the old layout's folder too
             with contextlib.suppress(FileNotFoundError):
                 shutil.rmtree(path)
+        self._inline.delete(task_id, names)
+
+    async def close(self) -> None:
+        """Close the database of small results (a later use opens it again)."""
+        await self._saves.close()
+        self._inline.close()
 
 
 def check_outputs(

@@ -181,6 +181,11 @@ class S3FileStore:
         _check_name(task_id, "task id")
         await asyncio.to_thread(self._delete, task_id)
 
+    async def close(self) -> None:
+        """Stop the transfer threads and close the client's connections."""
+        await asyncio.to_thread(self._transfers.shutdown)
+        self._client.close()
+
     def _delete(self, task_id: str) -> None:
         pages = self._client.get_paginator("list_objects_v2").paginate(
             Bucket=self._location.bucket, Prefix=self._location.key(task_id, "")

@@ -64,5 +64,6 @@ async def run_worker(settings: Settings, models: Sequence[str], slots: int, grac
         await pool.stop(grace_s)
     finally:
         await close_providers(core.providers)
+        await core.files.close()
         await core.store.close()
     log.info("worker %s stopped", pool.owner)
