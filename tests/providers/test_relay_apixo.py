@@ -9,6 +9,8 @@ from pathlib import Path
 import httpx
 from relay_support import FAST, TINY, UpstreamServer, relay_model, relay_provider, relaying
 
+from gengate.files.local import LocalFileStore
+from gengate.files.signing import UrlSigner
 from gengate.providers.base import RunContext
 from gengate.providers.demo import render_png
 from gengate.providers.relay_apixo import link
@@ -31,8 +33,10 @@ async def test_results_are_copied_and_outlive_the_upstream_files(
         expected = render_png("a red fox", 16, 16, 7)
         async with httpx.AsyncClient(timeout=10) as client:
             assert (await client.get(theirs)).content == expected
-            for path in (upstream.data_dir / "files").glob(f"*/{upstream_task['taskId']}~*"):
-                path.unlink()  # the upstream forgets its copy: ours must not depend on it
+            # The upstream forgets its copy (kept as a file or a row): ours must not depend on it.
+            their_files = LocalFileStore(upstream.data_dir / "files", upstream.base_url, UrlSigner(b"any"))
+            await their_files.delete(upstream_task["taskId"])
+            await their_files.close()
             assert (await client.get(theirs)).status_code == 404
 
         mine = await gateway.http.get(ours)
