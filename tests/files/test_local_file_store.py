@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
+from local_urls import served, url_query
 
 from gengate.domain.errors import Forbidden, TaskNotFound
 from gengate.domain.task import ResultFile
@@ -31,25 +31,6 @@ def _write(folder: Path, name: str, data: bytes) -> OutputFile:
     path = folder / name
     path.write_bytes(data)
     return OutputFile(path, "image/png" if name.endswith(".png") else "application/json")
-
-
-def _query(url: str) -> tuple[str, str, str, str]:
-    """`(task_id, name, expires, signature)` of a URL from `store.url`, as a route would see them."""
-    parts = urlsplit(url)
-    _, files, task_id, name = parts.path.split("/")
-    assert files == "files"
-    query = parse_qs(parts.query, strict_parsing=True)
-    return unquote(task_id), unquote(name), query["expires"][0], query["signature"][0]
-
-
-def _served(store: LocalFileStore, task_id: str, name: str) -> bytes | None:
-    """What `/files/` would serve for the task's file, kept as a file or a row; None if nothing."""
-    url = store.url(task_id, ResultFile(name, "", 0), LATER)
-    try:
-        found, _ = store.resolve(*_query(url), now_ms=NOW)
-    except TaskNotFound:
-        return None
-    return found.read_bytes() if isinstance(found, Path) else found
 
 
 def test_staging_dir_is_empty_and_under_root(store: LocalFileStore, tmp_path: Path) -> None:
@@ -86,7 +67,7 @@ async def test_small_in_memory_outputs_are_rows_not_files(store: LocalFileStore,
     assert not store.path_of(TASK, "result.json").parent.exists()
     assert not (tmp_path / "files" / ".staging").exists()
     url = store.url(TASK, ResultFile("result.json", "application/json", 7), LATER)
-    assert store.resolve(*_query(url), now_ms=NOW) == (b'{"a":1}', "application/json")
+    assert store.resolve(*url_query(url), now_ms=NOW) == (b'{"a":1}', "application/json")
 
 
 async def test_big_in_memory_outputs_are_files(store: LocalFileStore) -> None:
@@ -99,7 +80,7 @@ async def test_big_in_memory_outputs_are_files(store: LocalFileStore) -> None:
     assert store.path_of(TASK, "0.png").read_bytes() == big
     assert not store.path_of(TASK, "edge.bin").exists()  # exactly the limit: still a row
     url = store.url(TASK, ResultFile("edge.bin", "application/octet-stream", INLINE_MAX_BYTES), LATER)
-    assert store.resolve(*_query(url), now_ms=NOW)[0] == big[:INLINE_MAX_BYTES]
+    assert store.resolve(*url_query(url), now_ms=NOW)[0] == big[:INLINE_MAX_BYTES]
 
 
 async def test_saves_that_arrive_together_keep_their_rows_apart(store: LocalFileStore) -> None:
@@ -110,7 +91,7 @@ async def test_saves_that_arrive_together_keep_their_rows_apart(store: LocalFile
     assert [files[0].size for files in saved] == [len(t) for t in ids]
     for task_id in ids:
         url = store.url(task_id, ResultFile("r.json", "application/json", 1), LATER)
-        assert store.resolve(*_query(url), now_ms=NOW)[0] == task_id.encode()
+        assert store.resolve(*url_query(url), now_ms=NOW)[0] == task_id.encode()
 
 
 async def test_a_retry_replaces_the_earlier_attempts_result(store: LocalFileStore) -> None:
@@ -119,12 +100,12 @@ async def test_a_retry_replaces_the_earlier_attempts_result(store: LocalFileStor
     staging = store.staging_dir(TASK, 1)
     await store.save(TASK, [_write(staging, "0.png", b"attempt 1, a file")])
     await store.save(TASK, [OutputFile(Path("0.png"), "image/png", data=b"attempt 2, a row")])
-    assert store.resolve(*_query(url), now_ms=NOW)[0] == b"attempt 2, a row"
+    assert store.resolve(*url_query(url), now_ms=NOW)[0] == b"attempt 2, a row"
     await store.save(TASK, [OutputFile(Path("0.png"), "image/png", data=b"attempt 3, a row")])
-    assert store.resolve(*_query(url), now_ms=NOW)[0] == b"attempt 3, a row"
+    assert store.resolve(*url_query(url), now_ms=NOW)[0] == b"attempt 3, a row"
     staging = store.staging_dir(TASK, 4)
     await store.save(TASK, [_write(staging, "0.png", b"attempt 4, a file")])
-    found = store.resolve(*_query(url), now_ms=NOW)[0]
+    found = store.resolve(*url_query(url), now_ms=NOW)[0]
     assert isinstance(found, Path)
     assert found.read_bytes() == b"attempt 4, a file"
 
@@ -149,12 +130,12 @@ async def test_rows_are_deleted_with_their_task(store: LocalFileStore) -> None:
         await store.save(task_id, [OutputFile(Path("r.json"), "application/json", data=task_id.encode())])
     await store.delete(TASK, ["r.json"])
     with pytest.raises(TaskNotFound):
-        store.resolve(*_query(store.url(TASK, ResultFile("r.json", "", 1), LATER)), now_ms=NOW)
+        store.resolve(*url_query(store.url(TASK, ResultFile("r.json", "", 1), LATER)), now_ms=NOW)
     other = store.url("task_other", ResultFile("r.json", "", 1), LATER)
-    assert store.resolve(*_query(other), now_ms=NOW)[0] == b"task_other"
+    assert store.resolve(*url_query(other), now_ms=NOW)[0] == b"task_other"
     await store.delete("task_other")  # without names too
     with pytest.raises(TaskNotFound):
-        store.resolve(*_query(other), now_ms=NOW)
+        store.resolve(*url_query(other), now_ms=NOW)
 
 
 async def test_stores_in_two_processes_share_the_rows(tmp_path: Path) -> None:
@@ -163,13 +144,13 @@ async def test_stores_in_two_processes_share_the_rows(tmp_path: Path) -> None:
     api = LocalFileStore(tmp_path / "files", BASE_URL, UrlSigner(b"secret"))
     url = api.url(TASK, ResultFile("r.json", "application/json", 2), LATER)
     with pytest.raises(TaskNotFound):  # before the database exists
-        api.resolve(*_query(url), now_ms=NOW)
+        api.resolve(*url_query(url), now_ms=NOW)
     await worker.save(TASK, [OutputFile(Path("r.json"), "application/json", data=b"{}")])
-    assert api.resolve(*_query(url), now_ms=NOW)[0] == b"{}"
+    assert api.resolve(*url_query(url), now_ms=NOW)[0] == b"{}"
     await api.delete(TASK)
     await worker.save("task_next", [OutputFile(Path("r.json"), "application/json", data=b"[]")])
     with pytest.raises(TaskNotFound):
-        worker.resolve(*_query(url), now_ms=NOW)
+        worker.resolve(*url_query(url), now_ms=NOW)
     await worker.close()
     await api.close()
 
@@ -249,7 +230,7 @@ async def test_url_resolves_to_the_file(store: LocalFileStore, tmp_path: Path) -
     url = store.url(TASK, file, LATER)
     assert url.startswith(f"http://gw.test:8000/files/{TASK}/0.png?expires={LATER}&signature=")
     assert store.url(TASK, file, LATER) == url
-    path, content_type = store.resolve(*_query(url), now_ms=NOW)
+    path, content_type = store.resolve(*url_query(url), now_ms=NOW)
     assert path == store.path_of(TASK, "0.png")
     assert path.read_bytes() == b"png"
     assert content_type == "image/png"
@@ -261,7 +242,7 @@ async def test_url_quotes_odd_names(store: LocalFileStore) -> None:
     url = store.url(TASK, file, LATER)
     assert " " not in url
     assert "#" not in url
-    path, content_type = store.resolve(*_query(url), now_ms=NOW)
+    path, content_type = store.resolve(*url_query(url), now_ms=NOW)
     assert path == store.path_of(TASK, "a b?#%.json")
     assert content_type == "application/json"
 
@@ -269,7 +250,7 @@ async def test_url_quotes_odd_names(store: LocalFileStore) -> None:
 async def test_resolve_unknown_extension_is_octet_stream(store: LocalFileStore) -> None:
     await store.save(TASK, [OutputFile(Path("blob"), "application/x-custom", data=b"x")])
     url = store.url(TASK, ResultFile("blob", "application/x-custom", 1), LATER)
-    assert store.resolve(*_query(url), now_ms=NOW)[1] == "application/octet-stream"
+    assert store.resolve(*url_query(url), now_ms=NOW)[1] == "application/octet-stream"
 
 
 async def test_files_of_the_old_layout_are_served_and_deleted(store: LocalFileStore, tmp_path: Path) -> None:
@@ -278,17 +259,17 @@ async def test_files_of_the_old_layout_are_served_and_deleted(store: LocalFileSt
     old.mkdir(parents=True)
     (old / "0.png").write_bytes(b"old")
     url = store.url(TASK, ResultFile("0.png", "image/png", 3), LATER)
-    assert store.resolve(*_query(url), now_ms=NOW) == (old / "0.png", "image/png")
+    assert store.resolve(*url_query(url), now_ms=NOW) == (old / "0.png", "image/png")
     await store.delete(TASK)
     assert not old.exists()
     with pytest.raises(TaskNotFound):
-        store.resolve(*_query(url), now_ms=NOW)
+        store.resolve(*url_query(url), now_ms=NOW)
 
 
 async def test_resolve_refuses_bad_signatures(store: LocalFileStore) -> None:
     staging = store.staging_dir(TASK, 1)
     (file,) = await store.save(TASK, [_write(staging, "0.png", b"png")])
-    task_id, name, expires, signature = _query(store.url(TASK, file, LATER))
+    task_id, name, expires, signature = url_query(store.url(TASK, file, LATER))
     invalid = [
         (task_id, name, None, signature),
         (task_id, name, expires, None),
@@ -325,7 +306,7 @@ def test_resolve_refuses_traversal_even_when_signed(
 def test_resolve_missing_file(store: LocalFileStore) -> None:
     url = store.url(TASK, ResultFile("0.png", "image/png", 3), LATER)
     with pytest.raises(TaskNotFound, match="No such file"):
-        store.resolve(*_query(url), now_ms=NOW)
+        store.resolve(*url_query(url), now_ms=NOW)
 
 
 async def test_resolve_refuses_a_folder(store: LocalFileStore, tmp_path: Path) -> None:
@@ -334,7 +315,7 @@ async def test_resolve_refuses_a_folder(store: LocalFileStore, tmp_path: Path) -
     for name in ("sub", "old"):
         url = store.url(TASK, ResultFile(name, "image/png", 3), LATER)
         with pytest.raises(TaskNotFound):
-            store.resolve(*_query(url), now_ms=NOW)
+            store.resolve(*url_query(url), now_ms=NOW)
 
 
 async def test_delete_removes_files_and_staging_leftovers(store: LocalFileStore, tmp_path: Path) -> None:
@@ -354,7 +335,7 @@ async def test_delete_removes_files_and_staging_leftovers(store: LocalFileStore,
     assert other.exists()
     assert also_other.exists()
     for task_id in neighbours:
-        assert _served(store, task_id, "0.png") == b"theirs"
+        assert served(store, task_id, "0.png", NOW) == b"theirs"
     await store.delete(TASK)  # missing is fine
 
 
@@ -369,10 +350,10 @@ async def test_delete_by_names_removes_just_those(store: LocalFileStore, kept_as
     await store.save(TASK, outputs(TASK, ("0.png", "1.png", "2.png")))
     await store.save(TASK + "z", outputs(TASK + "z", ("0.png",)))
     await store.delete(TASK, ["0.png", "1.png", "../../escape", "9.png"])
-    assert _served(store, TASK, "0.png") is None
-    assert _served(store, TASK, "1.png") is None
-    assert _served(store, TASK, "2.png") == b"x"  # not named: stays
-    assert _served(store, TASK + "z", "0.png") == b"x"
+    assert served(store, TASK, "0.png", NOW) is None
+    assert served(store, TASK, "1.png", NOW) is None
+    assert served(store, TASK, "2.png", NOW) == b"x"  # not named: stays
+    assert served(store, TASK + "z", "0.png", NOW) == b"x"
 
 
 async def test_delete_on_an_empty_root(store: LocalFileStore) -> None:

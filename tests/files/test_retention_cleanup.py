@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+
+from local_urls import served
 
 from gengate.domain.clock import now_ms
-from gengate.domain.errors import TaskNotFound
 from gengate.domain.ids import new_task_id
 from gengate.domain.states import TaskState
-from gengate.domain.task import ResultFile, Task
+from gengate.domain.task import Task
 from gengate.files.cleanup import remove_expired
 from gengate.files.local import LocalFileStore
 from gengate.files.signing import UrlSigner
@@ -42,18 +42,9 @@ async def finished_task(store: SQLiteStore, files: LocalFileStore) -> str:
     return task_id
 
 
-def served(files: LocalFileStore, task_id: str) -> set[str]:
+def names_served(files: LocalFileStore, task_id: str) -> set[str]:
     """The names of the task's results that `/files/` would still serve."""
-    names = set()
-    for name in ("0.txt", "r.json"):
-        url = urlsplit(files.url(task_id, ResultFile(name, "", 0), now_ms() + 60_000))
-        query = parse_qs(url.query)
-        try:
-            files.resolve(task_id, name, query["expires"][0], query["signature"][0], now_ms())
-        except TaskNotFound:
-            continue
-        names.add(name)
-    return names
+    return {name for name in ("0.txt", "r.json") if served(files, task_id, name, now_ms()) is not None}
 
 
 async def test_remove_expired_deletes_only_old_results(tmp_path: Path) -> None:
@@ -65,13 +56,13 @@ async def test_remove_expired_deletes_only_old_results(tmp_path: Path) -> None:
         await asyncio.sleep(0.6)
         young = await finished_task(store, files)
         assert await remove_expired(store, files, ttl_ms=300) == 1
-        assert served(files, old) == set()
-        assert served(files, young) == {"0.txt", "r.json"}
+        assert names_served(files, old) == set()
+        assert names_served(files, young) == {"0.txt", "r.json"}
         assert files.path_of(young, "0.txt").read_text() == "result"
         assert await remove_expired(store, files, ttl_ms=300) == 0  # marked, not found again
         await asyncio.sleep(0.4)
         assert await remove_expired(store, files, ttl_ms=300) == 1
-        assert served(files, young) == set()
+        assert names_served(files, young) == set()
     finally:
         await files.close()
         await store.close()
