@@ -27,8 +27,8 @@ serve: $(STAMP)
 	$(BIN)/gengate serve
 
 lint: $(DEV)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench examples clients
+	$(BIN)/ruff format --check src tests bench examples clients
 
 typecheck: $(DEV)
 	$(BIN)/mypy
@@ -36,6 +36,7 @@ typecheck: $(DEV)
 test: lint typecheck
 	./scripts/ensure-services.sh
 	./scripts/ensure-postgres.sh
+	./scripts/ensure-chromium.sh
 	$(BIN)/pytest
 
 bench: $(DEV)

@@ -8,12 +8,18 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 import pgcluster
 from gengate.runtime import Gateway
 from gengate.settings import Settings, load_settings
 
 ADMIN_KEY = "gga_test_admin_key"
+
+# Examples are checked for what they answer, never for how fast: on a busy 2-core machine a
+# per-example deadline only makes a correct test fail now and then.
+hypothesis_settings.register_profile("gengate", deadline=None)
+hypothesis_settings.load_profile("gengate")
 
 
 @pytest.fixture

@@ -14,6 +14,8 @@ import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
+from gengate.background import spawn
+
 In = TypeVar("In")
 Out = TypeVar("Out")
 
@@ -30,7 +32,7 @@ class Batcher(Generic[In, Out]):
         future: asyncio.Future[Out] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, future))
         if self._running is None or self._running.done():
-            self._running = asyncio.create_task(self._drain())
+            self._running = spawn(self._drain(), "a batch of store calls")
         return await future
 
     async def _drain(self) -> None:

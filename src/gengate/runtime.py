@@ -21,6 +21,8 @@ from gengate import bootstrap, heap, logsafe
 from gengate.api.app import build_app
 from gengate.api.callbacks import callback_body
 from gengate.api.context import ApiContext
+from gengate.api.disk_space import DiskSpace
+from gengate.background import spawn
 from gengate.domain.catalogue import Catalogue
 from gengate.files.base import FileStore
 from gengate.files.cleanup import run_cleanup
@@ -39,6 +41,7 @@ from gengate.settings import Settings, load_settings
 from gengate.store.base import Store
 from gengate.store.factory import build_store
 from gengate.store.notify import ChangeHub
+from gengate.store.sqlite import SQLiteStore
 from gengate.webhooks.sender import WebhookSender
 from gengate.webhooks.ssrf import AddressPolicy
 from gengate.worker.pool import WorkerPool
@@ -60,7 +63,7 @@ class Core:
 
 
 def build_core(settings: Settings) -> Core:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    bootstrap.data_folder(settings)
     hub = ChangeHub()
     hooks = UpstreamHooks(bootstrap.server_secret(settings), settings.public_url)
     providers = build_providers(settings, hooks)
@@ -128,7 +131,7 @@ class Gateway:
         await self.webhooks.start()
         ttl_ms = self.settings.result_ttl * 1000
         cleanup = run_cleanup(self.store, self.files, ttl_ms, self.settings.cleanup_interval_s)
-        self._background.append(asyncio.create_task(cleanup, name="gengate-cleanup"))
+        self._background.append(spawn(cleanup, "result clean-up", name="gengate-cleanup"))
 
     async def stop(self) -> None:
         for task in self._background:
@@ -163,6 +166,10 @@ class Gateway:
             rate_limiter=self.rate_limiter,
             providers=self.providers,
             upstream_hooks=self.hooks,
+            disk_space=DiskSpace.of_settings(self.settings),
+            write_health=self.store.write_health if isinstance(self.store, SQLiteStore) else None,
+            console_session_ttl_s=self.settings.console_session_ttl_s,
+            console_signin_limit=self.settings.console_signin_limit,
         )
 
     def asgi(self, *, server_process: bool = False) -> ASGIApp:

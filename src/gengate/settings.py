@@ -13,14 +13,26 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
+
+from gengate.settings_check import check_keys, explain, read_toml
+from gengate.startup import ConfigFileError, StartupError, redacted_url
 
 DEFAULT_CONFIG_FILE = "gengate.toml"
 
@@ -30,6 +42,9 @@ DEFAULT_RETRY_SCHEDULE = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
 
 class ModelConfig(BaseModel):
     """A model as an operator declares it under `[models.<id>]`."""
+
+    # A misspelt setting (`timout_s`) is an error, not a silent default.
+    model_config = ConfigDict(extra="forbid")
 
     provider: str = Field(
         default="",
@@ -135,6 +150,9 @@ class Settings(BaseSettings):
         description="`sqlite:///path` or `postgresql://user@host/db`; default: SQLite in the data folder.",
     )
     database_pool_size: int = Field(default=10, ge=1, description="PostgreSQL connections per process.")
+    database_wait_s: float = Field(
+        default=30.0, ge=0, description="Longest a starting process waits for PostgreSQL to answer."
+    )
     result_ttl: int = Field(default=86_400, gt=0, description="Seconds result URLs and files live.")
     files_url: str | None = Field(
         default=None,
@@ -147,8 +165,32 @@ class Settings(BaseSettings):
     sync_wait: float = Field(default=60.0, gt=0, le=600, description="Longest wait of a `sync` submit.")
     workers: int = Field(default=32, ge=0, description="In-process worker slots; 0 runs no worker.")
     max_body_bytes: int = Field(default=1 << 20, gt=0, description="Largest request body accepted.")
+    # -- connections, per API process ---------------------------------------------------------
+    max_header_bytes: int = Field(
+        default=65_536, ge=1024, description="Largest request head (request line and headers); 431 beyond."
+    )
+    header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Longest a client may take to send a request's head, from connecting (or from the "
+        "request's first byte on a kept-alive connection); then the connection is closed.",
+    )
+    keep_alive_s: float = Field(
+        default=5.0, gt=0, description="An idle kept-alive connection is closed after this many seconds."
+    )
+    max_connections: int | None = Field(
+        default=None,
+        ge=1,
+        description="Open connections per API process past which requests get 503 `unavailable`; default: "
+        "the open-file limit (`ulimit -n`) less 512, or less a quarter when that is smaller.",
+    )
     lease_s: float = Field(default=30.0, gt=0, description="A claim's lease, renewed while the task runs.")
     cleanup_interval_s: float = Field(default=300.0, gt=0, description="How often expired files are removed.")
+    min_free_bytes: int = Field(
+        default=64 << 20,
+        ge=0,
+        description="Free bytes the data and files folders need for `/readyz` to say ready; 0: not checked.",
+    )
     webhook_retry_schedule: Annotated[list[float], NoDecode] = Field(
         default_factory=lambda: [float(delay) for delay in DEFAULT_RETRY_SCHEDULE],
         description="Seconds before each callback attempt: the first, then each retry (comma-separated).",
@@ -176,6 +218,12 @@ class Settings(BaseSettings):
         default="memory://",
         description="Rate-limit windows: `memory://` (one process) or `redis://host:port` (shared).",
     )
+    console_session_ttl_s: float = Field(
+        default=12 * 3600, gt=0, description="How long a web console sign-in lasts (seconds)."
+    )
+    console_signin_limit: str = Field(
+        default="10/minute", description="Failed console sign-ins allowed per client address."
+    )
     moderation_deny_words: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Words refused in any input string: case-insensitive, whole words (comma-separated).",
@@ -197,6 +245,30 @@ class Settings(BaseSettings):
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError(f"use sqlite:///PATH or postgresql://user@host/db (got {redacted_url(value)})")
+        return value or None
+
+    @field_validator("files_url")
+    @classmethod
+    def _files_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith("s3://"):
+            raise ValueError(
+                f"unsupported files URL {value!r}: use s3://bucket/prefix, "
+                "or leave it unset for the data folder"
+            )
+        return value or None
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        if value.lower() not in {"debug", "info", "warning", "error", "critical"}:
+            raise ValueError(f"use debug, info, warning, error or critical (got {value!r})")
         return value
 
     @field_validator("webhook_retry_schedule")
@@ -260,7 +332,9 @@ class Settings(BaseSettings):
         if url and url.startswith("sqlite:///"):
             return Path(url.removeprefix("sqlite:///"))
         if url and not url.startswith(("postgresql://", "postgres://")):
-            raise ValueError(f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://...")
+            raise StartupError(
+                f"unsupported database URL {redacted_url(url)}: use sqlite:///PATH or postgresql://..."
+            )
         return self.data_dir / "gengate.db"
 
     @property
@@ -269,24 +343,43 @@ class Settings(BaseSettings):
 
 
 def load_settings(config: str | Path | None = None, **overrides: Any) -> Settings:
-    """Build the settings; `overrides` (flags) win over the environment and the file."""
+    """Build the settings; `overrides` (flags) win over the environment and the file.
+
+    A mistake raises :class:`ConfigFileError` naming the file or variable, the table and the
+    setting: unknown keys (with the nearest known one), TOML syntax, values of the wrong type.
+    """
     path = _config_path(config)
+    if path is not None:
+        check_keys(path, read_toml(path), Settings)
 
     class _FromFile(Settings):
         model_config = SettingsConfigDict(toml_file=path)
 
     values = {name: value for name, value in overrides.items() if value is not None}
-    return _FromFile(**values)
+    try:
+        return _FromFile(**values)
+    except ValidationError as exc:
+        raise explain(exc, Settings, path, values) from None
+    except SettingsError as exc:  # a variable that should hold JSON does not
+        raise ConfigFileError(_unparsable(str(exc))) from None
 
 
-def _config_path(config: str | Path | None) -> Path | None:
+def _unparsable(message: str) -> str:
+    field = re.search(r'field "(\w+)"', message)
+    if field is None:
+        return message
+    return f"GENGATE_{field.group(1).upper()}: not valid JSON"
+
+
+def _config_path(config: str | Path | None, variable: str = "") -> Path | None:
     if config is not None:
         path = Path(config)
         if not path.is_file():
-            raise FileNotFoundError(f"config file {path} does not exist")
+            by = f"{variable} names " if variable else ""
+            raise ConfigFileError(f"{by}config file {path} does not exist")
         return path
     named = os.environ.get("GENGATE_CONFIG")
     if named:
-        return _config_path(named)
+        return _config_path(named, "GENGATE_CONFIG")
     default = Path(DEFAULT_CONFIG_FILE)
     return default if default.is_file() else None

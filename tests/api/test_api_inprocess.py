@@ -70,7 +70,7 @@ async def test_submit_then_sync_read(http: httpx.AsyncClient, api_key: str) -> N
     ("body", "fragment"),
     [
         (b'{"input": {"prompt": NaN}}', "not valid JSON"),
-        (b'{"input": {"data": 18446744073709551616}}', "accepted: large integers parse as floats"),
+        (b'{"input": {"data": 18446744073709551616}}', "input.data: integer out of range"),
         (b'{"input": {"prompt": "\xff\xfe"}}', "not valid JSON"),
         (b"[" * 10_000 + b"]" * 10_000, "not valid JSON"),
         (b'{"input": {"data": ' + b"[" * 40 + b"]" * 40 + b"}}", "nested deeper"),
@@ -89,9 +89,6 @@ async def test_hostile_bodies_are_bad_requests(
         content=body,
         headers={**bearer(api_key), "content-type": "application/json"},
     )
-    if fragment.startswith("accepted"):
-        assert response.status_code == 200
-        return
     assert fragment in assert_error(response, 400, "bad_request")["message"]
 
 
@@ -166,15 +163,18 @@ async def test_unexpected_error_is_not_raised_to_the_server(
 
 
 async def test_openapi_covers_every_route_of_the_app(gateway: Gateway, http: httpx.AsyncClient) -> None:
-    """Every Starlette route (but the docs themselves) has its path in the document."""
+    """Every Starlette route (but the docs themselves, packaged assets and the console's HTML
+    pages) has its path in the document."""
     from starlette.applications import Starlette
-    from starlette.routing import Route
+    from starlette.routing import Mount, Route
 
     document = (await http.get("/openapi.json")).json()
     app: Any = gateway.asgi()
     while not isinstance(app, Starlette):
         app = app.app
     for route in app.routes:
+        if isinstance(route, Mount) or route.path == "/" or route.path.startswith("/console"):
+            continue
         assert isinstance(route, Route)
         if route.path in {"/openapi.json", "/docs"}:
             continue

@@ -253,8 +253,19 @@ def test_other_keys_task_is_not_found(gengate_server: Any, api_key: str, assert_
 
 
 def test_task_under_another_model_is_not_found(gengate_server: Any, api_key: str, assert_error: Any) -> None:
+    """Its own key is told which model the task belongs to; another key still learns nothing."""
     task_id = gengate_server.submit_ok(api_key, "demo-echo", {"mode": "echo"})
-    assert_error(gengate_server.status(api_key, "demo-image", task_id), 404, "task_not_found")
+    mentions = f"Task '{task_id}' belongs to model 'demo-echo', not 'demo-image'"
+    assert_error(
+        gengate_server.status(api_key, "demo-image", task_id), 404, "task_not_found", mentions=mentions
+    )
+    cancel = gengate_server.http.post(
+        "/api/v1/cancelTask/demo-image", params={"taskId": task_id}, headers=gengate_server.auth(api_key)
+    )
+    assert_error(cancel, 404, "task_not_found", mentions=mentions)
+    other = gengate_server.create_key("other-model-path")["key"]
+    body = assert_error(gengate_server.status(other, "demo-image", task_id), 404, "task_not_found")
+    assert body["error"]["message"] == f"Task '{task_id}' does not exist for this key."
 
 
 def test_deeply_nested_input_is_a_bad_request(start_gengate: Any, assert_error: Any) -> None:

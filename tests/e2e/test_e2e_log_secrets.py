@@ -18,6 +18,13 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 CALLBACK_TOKEN = "cbtok_9f8e7d6c5b4a39281706"
+#: Parameter names that carried secrets in clear into the log (issue 19), each with its value.
+CALLBACK_SECRETS = {
+    name: f"v{i}cbsecret{i}"
+    for i, name in enumerate(
+        ("client_secret", "X-Amz-Signature", "access_key", "code", "session", "hmac", "pwd", "Client_Secret")
+    )
+}
 
 
 class _Receiver(BaseHTTPRequestHandler):
@@ -57,7 +64,8 @@ def test_no_secret_reaches_the_log(start_gengate: Any, receiver: ThreadingHTTPSe
     whsec_new = rotated.json()["data"]["webhook_secret"]
 
     port = receiver.server_address[1]
-    callback = f"http://127.0.0.1:{port}/hook?token={CALLBACK_TOKEN}"
+    params = "&".join(f"{name}={value}" for name, value in CALLBACK_SECRETS.items())
+    callback = f"http://127.0.0.1:{port}/hook?token={CALLBACK_TOKEN}&{params}"
     server.submit_ok(key, "demo-echo", {"prompt": "hi"}, request_type="callback", callback_url=callback)
     deadline = time.monotonic() + 20
     while not receiver.arrived:  # type: ignore[attr-defined]
@@ -82,6 +90,34 @@ def test_no_secret_reaches_the_log(start_gengate: Any, receiver: ThreadingHTTPSe
         ("rotated webhook secret", whsec_new),
         ("webhook secret body", whsec.removeprefix("whsec_")),
         ("callback token", CALLBACK_TOKEN),
+        *((f"callback parameter {name}", value) for name, value in CALLBACK_SECRETS.items()),
     ):
         assert secret not in log, f"the {name} appears in the log"
     assert not any(hidden[i : i + 12] in log for i in range(len(hidden) - 11)), "a piece of the key is logged"
+
+
+def test_at_info_a_callback_url_is_logged_without_its_query(
+    start_gengate: Any, receiver: ThreadingHTTPServer
+) -> None:
+    server = start_gengate("log-callback-query", env={"GENGATE_WEBHOOK_ALLOW": "127.0.0.0/8"})
+    key = server.create_key("logged", credits=10)["key"]
+    port = receiver.server_address[1]
+    query = "&".join(f"{name}={value}" for name, value in CALLBACK_SECRETS.items())
+    server.submit_ok(
+        key,
+        "demo-echo",
+        {"prompt": "hi"},
+        request_type="callback",
+        callback_url=f"http://127.0.0.1:{port}/hook/in?{query}&page=2",
+    )
+    deadline = time.monotonic() + 20
+    while not receiver.arrived:  # type: ignore[attr-defined]
+        assert time.monotonic() < deadline, "the callback never arrived"
+        time.sleep(0.05)
+    assert receiver.arrived[0].endswith("&page=2"), "the receiver got the whole URL"  # type: ignore[attr-defined]
+    server.stop()
+    log = server.stdout() + server.stderr()
+    assert f"HTTP Request: POST http://127.0.0.1:{port}/hook/in?[9 params] " in log
+    assert "page=2" not in log
+    for name, value in CALLBACK_SECRETS.items():
+        assert value not in log, f"the callback parameter {name} appears in the log"

@@ -302,6 +302,9 @@ async def test_image_url_goes_through_the_ssrf_guard(
         await guarded.run({"prompt": "a cat", "image_url": f"{image_server}/picture.png"}, ctx)
     assert caught.value.fail_code == "INVALID_INPUT"
     assert "image_url host 127.0.0.1 is a loopback address" in caught.value.message
+    # The way round it is the provider's own option, not the callbacks' setting.
+    assert 'allow it with image_allow = ["127.0.0.1"] in [providers.' in caught.value.message
+    assert "GENGATE_WEBHOOK_ALLOW" not in caught.value.message
 
     allowed = _provider(pipeline_dir, image_allow=["127.0.0.1/32"])
     ctx, _ = _context(tmp_path, "allowed", mode="image-to-image")

@@ -25,6 +25,7 @@ from gengate.api.tasks_api import TasksApi
 from gengate.api.trace import TraceMiddleware
 from gengate.api.upstream_hooks import UpstreamHookRoutes
 from gengate.api.xhuo import XhuoRoutes
+from gengate.console import console_routes
 from gengate.files.local import LocalFileStore
 
 
@@ -44,13 +45,20 @@ def build_app(
         *AdminRoutes(ctx).routes(),
         *UpstreamHookRoutes(ctx.upstream_hooks).routes(),
         Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", ReadyRoute(ctx.tasks.store, ctx.catalogue, ctx.providers).endpoint, methods=["GET"]),
+        Route("/readyz", _ready_route(ctx).endpoint, methods=["GET"]),
         Route("/metrics", MetricsRoute(ctx.metrics).endpoint, methods=["GET"]),
     ]
     if isinstance(ctx.files, LocalFileStore):
         routes += FileRoutes(ctx.files).routes()
     routes += DocsRoutes(ctx).routes()
+    routes += console_routes(ctx)  # `/` and `/console...`
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     app.router.redirect_slashes = False  # a wrong path is `no_api`, not a redirect
     guarded = RequestGuard(app, ctx.max_body_bytes)
     return HotPath(TraceMiddleware(guarded), [*apixo.hot_routes(), *kie.hot_routes()])
+
+
+def _ready_route(ctx: ApiContext) -> ReadyRoute:
+    return ReadyRoute(
+        ctx.tasks.store, ctx.catalogue, ctx.providers, disk=ctx.disk_space, writes=ctx.write_health
+    )

@@ -1,7 +1,8 @@
 """Reading a JSON body: cut past the size limit, and parsed strictly.
 
-Malformed JSON, NaN and Infinity, numbers out of range, invalid UTF-8 and deep nesting are all
-`bad_request`. The size of every route's body is guarded before this, in :mod:`api.guard`.
+Malformed JSON, NaN and Infinity, numbers out of range (integers past 64 bits, named by field),
+invalid UTF-8 and deep nesting are all `bad_request`. The size of every route's body is guarded
+before this, in :mod:`api.guard`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 
+from gengate.api.json_numbers import SUSPECT, wide_integer_message
 from gengate.domain.errors import BadRequest, PayloadTooLarge
 
 #: Deepest nesting of objects and arrays a body may have. orjson parses up to 1024 levels but
@@ -34,11 +36,20 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"The request body is not valid JSON: {exc.msg} at byte {exc.pos}.") from None
+        # An integer past the float range is "infinity" to orjson: name its field if it is one.
+        wide = wide_integer_message(raw) if "infinity" in exc.msg else None
+        raise BadRequest(
+            wide or f"The request body is not valid JSON: {exc.msg} at byte {exc.pos}."
+        ) from None
     if not isinstance(value, dict):
         raise BadRequest("The request body must be a JSON object.")
-    if _too_deep(value, MAX_DEPTH):
+    too_deep, suspect = _scan(value, MAX_DEPTH)
+    if too_deep:
         raise BadRequest(f"The request body is nested deeper than {MAX_DEPTH} levels.")
+    if suspect:
+        wide = wide_integer_message(raw)
+        if wide is not None:
+            raise BadRequest(wide)
     return value
 
 
@@ -50,15 +61,18 @@ def optional_string(body: dict[str, Any], name: str) -> str | None:
     return value
 
 
-def _too_deep(value: Any, limit: int) -> bool:
-    """Whether containers nest deeper than `limit`; iterative, so depth costs no stack."""
+def _scan(value: Any, limit: int) -> tuple[bool, bool]:
+    """Whether containers nest deeper than `limit`, and whether a float is large enough to be
+    an integer orjson could not keep (:mod:`api.json_numbers`); iterative, so depth costs no stack."""
+    suspect = False
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
         if depth > limit:
-            return True
-        if isinstance(item, dict):
-            stack.extend((child, depth + 1) for child in item.values() if isinstance(child, dict | list))
-        elif isinstance(item, list):
-            stack.extend((child, depth + 1) for child in item if isinstance(child, dict | list))
-    return False
+            return True, suspect
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
+            elif type(child) is float and not -SUSPECT < child < SUSPECT:
+                suspect = True
+    return False, suspect

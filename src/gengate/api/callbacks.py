@@ -14,7 +14,6 @@ from gengate.api.apixo import status_data
 from gengate.api.context import ApiContext
 from gengate.api.responses import success
 from gengate.domain.deliveries import Delivery
-from gengate.domain.errors import BadRequest
 from gengate.domain.task import Task
 
 
@@ -61,20 +60,11 @@ class CallbackRoutes:
 
     async def deliveries(self, request: Request) -> Response:
         key = await self.ctx.authenticate(request.scope)
-        task = await self.ctx.tasks.get(key, request.path_params["task_id"])
-        deliveries = await self.ctx.tasks.store.deliveries_of_task(task.id)
+        task, deliveries = await self.ctx.tasks.deliveries(key, request.path_params["task_id"])
         return success({"taskId": task.id, "deliveries": [delivery_view(d) for d in deliveries]})
 
     async def redeliver(self, request: Request) -> Response:
         """Send the task's latest callback again (same `webhook-id`, fresh schedule)."""
         key = await self.ctx.authenticate(request.scope)
-        task = await self.ctx.tasks.get(key, request.path_params["task_id"])
-        deliveries = await self.ctx.tasks.store.deliveries_of_task(task.id)
-        if not deliveries:
-            raise BadRequest(
-                "This task has no callback to deliver: it had no callback_url or is not finished."
-            )
-        latest = deliveries[-1]
-        if not await self.ctx.tasks.store.redeliver(latest.id):
-            raise BadRequest("The callback is still being delivered; wait for it to end before redelivering.")
+        task, latest = await self.ctx.tasks.redeliver(key, request.path_params["task_id"])
         return success({"taskId": task.id, "deliveryId": latest.id, "state": "pending"})

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import orjson
 from starlette.types import Scope
 
+from gengate.api.disk_space import DiskSpace
 from gengate.api.hotpath import header_value
 from gengate.api.trace import RESPONSE_HEADERS_KEY
 from gengate.domain.catalogue import Catalogue
@@ -22,6 +23,7 @@ from gengate.providers.relay_hooks import UpstreamHooks
 from gengate.services.keys import KeyService
 from gengate.services.ratelimit import RateLimiter, RateState
 from gengate.services.tasks import TaskService
+from gengate.store.write_health import WriteHealth
 
 RESULT_JSON_CACHE_SIZE = 10_000
 
@@ -42,6 +44,12 @@ class ApiContext:
     providers: Mapping[str, Provider] = field(default_factory=dict)
     #: Where upstream callbacks wake the relays of this process; None: no such route.
     upstream_hooks: UpstreamHooks | None = None
+    #: For `/readyz`: free space of the folders written to, and whether store writes succeed.
+    disk_space: DiskSpace | None = None
+    write_health: WriteHealth | None = None
+    #: How long a web console sign-in lasts, and failed sign-ins allowed per client address.
+    console_session_ttl_s: float = 12 * 3600
+    console_signin_limit: str = "10/minute"
     #: resultJson of recently read finished tasks: a finished task is immutable, and
     #: clients poll the same ones over and over.
     _result_json: dict[tuple[str, int], str] = field(default_factory=dict)

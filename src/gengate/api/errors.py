@@ -12,12 +12,12 @@ import logging
 from typing import Any
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from gengate.api.responses import JSONResponse
 from gengate.api.trace import trace_id_of
-from gengate.domain.errors import ApiError, GatewayError, NoApi
+from gengate.domain.errors import ApiError, BadRequest, GatewayError, NoApi
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,21 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
     return render(ApiError(str(exc.detail)), request)
 
 
+async def on_client_gone(request: Request, exc: Exception) -> Response:
+    """A client that closed its connection before sending its whole body: nothing went wrong
+    here, and anyone with a key can do it as often as they like, so it is one INFO line. The
+    answer goes nowhere (the server drops it), but the route ends as every route does."""
+    assert isinstance(exc, ClientDisconnect)
+    trace_id = trace_id_of(request.scope)
+    log.info(
+        "client disconnected before sending the whole body (trace_id %s) on %s %s",
+        trace_id,
+        request.method,
+        request.url.path,
+    )
+    return render(BadRequest("The connection closed before the whole request body arrived."), request)
+
+
 async def on_unexpected(request: Request, exc: Exception) -> Response:
     trace_id = trace_id_of(request.scope)
     log.error(
@@ -86,5 +101,6 @@ async def on_unexpected(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS = {
     GatewayError: on_gateway_error,
     HTTPException: on_http_error,
+    ClientDisconnect: on_client_gone,
     Exception: on_unexpected,
 }

@@ -430,9 +430,12 @@ def openapi_document(catalogue: Catalogue, version: str) -> dict[str, Any]:
         "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "Alive"}}}},
         "/readyz": {
             "get": {
-                "summary": "Readiness: the store answers and every model has a provider to run it",
-                "description": "503 `unavailable` (with `store`, `circuits` and `unavailableModels`) "
-                "while the store does not answer or every provider of some model has its circuit "
+                "summary": "Readiness: the store answers and writes, the disk has room, and every "
+                "model has a provider to run it",
+                "description": "503 `unavailable` (with the checks below and `unavailableModels`) "
+                "while the store does not answer, a store write failed for its disk within 30 s and "
+                "none has succeeded since, a data or files folder has less than "
+                "`GENGATE_MIN_FREE_BYTES` free, or every provider of some model has its circuit "
                 "breaker open.",
                 "responses": ok(
                     {
@@ -440,6 +443,17 @@ def openapi_document(catalogue: Catalogue, version: str) -> dict[str, Any]:
                         "properties": {
                             "status": {"type": "string", "enum": ["ready"]},
                             "store": {"type": "string", "enum": ["ok"]},
+                            "writes": {
+                                "type": "string",
+                                "enum": ["ok", "unchecked"],
+                                "description": "`unchecked` with PostgreSQL: its server's disk is its own.",
+                            },
+                            "disk": {"type": "string", "enum": ["ok", "unchecked"]},
+                            "freeBytes": {
+                                "type": "object",
+                                "description": "Free bytes of each folder written to (`data`, `files`).",
+                                "additionalProperties": {"type": "integer"},
+                            },
                             "circuits": {
                                 "type": "object",
                                 "description": "Each upstream provider's circuit breaker.",

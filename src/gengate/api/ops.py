@@ -6,12 +6,15 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
+from gengate.api.disk_space import SETTING as DISK_SETTING
+from gengate.api.disk_space import DiskSpace
 from gengate.api.responses import JSONResponse
 from gengate.domain.catalogue import Catalogue
 from gengate.domain.clock import now_ms
@@ -21,11 +24,15 @@ from gengate.metrics import Metrics
 from gengate.providers.base import Provider
 from gengate.providers.fallback import circuit_states, model_circuits
 from gengate.store.base import Store
+from gengate.store.write_health import WriteHealth
 
 log = logging.getLogger(__name__)
 
 #: Longest `/readyz` waits for the store to answer.
 READY_STORE_TIMEOUT_S = 2.0
+#: How long after a store write failed for its disk (full, read-only, I/O error) `/readyz` is
+#: not ready, unless a write succeeds meanwhile.
+READY_WRITE_FAILURE_S = 30.0
 
 
 async def healthz(_request: Request) -> Response:
@@ -33,13 +40,24 @@ async def healthz(_request: Request) -> Response:
 
 
 class ReadyRoute:
-    """`/readyz`: 200 while the store answers and every model has a provider whose circuit is
-    not open; else 503 `unavailable`, saying which store or circuits are at fault."""
+    """`/readyz`: 200 while the store answers, its writes reach the disk, the data and files
+    folders have `min_free_bytes` free, and every model has a provider whose circuit is not
+    open; else 503 `unavailable`, saying which check fails. The body names every check."""
 
-    def __init__(self, store: Store, catalogue: Catalogue, providers: Mapping[str, Provider]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        catalogue: Catalogue,
+        providers: Mapping[str, Provider],
+        *,
+        disk: DiskSpace | None = None,
+        writes: WriteHealth | None = None,
+    ) -> None:
         self.store = store
         self.catalogue = catalogue
         self.providers = providers
+        self.disk = disk
+        self.writes = writes
 
     async def endpoint(self, _request: Request) -> Response:
         store_ok = await self._store_answers()
@@ -48,16 +66,44 @@ class ReadyRoute:
             for model, circuits in model_circuits(self.catalogue, self.providers).items()
             if all(state == "open" for state in circuits.values())
         }
-        report = {"store": "ok" if store_ok else "unreachable", "circuits": circuit_states(self.providers)}
-        if store_ok and not blocked:
-            return JSONResponse({"status": "ready", **report})
         problems = [] if store_ok else ["the store does not answer"]
+        report: dict[str, Any] = {"store": "ok" if store_ok else "unreachable"}
+        problems += self._check_writes(report)
+        problems += self._check_disk(report)
+        report["circuits"] = circuit_states(self.providers)
+        if not problems and not blocked:
+            return JSONResponse({"status": "ready", **report})
         problems += [f"model {model}: every provider's circuit is open" for model in sorted(blocked)]
         raise Unavailable(
             "Not ready: " + "; ".join(problems) + ".",
             headers={"Retry-After": "5"},
             extra={**report, "unavailableModels": blocked},
         )
+
+    def _check_writes(self, report: dict[str, Any]) -> list[str]:
+        """Only the SQLite store's writer sees its writes' storage fail; with another store,
+        `unchecked`."""
+        if self.writes is None:
+            report["writes"] = "unchecked"
+            return []
+        failing = self.writes.failing(READY_WRITE_FAILURE_S)
+        report["writes"] = "ok" if failing is None else "failing"
+        if failing is None:
+            return []
+        age, error = failing
+        return [f"a store write failed {age:.0f} s ago ({error}) and none has succeeded since"]
+
+    def _check_disk(self, report: dict[str, Any]) -> list[str]:
+        if self.disk is None:
+            report["disk"] = "unchecked"
+            return []
+        report["freeBytes"] = self.disk.free()
+        low = self.disk.low()
+        report["disk"] = "low" if low else "ok"
+        return [
+            f"the {name} folder has {free} bytes free, less than {DISK_SETTING} ({self.disk.min_free_bytes})"
+            for name, free in low.items()
+        ]
 
     async def _store_answers(self) -> bool:
         try:

@@ -15,6 +15,7 @@ import click
 import orjson
 
 from gengate.settings import Settings, load_settings
+from gengate.startup import StartupError
 
 if TYPE_CHECKING:
     from gengate.domain.catalogue import Catalogue
@@ -33,7 +34,7 @@ config_option = click.option(
 def _settings(config: Path | None, **overrides: Any) -> Settings:
     try:
         return load_settings(config, **overrides)
-    except (FileNotFoundError, ValueError) as exc:
+    except (StartupError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
 
 
@@ -59,11 +60,32 @@ def cli() -> None:
 
 @cli.command()
 @config_option
-@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
-@click.option("--port", type=int, default=None, help="Port (default 8000).")
-@click.option("--workers", type=int, default=None, help="In-process worker slots; 0 serves the API only.")
-@click.option("--processes", type=int, default=1, show_default=True, help="API processes sharing the port.")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1, or $GENGATE_HOST).")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Port to listen on (default 8000, or $GENGATE_PORT); 0 takes a free one.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(0),
+    default=None,
+    help="In-process worker slots per process (default 32, or $GENGATE_WORKERS); 0 serves the API only.",
+)
+@click.option(
+    "--processes",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="API processes sharing the port; the database and the data folder are shared.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder of the SQLite database, result files and secrets (default .gengate, or $GENGATE_DATA_DIR).",
+)
 def serve(  # noqa: PLR0917 - click passes every option positionally by name
     config: Path | None,
     host: str | None,
@@ -72,26 +94,26 @@ def serve(  # noqa: PLR0917 - click passes every option positionally by name
     processes: int,
     data_dir: Path | None,
 ) -> None:
-    """Run the gateway: API, in-process workers and result files."""
-    import uvicorn
+    """Run the gateway: API, in-process workers and result files.
 
-    from gengate import bootstrap
+    Connection limits (request head size and time, idle keep-alive, connections per process)
+    are settings: see GENGATE_MAX_HEADER_BYTES, GENGATE_HEADER_TIMEOUT_S, GENGATE_KEEP_ALIVE_S
+    and GENGATE_MAX_CONNECTIONS in the README.
+    """
+    from gengate import bootstrap, logsafe
     from gengate.providers.registry import ConfigError
     from gengate.runtime import Gateway
+    from gengate.server.listen import ListenError, address_of, listen
+    from gengate.server.run import run_in_process, run_processes
 
-    if processes < 1:
-        raise click.BadParameter("must be at least 1", param_hint="--processes")
     settings = _settings(config, host=host, port=port, workers=workers, data_dir=data_dir)
     _configure_logging(settings.log_level)
-    options: dict[str, Any] = {
-        "host": settings.host,
-        "port": settings.port,
-        "loop": "uvloop",
-        "http": "httptools",
-        "access_log": False,
-        "log_level": settings.log_level.lower(),
-        "timeout_graceful_shutdown": 15,
-    }
+    try:  # before anything starts: a port in use is one line, not a traceback after a banner
+        sock = listen(settings.host, settings.port)
+    except ListenError as exc:
+        raise click.ClickException(str(exc)) from exc
+    bound_host, bound_port = address_of(sock)
+    settings = settings.model_copy(update={"port": bound_port})  # port 0: the one taken
     if processes == 1:
         try:
             gateway = Gateway(settings)
@@ -99,7 +121,7 @@ def serve(  # noqa: PLR0917 - click passes every option positionally by name
             raise click.ClickException(str(exc)) from exc
         admin_key, is_new = gateway.admin_key, gateway.admin_key_is_new
     else:
-        _settings_to_environment(config, host, port, workers, data_dir)
+        _settings_to_environment(config, host, bound_port, workers, data_dir)
         try:
             Gateway(settings)  # checks the configuration before any process starts
         except ConfigError as exc:
@@ -107,23 +129,25 @@ def serve(  # noqa: PLR0917 - click passes every option positionally by name
         # Made once here, so the processes do not race to create them.
         admin_key, is_new = bootstrap.admin_key(settings)
         bootstrap.server_secret(settings)
-    where = f"{processes} processes" if processes > 1 else "1 process"
-    click.echo(
-        f"gengate listening on {settings.base_url}  ({where}, data in {settings.data_dir.resolve()})",
-        err=True,
-    )
-    from gengate import logsafe
-
+    _banner(settings, processes, bound_host)
     logsafe.add_secret(admin_key)
     if is_new:  # shown this once; later starts name only where it is kept
         click.echo(f"admin key (made now, kept in {settings.data_dir / 'admin_key'}): {admin_key}", err=True)
     elif settings.admin_key is None:
         click.echo(f"admin key: kept in {settings.data_dir / 'admin_key'}", err=True)
     if processes == 1:
-        uvicorn.Server(uvicorn.Config(gateway.asgi(server_process=True), **options)).run()
+        run_in_process(gateway.asgi(server_process=True), settings, sock)
     else:
-        # uvicorn's supervisor binds once, starts the processes and replaces any that dies.
-        uvicorn.run("gengate.runtime:asgi_from_environment", factory=True, workers=processes, **options)
+        run_processes("gengate.runtime:asgi_from_environment", settings, sock, processes)
+
+
+def _banner(settings: Settings, processes: int, bound_host: str) -> None:
+    """Where it listens (the bound address), and where the API docs and the console are."""
+    host = f"[{bound_host}]" if ":" in bound_host else bound_host
+    where = f"{processes} processes" if processes > 1 else "1 process"
+    data = settings.data_dir.resolve()
+    click.echo(f"gengate listening on http://{host}:{settings.port}  ({where}, data in {data})", err=True)
+    click.echo(f"  API docs: {settings.base_url}/docs   console: {settings.base_url}/console", err=True)
 
 
 def _settings_to_environment(
@@ -161,23 +185,26 @@ def worker(config: Path | None, models: str, concurrency: int | None, grace: flo
 @config_option
 def migrate(config: Path | None) -> None:
     """Create or upgrade the database schema (SQLite or PostgreSQL, from GENGATE_DATABASE_URL)."""
-    from gengate.store.migrate import migrate_url
+    from gengate.store.factory import is_postgres_url
 
     settings = _settings(config)
     target = settings.database_url or f"sqlite:///{settings.sqlite_path}"
-    count = migrate_url(target)
+    if is_postgres_url(target):
+        from gengate.store.postgres_edge import wait_for_postgres
+
+        count = wait_for_postgres(target, settings.database_wait_s)
+    else:
+        from gengate.store.sqlite_open import prepare_sqlite
+
+        count = prepare_sqlite(settings.sqlite_path)
     click.echo(f"applied {count} migration(s) to {_redacted(target)}")
 
 
 def _redacted(url: str) -> str:
     """A database URL fit for a log line: any password replaced."""
-    from urllib.parse import urlsplit, urlunsplit
+    from gengate.startup import redacted_url
 
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    return redacted_url(url)
 
 
 @cli.group()
@@ -261,22 +288,9 @@ def keys_list(config: Path | None, as_json: bool) -> None:
     if as_json:
         click.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
         return
-    from rich.console import Console
-    from rich.table import Table
+    from gengate.cli.key_listing import print_keys
 
-    table = Table("id", "name", "prefix", "disabled", "expires", "models", "credits")
-    for row in rows:
-        expires = row["expires_at"]
-        table.add_row(
-            row["id"],
-            row["name"],
-            row["prefix"] + "…",
-            "yes" if row["disabled"] else "no",
-            datetime.fromtimestamp(expires / 1000, UTC).isoformat() if expires else "never",
-            ",".join(row["models"]) if row["models"] is not None else "all",
-            str(row["credits"]) if row["credits"] is not None else "unlimited",
-        )
-    Console().print(table)
+    print_keys(rows)
 
 
 @cli.command()
@@ -335,4 +349,10 @@ _attach_client_commands()
 
 
 def main() -> None:
-    cli()
+    """The command line; a data folder, database or configuration that cannot be used ends any
+    command with its one or two lines (no traceback), from wherever it was found."""
+    try:
+        cli()
+    except StartupError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)

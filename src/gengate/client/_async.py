@@ -13,7 +13,9 @@ import anyio
 import httpx
 
 from . import _protocol as proto
+from ._config import resolve
 from ._errors import TaskFailedError, TaskTimeoutError
+from ._httpread import aread_prefix, with_body
 from ._models import TaskStatus
 from ._policy import PollSchedule, async_retrier, retry_hook
 from ._protocol import Call, RequestType
@@ -26,14 +28,15 @@ class AsyncClient:
 
     def __init__(
         self,
-        base_url: str,
-        api_key: str,
+        base_url: str | None = None,
+        api_key: str | None = None,
         *,
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        if not api_key:
-            raise ValueError("api_key is empty")
+        """`base_url` defaults to `$GENGATE_BASE_URL`, else http://127.0.0.1:8000; `api_key` to
+        `$GENGATE_API_KEY` (one of them is required)."""
+        base_url, api_key = resolve(base_url, api_key)
         self.base_url = base_url
         self._api_key = api_key
         self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout, transport=transport)
@@ -67,12 +70,25 @@ class AsyncClient:
         *,
         request_type: RequestType = "async",
         idempotency_key: str | None = None,
+        callback_url: str | None = None,
     ) -> str:
-        """Create a task and return its id; retried only when `idempotency_key` makes that safe."""
+        """Create a task and return its id; retried only when `idempotency_key` makes that safe.
+
+        With `callback_url`, gengate also POSTs the final status there, signed (`verify_callback`).
+        """
         call = proto.submit_call(
-            self._api_key, model, input, request_type=request_type, idempotency_key=idempotency_key
+            self._api_key,
+            model,
+            input,
+            request_type=request_type,
+            idempotency_key=idempotency_key,
+            callback_url=callback_url,
         )
         return proto.parse_task_id(await self._call(call))
+
+    async def account(self) -> dict[str, Any]:
+        """The key's own record: credits, limits, and `webhook_secret` for checking callbacks."""
+        return await self._call(proto.account_call(self._api_key))
 
     async def status(self, model: str, task_id: str) -> TaskStatus:
         """Read the task's current state once."""
@@ -126,9 +142,9 @@ class AsyncClient:
         async with self._http.stream(
             call.method, call.url, headers=call.headers, follow_redirects=True
         ) as response:
-            if not response.is_success:
-                await response.aread()
-                raise proto.error_from_response(response)
+            if not response.is_success:  # only its head: a CDN's error page may be a gzip bomb
+                head = await aread_prefix(response, proto.ERROR_BODY_MAX, scan=proto.ERROR_BODY_MAX)
+                raise proto.error_from_response(with_body(response, bytes(head.data)))
             await part.parent.mkdir(parents=True, exist_ok=True)
             async with await anyio.open_file(part, "wb") as file:
                 async for chunk in response.aiter_bytes(_CHUNK):

@@ -69,3 +69,8 @@ class TaskTimeoutError(GengateError, TimeoutError):
     def __str__(self) -> str:
         state = f", last state {self.last.state}" if self.last else ""
         return f"task {self.task_id} not finished after {self.timeout:g} s{state}"
+
+
+class CallbackVerificationError(GengateError):
+    """A request to a callback receiver is not a callback gengate signed with this secret (forged,
+    altered, replayed, or with malformed signature headers): answer it 400 and ignore it."""

@@ -55,17 +55,26 @@ def submit_call(
     *,
     request_type: RequestType = "async",
     idempotency_key: str | None = None,
+    callback_url: str | None = None,
 ) -> Call:
-    """`POST generateTask`: only repeatable when an idempotency key makes a duplicate harmless."""
+    """`POST generateTask`: only repeatable when an idempotency key makes a duplicate harmless.
+
+    A `callback_url` makes it a `callback` task: gengate POSTs the final status there, signed.
+    """
     if request_type not in _REQUEST_TYPES:
         raise ValueError(f"request_type must be 'async' or 'sync', not {request_type!r}")
+    body: dict[str, Any] = {"request_type": request_type}
+    if callback_url is not None:
+        if request_type == "sync":
+            raise ValueError("a sync submit waits for the result itself: it takes no callback_url")
+        body = {"request_type": "callback", "callback_url": callback_url}
     headers = _auth(api_key)
     if idempotency_key is not None:
         headers["Idempotency-Key"] = idempotency_key
     return Call(
         "POST",
         _model_path("generateTask", model),
-        json={"request_type": request_type, "input": input},
+        json={**body, "input": input},
         headers=headers,
         idempotent=idempotency_key is not None,
     )
@@ -74,6 +83,11 @@ def submit_call(
 def status_call(api_key: str, model: str, task_id: str) -> Call:
     """`GET statusTask`: a point read, always safe to repeat."""
     return Call("GET", _model_path("statusTask", model), params={"taskId": task_id}, headers=_auth(api_key))
+
+
+def account_call(api_key: str) -> Call:
+    """`GET /api/v1/account`: the key's own view, with its webhook secret."""
+    return Call("GET", f"{API_PREFIX}/account", headers=_auth(api_key))
 
 
 def download_call(api_key: str, base_url: str, url: str) -> Call:
@@ -90,6 +104,10 @@ def download_destination(url: str, dest: Path) -> Path:
         return dest
     name = _SAFE_NAME.sub("_", unquote(PurePosixPath(httpx.URL(url).path).name)).lstrip(".")
     return dest / (name or "download")
+
+
+#: The most of a download's error answer read, for its message (a CDN's error page is anyone's).
+ERROR_BODY_MAX: Final = 64 << 10
 
 
 def partial_path(target: Path) -> Path:

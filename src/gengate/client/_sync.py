@@ -11,7 +11,9 @@ from typing import Any, Self
 import httpx
 
 from . import _protocol as proto
+from ._config import resolve
 from ._errors import TaskFailedError, TaskTimeoutError
+from ._httpread import read_prefix, with_body
 from ._models import TaskStatus
 from ._policy import PollSchedule, retry_hook, sync_retrier
 from ._protocol import Call, RequestType
@@ -24,14 +26,15 @@ class Client:
 
     def __init__(
         self,
-        base_url: str,
-        api_key: str,
+        base_url: str | None = None,
+        api_key: str | None = None,
         *,
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        if not api_key:
-            raise ValueError("api_key is empty")
+        """`base_url` defaults to `$GENGATE_BASE_URL`, else http://127.0.0.1:8000; `api_key` to
+        `$GENGATE_API_KEY` (one of them is required)."""
+        base_url, api_key = resolve(base_url, api_key)
         self.base_url = base_url
         self._api_key = api_key
         self._http = httpx.Client(base_url=base_url, timeout=timeout, transport=transport)
@@ -65,12 +68,25 @@ class Client:
         *,
         request_type: RequestType = "async",
         idempotency_key: str | None = None,
+        callback_url: str | None = None,
     ) -> str:
-        """Create a task and return its id; retried only when `idempotency_key` makes that safe."""
+        """Create a task and return its id; retried only when `idempotency_key` makes that safe.
+
+        With `callback_url`, gengate also POSTs the final status there, signed (`verify_callback`).
+        """
         call = proto.submit_call(
-            self._api_key, model, input, request_type=request_type, idempotency_key=idempotency_key
+            self._api_key,
+            model,
+            input,
+            request_type=request_type,
+            idempotency_key=idempotency_key,
+            callback_url=callback_url,
         )
         return proto.parse_task_id(self._call(call))
+
+    def account(self) -> dict[str, Any]:
+        """The key's own record: credits, limits, and `webhook_secret` for checking callbacks."""
+        return self._call(proto.account_call(self._api_key))
 
     def status(self, model: str, task_id: str) -> TaskStatus:
         """Read the task's current state once."""
@@ -123,9 +139,9 @@ class Client:
         with self._http.stream(
             call.method, call.url, headers=call.headers, follow_redirects=True
         ) as response:
-            if not response.is_success:
-                response.read()
-                raise proto.error_from_response(response)
+            if not response.is_success:  # only its head: a CDN's error page may be a gzip bomb
+                head = read_prefix(response, proto.ERROR_BODY_MAX, scan=proto.ERROR_BODY_MAX)
+                raise proto.error_from_response(with_body(response, bytes(head.data)))
             target.parent.mkdir(parents=True, exist_ok=True)
             with part.open("wb") as file:
                 for chunk in response.iter_bytes(_CHUNK):

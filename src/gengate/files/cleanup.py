@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from gengate.background import report
 from gengate.domain.clock import now_ms
 from gengate.files.base import FileStore
 from gengate.store.base import Store
@@ -30,6 +31,6 @@ async def run_cleanup(store: Store, files: FileStore, ttl_ms: int, interval_s: f
         try:
             if count := await remove_expired(store, files, ttl_ms):
                 log.info("removed the files of %d expired tasks", count)
-        except Exception:
-            log.exception("result clean-up failed; trying again later")
+        except Exception as exc:
+            report(log, "result clean-up failed (trying again later)", exc)
         await asyncio.sleep(interval_s)

@@ -325,7 +325,10 @@ def build_diffusers(name: str, options: dict[str, Any]) -> Provider:
     settings = {key: value for key, value in options.items() if key != "kind"}
     try:
         parsed = msgspec.convert(settings, DiffusersOptions)
-        policy = AddressPolicy(ipaddress.ip_network(cidr, strict=False) for cidr in parsed.image_allow)
+        policy = AddressPolicy(
+            (ipaddress.ip_network(cidr, strict=False) for cidr in parsed.image_allow),
+            setting=f'image_allow = ["{{}}"] in [providers.{name}]',
+        )
     except (msgspec.ValidationError, ValueError) as exc:
         raise ValueError(f"providers.{name}: {exc}") from None
     if importlib.util.find_spec("torch") is None or importlib.util.find_spec("diffusers") is None:

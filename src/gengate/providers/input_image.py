@@ -3,8 +3,9 @@
 The gateway fetches such a URL itself, from inside the operator's network, so the callback rules
 apply (:mod:`gengate.webhooks.ssrf`): the host is resolved once and every address checked, the
 connection goes to the checked address, no redirect is followed, no proxy is used. The body is
-read in chunks and refused past a size limit, and the picture's size is checked before it is
-decoded, so neither a huge file nor a decompression bomb can exhaust memory.
+read by the bounded reader (`gengate.client._httpread`) and refused once its decoded bytes pass a
+size limit (a gzip-encoded body is inflated no further), and the picture's size is checked before
+it is decoded, so neither a huge file nor a decompression bomb can exhaust memory.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import io
 import httpx
 from PIL import Image, UnidentifiedImageError
 
+from gengate.client._httpread import ACCEPT_ENCODING, BadEncoding, BodyTooLarge, aread_capped
 from gengate.providers.base import ProviderFailure
 from gengate.webhooks.ssrf import AddressPolicy, UnsafeUrl, resolve_and_check
 
@@ -49,7 +51,7 @@ async def read_image_url(
     except UnsafeUrl as exc:
         # The guard words its reasons for callbacks; the client here sent an image URL.
         raise _invalid(str(exc).replace("callback_url", "image_url")) from None
-    headers = {"host": target.host_header(), "user-agent": USER_AGENT}
+    headers = {"host": target.host_header(), "user-agent": USER_AGENT, "accept-encoding": ACCEPT_ENCODING}
     try:
         async with (
             asyncio.timeout(timeout_s),
@@ -60,15 +62,11 @@ async def read_image_url(
         ):
             if response.status_code != 200:
                 raise _invalid(f"image_url answered HTTP {response.status_code}; it must answer 200.")
-            declared = response.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > max_bytes:
-                raise _too_large(max_bytes)
-            body = bytearray()
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > max_bytes:
-                    raise _too_large(max_bytes)
-            return bytes(body)
+            return await aread_capped(response, max_bytes)
+    except BodyTooLarge:
+        raise _too_large(max_bytes) from None
+    except BadEncoding as exc:
+        raise _invalid(f"image_url could not be decoded: {exc}.") from None
     except TimeoutError:
         raise _invalid(f"image_url was not read within {timeout_s:g} s.") from None
     except httpx.HTTPError as exc:

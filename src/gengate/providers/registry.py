@@ -14,6 +14,8 @@ import importlib
 import os
 from collections.abc import Callable, Mapping
 
+import msgspec
+
 from gengate.domain.catalogue import Catalogue, ModelSpec
 from gengate.providers import relay_apixo, relay_kie, relay_openai, relay_xhuo
 from gengate.providers.base import Provider
@@ -23,6 +25,7 @@ from gengate.providers.fallback import FallbackProvider, Link
 from gengate.providers.relay_common import RelayOptions, Upstream, parse_options
 from gengate.providers.relay_hooks import UpstreamHooks
 from gengate.settings import ModelConfig, ProviderConfig, Settings
+from gengate.startup import StartupError, did_you_mean
 
 #: Makes a configured provider's link for one upstream model id (None: the model's own id).
 LinkFactory = Callable[[str | None], Provider]
@@ -41,7 +44,7 @@ DEMO_MODELS: dict[str, ModelConfig] = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(StartupError, ValueError):
     """The configuration names something that does not exist."""
 
 
@@ -111,11 +114,21 @@ def _factory(
         return _fixed(_diffusers(name, config))
     if config.kind != "demo":
         link, options_type = RELAYS.get(config.kind) or _relay_module(config.kind)
+        _check_options(name, config, options_type)
         upstream = _upstream(name, config, options_type, hooks)
         return lambda model: link(upstream, model)
-    if config.options:
-        raise ValueError(f"kind demo takes no options ({', '.join(config.options)})")
+    _check_options(name, config, None)
     return lambda model: _demo(builtins, model)
+
+
+def _check_options(name: str, config: ProviderConfig, options_type: type[msgspec.Struct] | None) -> None:
+    """Every key of `[providers.<name>]` is a common setting or an option of its kind."""
+    known = options_type.__struct_fields__ if options_type is not None else ()
+    for key in config.options:
+        if key not in known:
+            near = did_you_mean(key, [*ProviderConfig.model_fields, *known])
+            of_kind = "" if known else f" (kind {config.kind} takes no options)"
+            raise ConfigError(f'[providers.{name}] has no setting "{key}"{near}{of_kind}')
 
 
 def _relay_module(path: str) -> tuple[Callable[[Upstream, str | None], Provider], type[RelayOptions]]:
@@ -157,12 +170,16 @@ def _upstream(
 def _diffusers(name: str, config: ProviderConfig) -> Provider:
     """The local pipeline provider; its module (and the extra behind it) loads only when configured."""
     try:
-        from gengate.providers.diffusers_local import build_diffusers  # noqa: PLC0415 - optional extra
+        from gengate.providers.diffusers_local import (  # noqa: PLC0415 - optional extra
+            DiffusersOptions,
+            build_diffusers,
+        )
     except ImportError as exc:
         raise ConfigError(
             f"provider {name!r} (kind diffusers) needs the diffusers extra: "
             f"pip install 'gengate[diffusers]' ({exc})"
         ) from exc
+    _check_options(name, config, DiffusersOptions)
     return build_diffusers(name, config.options)
 
 

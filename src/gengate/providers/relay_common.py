@@ -12,25 +12,25 @@ import asyncio
 import contextlib
 import functools
 import logging
-import mimetypes
 import random
-import re
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Annotated, Any, Protocol, TypeVar
 
-import anyio
 import httpx
 import msgspec
 import stamina
 
 from gengate.client import _protocol as proto
 from gengate.client._errors import APIError, ProtocolError
+from gengate.client._httpread import ACCEPT_ENCODING, BodyError, send_capped
 from gengate.client._models import TaskStatus
 from gengate.domain.states import FailCode
+from gengate.providers import relay_mirror
 from gengate.providers.base import OutputFile, ProviderFailure, RunContext
 from gengate.providers.relay_errors import (
+    failure_for_body,
     failure_for_request,
     failure_for_task,
     failure_for_transport,
@@ -42,10 +42,8 @@ from gengate.providers.relay_inputs import RELAY_INPUTS, relay_inputs, upstream_
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-_CHUNK = 1 << 16
 #: Longest wait for the upstream's answer to a cancel of a task we stopped following.
 ABANDON_TIMEOUT_S = 5.0
-_SUFFIX = re.compile(r"\.[a-z0-9]{1,8}")
 
 
 class RelayOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -67,7 +65,10 @@ class RelayOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     retry_max_s: Annotated[float, msgspec.Meta(ge=0)] = 30.0
     #: Ask the upstream for a callback when the gateway has a public URL.
     callbacks: bool = True
+    #: The most of one result file copied here (decoded bytes, counted as they arrive).
     max_result_bytes: Annotated[int, msgspec.Meta(gt=0)] = 1 << 30
+    #: The most of one JSON answer read into memory (decoded bytes); past it, a provider error.
+    max_answer_bytes: Annotated[int, msgspec.Meta(gt=0)] = 16 << 20
 
 
 OptionsT = TypeVar("OptionsT", bound=RelayOptions)
@@ -154,7 +155,9 @@ class Upstream:
         self.hooks = hooks
         self.inputs: Mapping[str, type[msgspec.Struct]] = relay_inputs(options.modes)
         self.auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.http = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout_s)
+        self.http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"), timeout=timeout_s, headers={"Accept-Encoding": ACCEPT_ENCODING}
+        )
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -192,16 +195,18 @@ class Upstream:
         headers: dict[str, str] | None = None,
         retry_if: Callable[[httpx.Response], bool] = retryable,
     ) -> httpx.Response:
-        """Send with the upstream's key, retrying what `retry_if` allows; the last response.
+        """Send with the upstream's key, retrying what `retry_if` allows; the last response, read
+        whole up to `max_answer_bytes`.
 
-        Raises a transient :class:`ProviderFailure` when no answer came at all.
+        Raises a transient :class:`ProviderFailure` when no answer came at all, or one too large.
         """
+        headers = {**self.auth, **(headers or {})}
+        limit = self.options.max_answer_bytes
         try:
             async for attempt in self._retrier():
                 with attempt:
-                    response = await self.http.request(
-                        method, path, json=json, params=params, headers={**self.auth, **(headers or {})}
-                    )
+                    request = self.http.build_request(method, path, json=json, params=params, headers=headers)
+                    response = await send_capped(self.http, request, limit)
                     if retry_if(response):
                         raise _RetryableResponse(response)
                     return response
@@ -209,6 +214,8 @@ class Upstream:
             return exc.response
         except httpx.TransportError as exc:
             raise failure_for_transport(exc) from exc
+        except BodyError as exc:
+            raise failure_for_body(f"the answer to {method} {path}", exc, "max_answer_bytes") from exc
         raise AssertionError("retry_context ended without an attempt")  # pragma: no cover
 
     async def call(self, method: str, path: str, **kwargs: Any) -> tuple[dict[str, Any], str | None]:
@@ -318,40 +325,16 @@ class Upstream:
                         "GET", target, headers=headers, follow_redirects=True
                     ) as answer:
                         if retryable(answer):
-                            await answer.aread()
-                            raise _RetryableResponse(answer)
+                            raise _RetryableResponse(answer)  # its body is never read
                         if not answer.is_success:
                             raise provider_fault(f"result download answered HTTP {answer.status_code}")
-                        return await self._save(answer, folder, index)
+                        limit = self.options.max_result_bytes
+                        return await relay_mirror.save(answer, folder, index, limit)
         except _RetryableResponse as exc:
             raise provider_fault(f"result download answered HTTP {exc.response.status_code}") from exc
         except httpx.TransportError as exc:
             raise failure_for_transport(exc) from exc
         raise AssertionError("retry_context ended without an attempt")  # pragma: no cover
-
-    async def _save(self, answer: httpx.Response, folder: Path, index: int) -> OutputFile:
-        content_type, suffix = _type_and_suffix(answer)
-        path = folder / f"{index}{suffix}"
-        limit = self.options.max_result_bytes
-        size = 0
-        async with await anyio.open_file(path, "wb") as file:
-            async for chunk in answer.aiter_bytes(_CHUNK):
-                size += len(chunk)
-                if size > limit:
-                    raise provider_fault(f"a result is larger than {limit} bytes")
-                await file.write(chunk)
-        return OutputFile(path, content_type)
-
-
-def _type_and_suffix(answer: httpx.Response) -> tuple[str, str]:
-    """The MIME type (header, else guessed from the URL) and a file suffix to match."""
-    url_suffix = PurePosixPath(answer.url.path).suffix.lower()
-    url_suffix = url_suffix if _SUFFIX.fullmatch(url_suffix) else ""
-    content_type = answer.headers.get("content-type", "").split(";")[0].strip().lower()
-    if not content_type or content_type == "application/octet-stream":
-        content_type = mimetypes.guess_type("x" + url_suffix)[0] or "application/octet-stream"
-    suffix = url_suffix or mimetypes.guess_extension(content_type) or ".bin"
-    return content_type, suffix
 
 
 def idempotency_key(ctx: RunContext, upstream: Upstream) -> str:

@@ -15,6 +15,7 @@ import re
 import httpx
 
 from gengate.client._errors import APIError
+from gengate.client._httpread import BodyError, BodyTooLarge
 from gengate.domain.states import FailCode
 from gengate.providers.base import ProviderFailure
 
@@ -110,3 +111,11 @@ def failure_for_transport(error: httpx.TransportError) -> ProviderFailure:
     if isinstance(error, httpx.TimeoutException):
         return provider_fault(f"no answer in time ({type(error).__name__})", FailCode.TIMEOUT)
     return provider_fault(f"unreachable ({type(error).__name__}: {error})")
+
+
+def failure_for_body(what: str, error: BodyError, option: str) -> ProviderFailure:
+    """A body the relay would not read whole: over the provider's bound `option`, or encoded in
+    a way it does not decode. `what` names it ("the answer to GET /x", "a result")."""
+    if isinstance(error, BodyTooLarge):
+        return provider_fault(f"{what} is {error} (the provider's `{option}`)")
+    return provider_fault(f"{what} could not be decoded: {error}")

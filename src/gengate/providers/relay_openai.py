@@ -12,7 +12,7 @@ import base64
 import binascii
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -37,6 +37,8 @@ class OpenAIOptions(RelayOptions, kw_only=True, forbid_unknown_fields=True):
     response_format: Literal["b64_json", "url"] | None = None
     #: Sent with every request (`quality`, `background`, ...); the input's fields win.
     defaults: dict[str, Any] = msgspec.field(default_factory=dict)
+    #: The images come inside the answer (base64): room for several large ones.
+    max_answer_bytes: Annotated[int, msgspec.Meta(gt=0)] = 64 << 20
 
 
 def request_body(input: Mapping[str, Any], model: str, options: OpenAIOptions) -> dict[str, Any]:

@@ -69,6 +69,13 @@ class KeyService:
         if self._admin_hash is None or not hmac.compare_digest(token_hash, self._admin_hash):
             raise InvalidToken("The specified admin token is invalid or wrong.")
 
+    def admin_fingerprint(self) -> str | None:
+        """A short digest of the admin key's hash: a console session of the admin key names it,
+        so that a new admin key ends the sessions of the old one."""
+        if self._admin_hash is None:
+            return None
+        return hashlib.sha256(b"gengate-admin:" + self._admin_hash).hexdigest()[:16]
+
     # -- managing ----------------------------------------------------------------
     async def create(
         self,

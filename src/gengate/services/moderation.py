@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import msgspec
 
 from gengate.settings import Settings
+from gengate.startup import StartupError
 
 
 class Verdict(msgspec.Struct, frozen=True):
@@ -35,7 +36,7 @@ class Moderator(Protocol):
         ...
 
 
-class ModerationConfigError(ValueError):
+class ModerationConfigError(StartupError, ValueError):
     """The moderation settings name a hook that cannot be loaded or patterns that do not compile."""
 
 

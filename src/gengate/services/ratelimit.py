@@ -87,9 +87,21 @@ class RateLimiter:
         item = self.limit_of(key)
         if item is None:
             return None
+        return await self.hit_item(item, "key", key.id)
+
+    async def full(self, item: RateLimitItem, *identifiers: str) -> bool:
+        """Whether the window of `item` for `identifiers` is used up, counting nothing."""
         try:
-            allowed = await self._limiter.hit(item, "key", key.id)
-            stats = await self._limiter.get_window_stats(item, "key", key.id)
+            return not await self._limiter.test(item, *identifiers)
+        except StorageError:
+            return False
+
+    async def hit_item(self, item: RateLimitItem, *identifiers: str) -> RateState | None:
+        """Count one event against `item` for `identifiers` (say, a client address's failed
+        console sign-ins) in the same windows as the keys; None when the store is down."""
+        try:
+            allowed = await self._limiter.hit(item, *identifiers)
+            stats = await self._limiter.get_window_stats(item, *identifiers)
         except StorageError as exc:
             now = time.monotonic()
             if now - self._warned_at > WARN_EVERY_S:

@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
 from gengate.domain.catalogue import Catalogue
 from gengate.domain.clock import now_ms
+from gengate.domain.deliveries import Delivery
 from gengate.domain.errors import BadRequest, Forbidden, TaskNotFound, TokenMismatched, Unavailable
 from gengate.domain.ids import new_task_id
 from gengate.domain.keys import ApiKey
@@ -148,10 +150,17 @@ class TaskService:
         return await self.store.queue_position(task)
 
     async def get(self, key: ApiKey, task_id: str, model: str | None = None) -> Task:
-        """The key's own task; another key's task is "not found", never "forbidden"."""
+        """The key's own task; another key's task is "not found", never "forbidden". Asked
+        through another model's path, the key's own task is not found there either, and the
+        message says which model it belongs to (only its own key ever learns that)."""
         task = await self.store.get_task(task_id) if task_id else None
-        if task is None or task.key_id != key.id or (model is not None and task.model != model):
+        if task is None or task.key_id != key.id:
             raise TaskNotFound(f"Task '{task_id}' does not exist for this key.")
+        if model is not None and task.model != model:
+            raise TaskNotFound(
+                f"Task '{task_id}' belongs to model '{task.model}', not '{model}'; "
+                f"use the path of model '{task.model}'."
+            )
         return task
 
     async def cancel(self, key: ApiKey, task_id: str, model: str | None = None) -> tuple[Task, bool]:
@@ -168,6 +177,23 @@ class TaskService:
             # comes soon, else with the state as it stands.
             current = await self.wait_until_done(current, CANCEL_WAIT_S)
         return current, current.state is TaskState.FAILED and current.fail_code == "CANCELED"
+
+    async def deliveries(self, key: ApiKey, task_id: str) -> tuple[Task, Sequence[Delivery]]:
+        """The key's task and the callbacks it owed, oldest first, each with its attempts."""
+        task = await self.get(key, task_id)
+        return task, await self.store.deliveries_of_task(task.id)
+
+    async def redeliver(self, key: ApiKey, task_id: str) -> tuple[Task, Delivery]:
+        """Send the task's latest callback again (same `webhook-id`, fresh schedule)."""
+        task, deliveries = await self.deliveries(key, task_id)
+        if not deliveries:
+            raise BadRequest(
+                "This task has no callback to deliver: it had no callback_url or is not finished."
+            )
+        latest = deliveries[-1]
+        if not await self.store.redeliver(latest.id):
+            raise BadRequest("The callback is still being delivered; wait for it to end before redelivering.")
+        return task, latest
 
     async def wait_for_change(self, task: Task, wait_s: float) -> Task:
         """Long-poll: the task as soon as its state or progress differs from `task`, or as it

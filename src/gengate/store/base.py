@@ -17,6 +17,7 @@ from gengate.domain.deliveries import AttemptResult, Delivery
 from gengate.domain.keys import ApiKey, KeyChanges
 from gengate.domain.ledger import LedgerEntry
 from gengate.domain.task import Claim, ResultFile, Task
+from gengate.store.console_base import ConsoleStore
 
 
 class Succeeded(msgspec.Struct, frozen=True):
@@ -90,7 +91,9 @@ class ExpiredResult(msgspec.Struct, frozen=True):
     names: tuple[str, ...]
 
 
-class Store(Protocol):
+class Store(ConsoleStore, Protocol):
+    """Tasks, callbacks, keys and the ledger here; the web console's part in `ConsoleStore`."""
+
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...

@@ -12,18 +12,26 @@ def is_postgres_url(url: str | None) -> bool:
 
 
 def build_store(settings: Settings, hub: ChangeHub) -> Store:
+    """The store, prepared (the schema applied; PostgreSQL waited for up to `database_wait_s`):
+    a database that cannot be used is a StartupError naming it here, before a server starts,
+    rather than a traceback from the server's lifespan."""
     first_delay_ms = int(settings.webhook_retry_schedule[0] * 1000)
     if is_postgres_url(settings.database_url):
         # Imported here: the embedded setup never loads the PostgreSQL driver.
         from gengate.store.postgres import PostgresStore  # noqa: PLC0415
 
         assert settings.database_url is not None
-        return PostgresStore(
+        networked = PostgresStore(
             settings.database_url,
             hub,
             first_callback_delay_ms=first_delay_ms,
             pool_size=settings.database_pool_size,
+            connect_timeout_s=settings.database_wait_s,
         )
+        networked.prepare()
+        return networked
     from gengate.store.sqlite import SQLiteStore  # noqa: PLC0415
 
-    return SQLiteStore(settings.sqlite_path, hub, first_callback_delay_ms=first_delay_ms)
+    embedded = SQLiteStore(settings.sqlite_path, hub, first_callback_delay_ms=first_delay_ms)
+    embedded.prepare()
+    return embedded

@@ -22,7 +22,7 @@ import psycopg
 from gengate.batcher import Batcher
 from gengate.domain.clock import now_ms
 from gengate.domain.deliveries import new_delivery_id
-from gengate.domain.errors import Conflict, InvalidToken, Unavailable, UsedUp
+from gengate.domain.errors import Conflict, InvalidToken, UsedUp
 from gengate.domain.states import FailCode
 from gengate.domain.task import Claim, Task
 from gengate.store import postgres_accounts as accounts
@@ -40,10 +40,17 @@ from gengate.store.base import (
     Succeeded,
     TaskQuery,
 )
-from gengate.store.migrate import migrate_postgres
 from gengate.store.notify import ChangeHub
+from gengate.store.postgres_console import PgConsole
 from gengate.store.postgres_deliveries import PgDeliveries
-from gengate.store.postgres_edge import UNAVAILABLE, Connection, rowcount, unavailable_on_error
+from gengate.store.postgres_edge import (
+    UNAVAILABLE,
+    Connection,
+    connect_failure,
+    rowcount,
+    unavailable_on_error,
+    wait_for_postgres,
+)
 from gengate.store.postgres_keys import PgKeys
 from gengate.store.postgres_listen import PgListener
 from gengate.store.postgres_notify import PgNotifier
@@ -76,8 +83,9 @@ async def _owe_callback(conn: Connection, task: Task, now: int, first_delay_ms: 
         )
 
 
-class PostgresStore(PgDeliveries, PgKeys):
-    """Tasks here; the callback outbox in `PgDeliveries`, keys and the ledger in `PgKeys`."""
+class PostgresStore(PgDeliveries, PgKeys, PgConsole):
+    """Tasks here; the callback outbox in `PgDeliveries`, keys and the ledger in `PgKeys`, the
+    console's sessions and aggregates in `PgConsole`."""
 
     def __init__(
         self,
@@ -95,30 +103,28 @@ class PostgresStore(PgDeliveries, PgKeys):
         self.pool_size = pool_size
         self.migrate = migrate
         self.connect_timeout_s = connect_timeout_s
+        self._prepared = False
         self._notifier = PgNotifier(dsn)
         self._submits: Batcher[tuple[Any, ...], tuple[bool, bool, int | None]] = Batcher(self._insert_many)
         self._successes: Batcher[tuple[str, str, int, str], Task | None] = Batcher(self._finish_successes)
         self._listener = PgListener(dsn, self.hub, lambda: self._notifier.server_pid)
 
+    def prepare(self) -> None:
+        """Wait up to `connect_timeout_s` for the server (processes of a cluster often start
+        beside a database that is still starting) and migrate, once; `build_store` does it before
+        a server starts, so that a database out of reach is a StartupError naming its URL."""
+        if not self._prepared:
+            wait_for_postgres(self.dsn, self.connect_timeout_s, migrate=self.migrate)
+            self._prepared = True
+
     async def open(self) -> None:
-        """Migrate and connect, waiting up to `connect_timeout_s` for the server: processes of a
-        cluster often start beside a database that is still starting."""
-        deadline = asyncio.get_running_loop().time() + self.connect_timeout_s
-        delay = 0.2
-        while True:
-            try:
-                await self._connect()
-                break
-            except (*UNAVAILABLE, psycopg.OperationalError) as exc:
-                if asyncio.get_running_loop().time() + delay > deadline:
-                    raise Unavailable(f"PostgreSQL cannot be reached: {exc}".strip()) from exc
-                log.warning("waiting for PostgreSQL (%s); trying again in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        await asyncio.to_thread(self.prepare)
+        try:
+            await self._connect()
+        except (*UNAVAILABLE, psycopg.OperationalError) as exc:
+            raise connect_failure(self.dsn, exc) from None
 
     async def _connect(self) -> None:
-        if self.migrate:
-            await migrate_postgres(self.dsn)
         self._pool = await asyncpg.create_pool(
             self.dsn,
             min_size=1,

@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg
 
+from gengate.background import spawn
 from gengate.store.notify import ChangeHub
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ class PgListener:
         self._connected = asyncio.Event()
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="gengate-pg-listen")
+        self._task = spawn(self._run(), "listening for changes", name="gengate-pg-listen")
         # The first connection is made before start returns, so no early change is missed.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._connected.wait(), timeout=10)

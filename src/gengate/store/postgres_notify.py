@@ -16,6 +16,8 @@ import logging
 
 import asyncpg
 
+from gengate.background import spawn
+
 log = logging.getLogger(__name__)
 
 TASK, WORK, CANCEL, DELIVERIES = "gengate_task", "gengate_work", "gengate_cancel", "gengate_deliveries"
@@ -52,7 +54,7 @@ class PgNotifier:
         self.server_pid: int | None = None
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="gengate-pg-notify")
+        self._task = spawn(self._run(), "announcing changes", name="gengate-pg-notify")
 
     async def stop(self) -> None:
         if self._task is not None:

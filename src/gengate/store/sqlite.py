@@ -39,9 +39,10 @@ from gengate.store.base import (
     TaskQuery,
 )
 from gengate.store.edge import unavailable_on
-from gengate.store.migrate import migrate_sqlite
 from gengate.store.notify import ChangeHub
 from gengate.store.sqlite_accounts import add_credits, admit, charge, record_new_balance, refund_once
+from gengate.store.sqlite_console import SQLiteConsole
+from gengate.store.sqlite_open import opening, prepare_sqlite
 from gengate.store.sqlite_rows import (
     delivery_from_row,
     file_names,
@@ -55,6 +56,7 @@ from gengate.store.sqlite_rows import (
     task_row,
 )
 from gengate.store.sqlite_writer import SQLiteWriter
+from gengate.store.write_health import WriteHealth
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -63,7 +65,7 @@ R = TypeVar("R")
 _unavailable_on_error = unavailable_on(sqlite3.Error)
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteConsole):
     def __init__(self, path: Path, hub: ChangeHub | None = None, *, first_callback_delay_ms: int = 0) -> None:
         self.path = path
         self.hub = hub or ChangeHub()
@@ -71,14 +73,23 @@ class SQLiteStore:
         self.first_callback_delay_ms = first_callback_delay_ms
         self._writer = SQLiteWriter(path, q.PRAGMAS, self._foreign_commit)
         self._read: sqlite3.Connection | None = None
+        self._prepared = False
+
+    def prepare(self) -> None:
+        """Make or upgrade the file, once: `build_store` does it before a server starts, so a
+        database that cannot be used is a StartupError naming it, not a failed lifespan."""
+        if not self._prepared:
+            prepare_sqlite(self.path)
+            self._prepared = True
 
     async def open(self) -> None:
-        migrate_sqlite(self.path)
-        self._writer.start()
-        self._read = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        for pragma in q.PRAGMAS:
-            self._read.execute(pragma)
-        self._read.execute("PRAGMA query_only = ON")
+        self.prepare()
+        with opening(self.path):
+            self._writer.start()
+            self._read = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            for pragma in q.PRAGMAS:
+                self._read.execute(pragma)
+            self._read.execute("PRAGMA query_only = ON")
 
     def _foreign_commit(self) -> None:
         """Another process changed the database: whoever waits here looks again."""
@@ -96,6 +107,11 @@ class SQLiteStore:
     def _reader(self) -> sqlite3.Connection:
         assert self._read is not None, "store not open"
         return self._read
+
+    @property
+    def write_health(self) -> WriteHealth:
+        """Whether writes reach the disk, for `/readyz`."""
+        return self._writer.health
 
     # -- tasks ---------------------------------------------------------------
     @_unavailable_on_error

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from gengate.store.write_health import WriteHealth
+
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,8 @@ class SQLiteWriter:
         self._queue: queue.SimpleQueue[_Op | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: Whether commits reach the disk (`/readyz` reads it).
+        self.health = WriteHealth()
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -136,6 +140,7 @@ class SQLiteWriter:
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
         results: list[tuple[_Op, Any, BaseException | None]] = []
+        changes = conn.total_changes
         try:
             conn.execute("BEGIN IMMEDIATE")
             for op in batch:
@@ -153,10 +158,14 @@ class SQLiteWriter:
                 conn.execute("RELEASE op")
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            log.exception("sqlite commit of %d operations failed", len(batch))
+            # The disk or the file failed (full, read-only, I/O error), not our code: one line.
+            # Each caller gets the error and says what it could not do.
+            log.error("sqlite commit of %d operations failed: %s", len(batch), exc)
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             results = [(op, None, exc) for op in batch]
+            changes = conn.total_changes
+        self.health.record((exc for _op, _result, exc in results), conn.total_changes > changes)
         assert self._loop is not None
         # RuntimeError: the loop closed under us, and nobody is waiting any more.
         with contextlib.suppress(RuntimeError):

@@ -21,6 +21,8 @@ from email.utils import parsedate_to_datetime
 import httpx
 from standardwebhooks.webhooks import Webhook
 
+from gengate.background import report, spawn
+from gengate.client._httpread import ACCEPT_ENCODING, aread_prefix
 from gengate.domain.clock import now_ms
 from gengate.domain.deliveries import AttemptResult, Delivery, DeliveryAttempt, DeliveryState
 from gengate.domain.task import Task
@@ -44,6 +46,9 @@ MAX_RETRY_AFTER_S = 24 * 3600
 LEASE_MARGIN_S = 30.0
 #: The most a receiver's error body is kept in the attempt record.
 ERROR_EXCERPT = 200
+#: The most of a receiver's answer read (raw bytes, about): a short answer is read whole, so its
+#: connection is kept alive; a longer one is cut off with its connection.
+ANSWER_SCAN = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +143,7 @@ class WebhookSender:
             trust_env=False,  # a proxy would resolve the name itself: the guard would be moot
             limits=httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency),
         )
-        self._loop_task = asyncio.create_task(self._run(), name="gengate-webhooks")
+        self._loop_task = spawn(self._run(), "the callback sender", name="gengate-webhooks")
 
     async def stop(self, grace_s: float = 5.0) -> None:
         if self._loop_task is not None:
@@ -160,8 +165,10 @@ class WebhookSender:
                 if free > 0:
                     for delivery in await self.store.claim_deliveries(self.owner, free, self.lease_ms):
                         claimed += 1
-                        task = asyncio.create_task(
-                            self.deliver(delivery), name=f"gengate-webhook-{delivery.id}"
+                        task = spawn(
+                            self.deliver(delivery),
+                            f"callback {delivery.id} of task {delivery.task_id}",
+                            name=f"gengate-webhook-{delivery.id}",
                         )
                         self._inflight.add(task)
                         task.add_done_callback(self._done)
@@ -170,8 +177,8 @@ class WebhookSender:
                 await self.hub.wait_deliveries(await self._idle_wait())
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("claiming callbacks failed; trying again")
+            except Exception as exc:
+                report(log, "claiming callbacks failed (trying again)", exc)
                 await asyncio.sleep(1.0)
 
     def _done(self, task: asyncio.Task[None]) -> None:
@@ -199,9 +206,9 @@ class WebhookSender:
             with contextlib.suppress(Exception):
                 await self._record(delivery, attempt_no, started, outcome, None)
             raise
-        except Exception:
+        except Exception as exc:
             # Still an attempt on the schedule: an unrecorded one would hold its lease and loop.
-            log.exception("callback %s failed inside the gateway", delivery.id)
+            report(log, f"callback {delivery.id} failed inside the gateway", exc)
             outcome = Outcome(None, "internal error in the gateway while sending")
         latency_ms = int((time.perf_counter() - clock) * 1000) if outcome.status_code is not None else None
         await self._record(delivery, attempt_no, started, outcome, latency_ms)
@@ -242,18 +249,27 @@ class WebhookSender:
         headers = {
             "content-type": "application/json",
             "user-agent": USER_AGENT,
+            "accept-encoding": ACCEPT_ENCODING,
             "host": target.host_header(),
             "webhook-id": delivery.id,
             "webhook-timestamp": str(int(sent_at.timestamp())),
             "webhook-signature": webhook.sign(delivery.id, sent_at, body.decode()),
         }
+        request = self._client.build_request(
+            "POST", target.ip_url(), content=body, headers=headers, extensions={"sni_hostname": target.host}
+        )
         try:
             # httpx's timeout bounds each read; this bounds the whole attempt, so a receiver
             # trickling its answer a byte at a time cannot hold the attempt (and its lease).
             async with asyncio.timeout(self.timeout_s):
-                response = await self._client.post(
-                    target.ip_url(), content=body, headers=headers, extensions={"sni_hostname": target.host}
-                )
+                response = await self._client.send(request, stream=True)
+                try:
+                    # Only an error's excerpt is kept: read a few KB of the answer, inflate only the
+                    # excerpt. A receiver's gigabyte (or gzip bomb) is never read, on any status.
+                    keep = 0 if response.is_success else ERROR_EXCERPT
+                    excerpt = await aread_prefix(response, keep, scan=ANSWER_SCAN)
+                finally:
+                    await response.aclose()
         except (httpx.TimeoutException, TimeoutError):
             return Outcome(None, f"no answer within {self.timeout_s:g} s")
         except httpx.HTTPError as exc:
@@ -264,8 +280,6 @@ class WebhookSender:
         error = f"HTTP {status}"
         if response.is_redirect:
             error += " (redirects are not followed)"
-        with contextlib.suppress(UnicodeDecodeError):
-            excerpt = response.content[:ERROR_EXCERPT].decode()
-            if excerpt:
-                error += f": {excerpt}"
+        if text := excerpt.text():
+            error += f": {text}"
         return Outcome(status, error, retry_after_seconds(response.headers.get("retry-after")))

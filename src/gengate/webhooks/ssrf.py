@@ -135,10 +135,13 @@ class AddressPolicy:
     not `::ffff:127.0.0.1`, whose IPv6 form would have to be allowed on its own.
     """
 
-    __slots__ = ("allowed",)
+    __slots__ = ("allowed", "setting")
 
-    def __init__(self, allowed: Iterable[IPNetwork] = ()) -> None:
+    def __init__(self, allowed: Iterable[IPNetwork] = (), *, setting: str = ALLOW_ENV + "={}") -> None:
         self.allowed = tuple(allowed)
+        #: How the operator admits an address (`{}` stands for it): every refusal names it, so
+        #: whoever reads a refusal learns the way round it without the documentation.
+        self.setting = setting
 
     @classmethod
     def from_env_value(cls, value: str | None) -> AddressPolicy:
@@ -158,33 +161,48 @@ class AddressPolicy:
             return "a scoped (zone-qualified) address"
         if any(ip in network for network in self.allowed):
             return None
-        return _denied(ip)
+        denied = _denied(ip)
+        return None if denied is None else denied[0]
+
+    def allow_hint(self, ip: IPAddress) -> str:
+        """`; ... can allow it with GENGATE_WEBHOOK_ALLOW=127.0.0.1 (or a range such as
+        127.0.0.0/8)`: the address itself, and the listed range holding it when that range is
+        what admits it too (not for IPv6 forms of an IPv4 host). Empty when nothing can."""
+        if isinstance(ip, IPv6Address) and ip.scope_id:
+            return ""
+        denied = _denied(ip)
+        network = None if denied is None else denied[1]
+        wider = (
+            f" (or a range such as {network})" if network is not None and network.num_addresses > 1 else ""
+        )
+        return f"; the gateway's operator can allow it with {self.setting.format(ip)}{wider}"
 
     def check_address(self, ip: IPAddress | str) -> None:
         """Raise :class:`UnsafeUrl` unless `ip` may be called."""
         address = ipaddress.ip_address(ip)
         why = self.refusal(address)
         if why is not None:
-            raise UnsafeUrl(f"callback_url host {address} is {why}")
+            raise UnsafeUrl(f"callback_url host {address} is {why}{self.allow_hint(address)}")
 
 
-def _denied(ip: IPAddress) -> str | None:
-    """The deny-list reason for `ip`; IPv6 forms that reach an IPv4 host are judged by that host."""
+def _denied(ip: IPAddress) -> tuple[str, IPNetwork | None] | None:
+    """The deny-list reason for `ip` and the listed network holding it; IPv6 forms that reach an
+    IPv4 host are judged by that host (and no listed network admits them)."""
     if isinstance(ip, IPv4Address):
         return _first_match(ip, _IPV4_DENY)
-    why = _first_match(ip, _IPV6_DENY)
-    if why is not None:
-        return why
+    found = _first_match(ip, _IPV6_DENY)
+    if found is not None:
+        return found
     embedded = _embedded_ipv4(ip)
     if embedded is not None:
         form, inner = embedded
-        inner_why = _first_match(inner, _IPV4_DENY)
-        return None if inner_why is None else f"{form} form of {inner}, {inner_why}"
-    return None if ip in _GLOBAL_UNICAST else RESERVED
+        inner_found = _first_match(inner, _IPV4_DENY)
+        return None if inner_found is None else (f"{form} form of {inner}, {inner_found[0]}", None)
+    return None if ip in _GLOBAL_UNICAST else (RESERVED, None)
 
 
-def _first_match(ip: IPAddress, table: Iterable[tuple[IPNetwork, str]]) -> str | None:
-    return next((why for network, why in table if ip in network), None)
+def _first_match(ip: IPAddress, table: Iterable[tuple[IPNetwork, str]]) -> tuple[str, IPNetwork] | None:
+    return next(((why, network) for network, why in table if ip in network), None)
 
 
 def _embedded_ipv4(ip: IPv6Address) -> tuple[str, IPv4Address] | None:
@@ -340,7 +358,9 @@ async def resolve_and_check(
         for ip in addresses:
             why = policy.refusal(ip)
             if why is not None:
-                raise UnsafeUrl(f"callback_url host {parsed.host} resolves to {ip}, {why}")
+                raise UnsafeUrl(
+                    f"callback_url host {parsed.host} resolves to {ip}, {why}{policy.allow_hint(ip)}"
+                )
         address = addresses[0]
     return CheckedTarget(
         url=parsed.url,

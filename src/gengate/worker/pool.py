@@ -15,6 +15,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from gengate.background import report, spawn
 from gengate.domain.catalogue import Catalogue
 from gengate.domain.clock import now_ms
 from gengate.domain.task import Claim
@@ -59,9 +60,9 @@ class WorkerPool:
     async def start(self) -> None:
         self.hub.on_cancel(self._cancel_requested)
         self._loops = [
-            asyncio.create_task(self._dispatch(), name="gengate-dispatch"),
-            asyncio.create_task(self._heartbeat(), name="gengate-heartbeat"),
-            asyncio.create_task(self._reap(), name="gengate-reaper"),
+            spawn(self._dispatch(), "the worker's dispatcher", name="gengate-dispatch"),
+            spawn(self._heartbeat(), "the worker's heartbeat", name="gengate-heartbeat"),
+            spawn(self._reap(), "the worker's reaper", name="gengate-reaper"),
         ]
 
     async def stop(self, grace_s: float = 10.0) -> None:
@@ -97,8 +98,8 @@ class WorkerPool:
             try:
                 await self._let_slots_free_up()
                 claimed = await self._claim_once()
-            except Exception:
-                log.exception("claiming tasks failed; retrying")
+            except Exception as exc:
+                report(log, "claiming tasks failed (trying again)", exc)
                 claimed = 0
                 await asyncio.sleep(self.idle_poll_s)
             if claimed == 0 and not self._stopping:
@@ -149,7 +150,9 @@ class WorkerPool:
             files=self.files,
             owner=self.owner,
         )
-        task = asyncio.create_task(run.execute(), name=f"gengate-run-{claim.task.id}")
+        # A run that fails to record its end (a full disk) keeps its lease until it lapses; then
+        # the reaper queues the task again. The failure is told once, here.
+        task = spawn(run.execute(), f"run of task {claim.task.id}", name=f"gengate-run-{claim.task.id}")
         self._running[claim.task.id] = _Running(claim, task, run)
         task.add_done_callback(functools.partial(self._finished, claim.task.id))
 

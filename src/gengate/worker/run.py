@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from gengate.background import spawn
 from gengate.domain.catalogue import ModelSpec
 from gengate.domain.clock import now_ms
 from gengate.domain.states import FailCode
@@ -50,7 +51,6 @@ class TaskRun:
     _progress_sent: int | None = None
     _progress_wanted: int | None = None
     _progress_writer: asyncio.Task[None] | None = None
-    _side_writes: set[asyncio.Task[bool]] = field(default_factory=set)
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
 
     _provider_run: asyncio.Future[Sequence[OutputFile]] | None = None
@@ -180,31 +180,21 @@ class TaskRun:
             {"provider": self.spec.provider, "taskId": upstream_id, "traceId": trace_id}
         ).decode()
         log.info("task %s is upstream task %s (trace %s)", self.claim.task.id, upstream_id, trace_id)
-        writer = asyncio.create_task(
-            self.store.set_upstream(self.claim.task.id, self.owner, self.claim.attempt, reference)
+        spawn(
+            self.store.set_upstream(self.claim.task.id, self.owner, self.claim.attempt, reference),
+            f"keeping the upstream reference of task {self.claim.task.id}",
         )
-        self._side_writes.add(writer)
-        writer.add_done_callback(self._side_write_done)
-
-    def _side_write_done(self, writer: asyncio.Task[bool]) -> None:
-        self._side_writes.discard(writer)
-        if not writer.cancelled() and writer.exception() is not None:
-            log.error(
-                "keeping the upstream reference of %s failed: %s", self.claim.task.id, writer.exception()
-            )
 
     # -- progress: coalesced, one write in flight at a time -------------------------------
     def _progress(self, percent: int) -> None:
         self._progress_wanted = percent
         if self._progress_writer is None or self._progress_writer.done():
-            self._progress_writer = asyncio.create_task(self._write_progress())
+            self._progress_writer = spawn(
+                self._write_progress(), f"progress update of task {self.claim.task.id}"
+            )
 
     async def _write_progress(self) -> None:
         while self._progress_wanted is not None and self._progress_wanted != self._progress_sent:
             wanted = self._progress_wanted
-            try:
-                await self.store.set_progress(self.claim.task.id, self.owner, self.claim.attempt, wanted)
-            except Exception:
-                log.exception("progress update failed for %s", self.claim.task.id)
-                return
+            await self.store.set_progress(self.claim.task.id, self.owner, self.claim.attempt, wanted)
             self._progress_sent = wanted

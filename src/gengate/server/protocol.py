@@ -1,0 +1,132 @@
+"""uvicorn's httptools protocol, bounded: a request head has a size limit and a time limit, an
+over-full process answers 503, and errors the server answers itself use the gateway's envelope.
+
+The hot path stays as it was. A head that arrives in one read costs a few attribute tests;
+only a head split over reads arms a timer (the one armed per connection covers a client that
+connects and says nothing). Bytes are counted per read while a head is being read, which
+bounds memory to the limit plus one read; a single read that both starts and ends an
+oversized head is measured exactly, from the parsed URL and headers, when it is that large.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from gengate.server import replies
+from gengate.server.limits import ConnectionLimits
+
+#: How long a connection answered early (431, 400) keeps being read, and its bytes dropped,
+#: so that closing it does not reset it before the client has read the answer.
+LINGER_S = 2.0
+#: What the request line adds to the URL besides it: `GET ` and ` HTTP/1.1\r\n`, roughly.
+_REQUEST_LINE_EXTRA = 20
+
+
+class GatewayConfig(Config):
+    """uvicorn's config, carrying the limits to each connection (and, pickled, to each process)."""
+
+    def __init__(self, app: Any, *, limits: ConnectionLimits, **options: Any) -> None:
+        super().__init__(app, http=GatewayHttpProtocol, **options)
+        self.limits = limits
+
+
+class _HeadTooLarge(Exception):
+    """Raised inside the parser to stop it; uvicorn then calls `send_400_response`."""
+
+
+class GatewayHttpProtocol(HttpToolsProtocol):
+    def __init__(self, config: Config, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        limits = config.limits if isinstance(config, GatewayConfig) else ConnectionLimits()
+        self._max_head = limits.max_header_bytes
+        self._head_timeout_s = limits.header_timeout_s
+        self._max_connections = limits.max_connections
+        #: From connecting, and from each message's end, until the next head is complete.
+        self._reading_head = True
+        self._head_bytes = 0
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._head_too_large = False
+        #: Answered early: what the client still sends is dropped until the connection closes.
+        self._answered = False
+
+    # -- the connection ---------------------------------------------------------------
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self._max_connections:
+            self.app = replies.reply_app(replies.over_capacity(len(self.connections)))
+        self._head_timer = self.loop.call_later(self._head_timeout_s, self._head_timed_out)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    # The three methods below run on every request: they call uvicorn's directly, which costs
+    # half of what `super()` does.
+    def data_received(self, data: bytes) -> None:
+        if not self._reading_head:  # a body, or a request being answered: uvicorn's own path
+            HttpToolsProtocol.data_received(self, data)
+            return
+        if self._answered:
+            return
+        self._head_bytes += len(data)
+        HttpToolsProtocol.data_received(self, data)
+        if self._reading_head and self._head_bytes and not self._answered:  # a head split over reads
+            if self._head_bytes > self._max_head:
+                self._head_too_large = True
+                self.send_400_response("")
+            elif self._head_timer is None:
+                self._head_timer = self.loop.call_later(self._head_timeout_s, self._head_timed_out)
+
+    # -- parser callbacks -------------------------------------------------------------
+    def on_headers_complete(self) -> None:
+        self._reading_head = False
+        if self._head_timer is not None:
+            self._cancel_head_timer()
+        if self._head_bytes > self._max_head and self._head_size() > self._max_head:
+            self._head_too_large = True
+            raise _HeadTooLarge
+        HttpToolsProtocol.on_headers_complete(self)
+
+    def on_message_complete(self) -> None:
+        HttpToolsProtocol.on_message_complete(self)
+        self._reading_head = True  # whether or not the app read the body (it may have answered first)
+        self._head_bytes = 0
+
+    # -- answering early --------------------------------------------------------------
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request it cannot parse, here in the envelope (or a 431)."""
+        if self._answered or self.transport.is_closing():
+            return
+        error = replies.head_too_large(self._max_head) if self._head_too_large else replies.malformed()
+        url: bytes = getattr(self, "url", b"")  # set once a request line has begun
+        path = url.partition(b"?")[0].decode("latin-1")
+        self.transport.write(replies.render(error, path, self.server_state.default_headers))
+        self._answered = True
+        self._reading_head = True  # so that what follows is dropped, not parsed
+        self._cancel_head_timer()
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER_S, self._close)
+
+    def _head_size(self) -> int:
+        url: bytes = self.url
+        headers = sum(len(name) + len(value) + 4 for name, value in self.headers)
+        return _REQUEST_LINE_EXTRA + len(url) + headers
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self._reading_head:
+            self._close()
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _close(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.close()
