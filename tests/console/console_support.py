@@ -25,7 +25,9 @@ from typing import Any
 import httpx
 
 CHROMIUM = os.environ.get("GENGATE_TEST_CHROMIUM", "/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
+#: Where the README's screenshots live. The tests always take them; they replace the committed
+#: ones only with GENGATE_UPDATE_SCREENSHOTS=1, so that a test run leaves the work tree clean.
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
 VIEWPORT = {"width": 1280, "height": 800}
 
 
@@ -91,10 +93,16 @@ def sign_in(page: Any, key: str) -> None:
     page.wait_for_url(re.compile(r".*/console/(playground|keys)$"))
 
 
-def screenshot(page: Any, name: str) -> None:
-    """The page as the README shows it: docs/console/<name>.png, the viewport only."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+def screenshot(page: Any, name: str, folder: Path) -> Path:
+    """The page as the README shows it (the viewport only), as `<name>.png` in `folder`, or in
+    docs/console when GENGATE_UPDATE_SCREENSHOTS=1; returns the file, which the test checks."""
+    if os.environ.get("GENGATE_UPDATE_SCREENSHOTS") == "1":
+        folder = DOCS_SCREENSHOTS
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    page.screenshot(path=str(path))
+    assert path.read_bytes().startswith(b"\x89PNG"), path
+    return path
 
 
 class Receiver:

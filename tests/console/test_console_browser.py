@@ -7,6 +7,7 @@ error. The pages the README shows are captured on the way."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,7 +30,9 @@ def run_in_playground(page: Any, prompt: str, **fields: str) -> str:
     return page.url.split("task=", 1)[1]
 
 
-def test_playground_runs_a_task_and_shows_its_image(guarded_page: Guarded, console_server: Any) -> None:
+def test_playground_runs_a_task_and_shows_its_image(
+    guarded_page: Guarded, console_server: Any, tmp_path: Path
+) -> None:
     page = guarded_page.page
     key = console_server.create_key("playground")["key"]
     sign_in(page, key)
@@ -40,17 +43,17 @@ def test_playground_runs_a_task_and_shows_its_image(guarded_page: Guarded, conso
     assert page.evaluate("(img) => img.naturalWidth", image.element_handle()) == 256
     assert "curl -X POST" in page.locator("#snippet-curl").inner_text()
     assert key not in page.content()
-    screenshot(page, "playground")
+    screenshot(page, "playground", tmp_path)
     page.get_by_role("link", name="Tasks").click()
     page.locator(f"a[href='/console/tasks/{task_id}']").wait_for()
     # Tasks made elsewhere (the API) appear in the open list by themselves.
     made = [console_server.submit_ok(key, "demo-echo", {"prompt": p}) for p in ("a lighthouse", "a fox")]
     for other in made:
         page.locator(f"a[href='/console/tasks/{other}']").wait_for()
-    screenshot(page, "tasks")
+    screenshot(page, "tasks", tmp_path)
     page.get_by_role("link", name="Usage").click()
     assert page.locator("svg.chart rect").count() >= 1
-    screenshot(page, "usage")
+    screenshot(page, "usage", tmp_path)
 
 
 def test_cancel_a_running_task(guarded_page: Guarded, console_server: Any) -> None:
@@ -65,7 +68,7 @@ def test_cancel_a_running_task(guarded_page: Guarded, console_server: Any) -> No
 
 
 def test_callback_deliveries_and_deliver_again(
-    guarded_page: Guarded, console_server: Any, receiver: Receiver
+    guarded_page: Guarded, console_server: Any, receiver: Receiver, tmp_path: Path
 ) -> None:
     page = guarded_page.page
     sign_in(page, console_server.create_key("hooks")["key"])
@@ -84,13 +87,15 @@ def test_callback_deliveries_and_deliver_again(
     page.get_by_role("button", name="Deliver again").click()
     page.locator("tr.attempt").nth(1).wait_for()  # the live section refreshes until it is done
     page.locator(".delivery-state", has_text="delivered").wait_for()
-    screenshot(page, "task")
+    screenshot(page, "task", tmp_path)
     assert len(receiver.bodies) == 2
     assert receiver.bodies[0]["data"]["taskId"] == task_id
     assert receiver.headers[0]["webhook-id"] == receiver.headers[1]["webhook-id"]
 
 
-def test_operator_creates_tops_up_and_disables_a_key(guarded_page: Guarded, console_server: Any) -> None:
+def test_operator_creates_tops_up_and_disables_a_key(
+    guarded_page: Guarded, console_server: Any, tmp_path: Path
+) -> None:
     page = guarded_page.page
     sign_in(page, console_server.admin_key)
     page.get_by_label("Name", exact=True).fill("from the console")
@@ -109,7 +114,7 @@ def test_operator_creates_tops_up_and_disables_a_key(guarded_page: Guarded, cons
     page.get_by_label("Search by name, id or prefix").fill("from the console")
     page.get_by_role("button", name="Search").click()
     page.wait_for_url("**/console/keys?q=from+the+console")
-    screenshot(page, "keys")
+    screenshot(page, "keys", tmp_path)
     page.get_by_role("link", name="from the console").click()
     page.get_by_role("button", name="Disable").click()
     assert page.locator("#key-status").inner_text() == "disabled"
@@ -123,7 +128,7 @@ def test_operator_creates_tops_up_and_disables_a_key(guarded_page: Guarded, cons
     page.get_by_role("link", name="Health").click()
     assert page.locator("#store-state").inner_text() == "reachable"
     assert page.locator("td", has_text="1").count() >= 1  # the worker running it
-    screenshot(page, "health")
+    screenshot(page, "health", tmp_path)
     console_server.http.post(
         "/api/v1/cancelTask/demo-echo", params={"taskId": running}, headers=console_server.auth(busy)
     )
