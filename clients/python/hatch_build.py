@@ -11,8 +11,9 @@ from typing import Any
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
-#: What the SDK is, relative to the `gengate` package: nothing of the server.
-FILES = ("__init__.py", "py.typed", "client")
+#: What the SDK is, relative to the `gengate` package: nothing of the server. `wire` reads the
+#: answers, `net` bounds how much of them is read; neither imports anything but httpx.
+FILES = ("__init__.py", "py.typed", "client", "wire", "net")
 
 
 def _package_root(project_root: Path) -> Path:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -19,20 +18,21 @@ from starlette.types import ASGIApp
 
 from gengate import bootstrap, heap, logsafe
 from gengate.api.app import build_app
-from gengate.api.callbacks import callback_body
 from gengate.api.context import ApiContext
 from gengate.api.disk_space import DiskSpace
 from gengate.background import spawn
+from gengate.dialects.links import SignedLinks
 from gengate.domain.catalogue import Catalogue
 from gengate.files.base import FileStore
 from gengate.files.cleanup import run_cleanup
 from gengate.files.factory import build_file_store
 from gengate.files.signing import UrlSigner
 from gengate.metrics import Metrics
+from gengate.net.guard import AddressPolicy
 from gengate.providers.base import Provider
 from gengate.providers.fallback import circuit_states
 from gengate.providers.registry import build_catalogue, build_providers, close_providers
-from gengate.providers.relay_hooks import UpstreamHooks
+from gengate.providers.relay.hooks import UpstreamHooks
 from gengate.services.keys import KeyService
 from gengate.services.moderation import build_moderator
 from gengate.services.ratelimit import RateLimiter
@@ -43,7 +43,6 @@ from gengate.store.factory import build_store
 from gengate.store.notify import ChangeHub
 from gengate.store.sqlite import SQLiteStore
 from gengate.webhooks.sender import WebhookSender
-from gengate.webhooks.ssrf import AddressPolicy
 from gengate.worker.pool import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -87,6 +86,8 @@ class Gateway:
         self.providers = core.providers
         self.catalogue = core.catalogue
         self.files = core.files
+        #: One cache of signed result URLs for the routes and the callback sender.
+        self.links = SignedLinks(self.files, settings.result_ttl * 1000)
         self.hooks = core.hooks
         secret = bootstrap.server_secret(settings)
         self.metrics = Metrics()
@@ -114,7 +115,7 @@ class Gateway:
         self.webhooks = WebhookSender(
             store=self.store,
             hub=self.hub,
-            render=functools.partial(callback_body, ctx=self.api_context()),
+            links=self.links,
             secret_for=self.keys.webhook_secret_of,
             policy=policy,
             schedule=tuple(settings.webhook_retry_schedule),
@@ -159,7 +160,7 @@ class Gateway:
             tasks=self.tasks,
             catalogue=self.catalogue,
             files=self.files,
-            result_ttl_ms=self.settings.result_ttl * 1000,
+            links=self.links,
             max_body_bytes=self.settings.max_body_bytes,
             sync_wait_s=self.settings.sync_wait,
             metrics=self.metrics,

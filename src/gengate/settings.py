@@ -31,13 +31,11 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from gengate.domain.callback_schedule import DEFAULT_RETRY_SCHEDULE
 from gengate.settings_check import check_keys, explain, read_toml
 from gengate.startup import ConfigFileError, StartupError, redacted_url
 
 DEFAULT_CONFIG_FILE = "gengate.toml"
-
-#: At once, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h: about a day and a half in all.
-DEFAULT_RETRY_SCHEDULE = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
 
 
 class ModelConfig(BaseModel):

@@ -45,11 +45,11 @@ async def test_store_failure_is_unavailable_with_retry_after(
     gateway: Gateway, http: httpx.AsyncClient, api_key: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert isinstance(gateway.store, SQLiteStore)
-    gateway.store._reader.close()  # the database goes away under a running gateway
+    gateway.store.driver._reader().close()  # the database goes away under a running gateway
     response = await http.get("/api/v1/statusTask/demo-echo?taskId=task_x", headers=bearer(api_key))
     assert_error(response, 503, "unavailable")
     assert response.headers["retry-after"] == "1"
-    monkeypatch.setattr(gateway.store, "_read", None)
+    monkeypatch.setattr(gateway.store.driver, "_read", None)
 
 
 async def test_submit_then_sync_read(http: httpx.AsyncClient, api_key: str) -> None:

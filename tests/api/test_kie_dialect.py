@@ -14,9 +14,9 @@ import orjson
 import pytest
 
 from gengate.api.app import build_app
-from gengate.api.callbacks import callback_body
-from gengate.api.errors import Dialect
 from gengate.api.hotpath import HotPath, HotRoute
+from gengate.dialects import render_callback
+from gengate.domain.dialect import Dialect
 from gengate.runtime import Gateway
 
 CREATE = "/api/v1/jobs/createTask"
@@ -311,7 +311,7 @@ async def test_callback_body_is_the_record_info_response(
     assert task is not None
     assert (task.dialect, task.request_type, task.callback_url) == ("kie", "callback", request["callBackUrl"])
     response = await http.get(RECORD, params={"taskId": task_id}, headers=bearer(api_key))
-    assert orjson.loads(callback_body(task, gateway.api_context())) == response.json()
+    assert orjson.loads(render_callback(task.dialect, task, gateway.links)) == response.json()
     deliveries = await gateway.store.deliveries_of_task(task_id)
     assert [d.dialect for d in deliveries] == ["kie"]
 
@@ -323,7 +323,7 @@ async def test_callback_body_of_a_failed_task(
     await finished(http, api_key, task_id)
     task = await gateway.store.get_task(task_id)
     assert task is not None
-    body = orjson.loads(callback_body(task, gateway.api_context()))
+    body = orjson.loads(render_callback(task.dialect, task, gateway.links))
     assert (body["code"], body["msg"]) == (200, "success")
     assert set(body["data"]) == SEED_FIELDS | EXTRA_FIELDS
     assert (body["data"]["state"], body["data"]["failCode"]) == ("fail", "TIMEOUT")
@@ -367,7 +367,7 @@ async def test_hot_path_answers_an_exact_route_in_its_dialect() -> None:
         await send({"type": "http.response.start", "status": 418, "headers": []})
         await send({"type": "http.response.body", "body": b"framework"})
 
-    app = HotPath(fallback, [HotRoute("GET", "/x/y", _data, Dialect.KIE, "msg", exact=True)])
+    app = HotPath(fallback, [HotRoute("GET", "/x/y", _data, Dialect.KIE, exact=True)])
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
         hit = await http.get("/x/y?q=1")

@@ -85,7 +85,7 @@ async def _set_page_cap(store: SQLiteStore, pages: int | None) -> None:
         limit = pages if pages is not None else conn.execute("PRAGMA page_count").fetchone()[0]
         conn.execute(f"PRAGMA max_page_count = {int(limit)}")
 
-    await store._writer.submit(cap)
+    await store.driver.writer.submit(cap)
 
 
 async def test_not_ready_while_writes_fail_for_a_full_database(served: Served) -> None:

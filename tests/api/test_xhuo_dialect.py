@@ -15,9 +15,8 @@ import httpx
 import orjson
 import pytest
 
-from gengate.api import xhuo
 from gengate.api.app import build_app
-from gengate.api.callbacks import callback_body
+from gengate.dialects import render_callback, xhuo
 from gengate.runtime import Gateway
 
 RUN = "/api/v1/run/"
@@ -177,7 +176,7 @@ async def test_run_with_callback_answers_at_once(
     assert (task.dialect, task.request_type, task.callback_url) == ("xhuo", "callback", HOOK)
     assert "callback_url" not in task.input
     assert task.request["callback_url"] == HOOK
-    sent = orjson.loads(callback_body(task, gateway.api_context()))
+    sent = orjson.loads(render_callback(task.dialect, task, gateway.links))
     assert set(sent) == SUCCESS_KEYS
     assert (sent["success"], sent["task_id"], sent["trace_id"]) == (True, body["task_id"], body["trace_id"])
     assert (
@@ -197,7 +196,7 @@ async def test_failure_callback_envelope(http: httpx.AsyncClient, api_key: str, 
     await finished(http, api_key, body["task_id"])
     task = await gateway.store.get_task(body["task_id"])
     assert task is not None
-    sent = orjson.loads(callback_body(task, gateway.api_context()))
+    sent = orjson.loads(render_callback(task.dialect, task, gateway.links))
     assert sent == {
         "success": False,
         "task_id": body["task_id"],
@@ -282,14 +281,13 @@ async def _create_each_way(http: httpx.AsyncClient, key: str) -> dict[str, str]:
 
 async def test_one_task_every_view(http: httpx.AsyncClient, api_key: str, gateway: Gateway) -> None:
     ids = await _create_each_way(http, api_key)
-    ctx = gateway.api_context()
     for made_by, task_id in ids.items():
         apixo = await status(http, api_key, "demo-echo", task_id)
         kie = await record(http, api_key, task_id)
         task = await gateway.store.get_task(task_id)
         assert task is not None
         assert task.dialect == made_by
-        run = xhuo.run_result(task, ctx)
+        run = xhuo.run_result(task, gateway.links)
         assert apixo["taskId"] == kie["taskId"] == run["task_id"] == task_id
         assert (apixo["state"], kie["state"], run["success"]) == ("success", "success", True)
         assert apixo["resultJson"] == kie["resultJson"]

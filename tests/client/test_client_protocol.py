@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from gengate import wire
 from gengate.client import APIError, ProtocolError, TaskFailedError, TaskStatus, TaskTimeoutError
 from gengate.client import _protocol as proto
 from gengate.client._policy import MAX_RETRY_AFTER, PollSchedule, retry_decision, retry_hook
@@ -50,14 +51,14 @@ def response(status: int, body: Any = None, *, text: str | None = None, **header
 
 @pytest.mark.parametrize("data", [SEED_PENDING, SEED_PROCESSING])
 def test_in_flight_seed_bodies(data: dict[str, Any]) -> None:
-    status = proto.parse_status(proto.unwrap(response(200, envelope(data))))
+    status = wire.parse_status(wire.unwrap(response(200, envelope(data))))
     assert status == TaskStatus(task_id="task_abc123xyz789", state=data["state"], create_time=CREATE)
     assert not status.is_terminal
     assert status.raw == data
 
 
 def test_success_seed_body() -> None:
-    status = proto.parse_status(proto.unwrap(response(200, envelope(SEED_SUCCESS))))
+    status = wire.parse_status(wire.unwrap(response(200, envelope(SEED_SUCCESS))))
     assert status.is_terminal
     assert status.succeeded
     assert status.result_urls == ["https://cdn.apixo.ai/output/abc123.jpg"]
@@ -67,7 +68,7 @@ def test_success_seed_body() -> None:
 
 
 def test_failed_seed_body() -> None:
-    status = proto.parse_status(proto.unwrap(response(200, envelope(SEED_FAILED))))
+    status = wire.parse_status(wire.unwrap(response(200, envelope(SEED_FAILED))))
     assert status.is_terminal
     assert not status.succeeded
     assert (status.fail_code, status.fail_msg) == ("CONTENT_VIOLATION", "Content violates usage policy")
@@ -77,30 +78,30 @@ def test_failed_seed_body() -> None:
 
 def test_seed_002_body_without_create_time_or_envelope_code() -> None:
     # Seed 002 shows `{"data": {...}}` alone; the client must not insist on fields it can live without.
-    status = proto.parse_status(proto.unwrap(response(200, {"data": {"taskId": "t", "state": "processing"}})))
+    status = wire.parse_status(wire.unwrap(response(200, {"data": {"taskId": "t", "state": "processing"}})))
     assert status.create_time is None
     assert status.state == "processing"
 
 
 def test_progress_and_extra_fields() -> None:
     data = {**SEED_PROCESSING, "progress": 42.7, "model": "flux-2"}
-    status = proto.parse_status(data)
+    status = wire.parse_status(data)
     assert status.progress == 42
     assert status.raw["model"] == "flux-2"
-    assert proto.parse_status({**SEED_PROCESSING, "progress": 140}).progress == 100
+    assert wire.parse_status({**SEED_PROCESSING, "progress": 140}).progress == 100
 
 
 def test_status_without_state_is_a_protocol_error() -> None:
     with pytest.raises(ProtocolError):
-        proto.parse_status({"taskId": "t"})
+        wire.parse_status({"taskId": "t"})
     with pytest.raises(ProtocolError):
-        proto.parse_status({"state": "pending"})
+        wire.parse_status({"state": "pending"})
 
 
 def test_submit_answer() -> None:
-    data = proto.unwrap(response(200, envelope({"taskId": "task_abc123xyz"})))
-    assert proto.parse_task_id(data) == "task_abc123xyz"
-    assert proto.parse_task_id(SEED_SUCCESS) == "task_abc123xyz789"  # a `sync` submit answers a status body
+    data = wire.unwrap(response(200, envelope({"taskId": "task_abc123xyz"})))
+    assert wire.parse_task_id(data) == "task_abc123xyz"
+    assert wire.parse_task_id(SEED_SUCCESS) == "task_abc123xyz789"  # a `sync` submit answers a status body
 
 
 # --- resultJson ----------------------------------------------------------------------------------
@@ -118,13 +119,13 @@ def test_submit_answer() -> None:
     ],
 )
 def test_result_json(raw: Any, urls: list[str]) -> None:
-    assert proto.parse_result_urls(raw) == urls
+    assert wire.parse_result_urls(raw) == urls
 
 
 @pytest.mark.parametrize("raw", ["not json", '{"resultUrls": "x"}', '{"resultUrls": [1]}', "[1]"])
 def test_malformed_result_json(raw: str) -> None:
     with pytest.raises(ProtocolError):
-        proto.parse_result_urls(raw)
+        wire.parse_result_urls(raw)
 
 
 # --- error envelopes -----------------------------------------------------------------------------
@@ -139,7 +140,7 @@ def test_error_envelope() -> None:
         "trace_id": "trace-1",
     }
     with pytest.raises(APIError) as info:
-        proto.unwrap(response(401, body, **{"X-Trace-Id": "trace-1"}))
+        wire.unwrap(response(401, body, **{"X-Trace-Id": "trace-1"}))
     err = info.value
     assert (err.status, err.code, err.message, err.trace_id) == (
         401,
@@ -153,7 +154,7 @@ def test_error_envelope() -> None:
 
 def test_error_trace_id_from_header_and_retry_after() -> None:
     body = {"code": 429, "message": "slow down", "data": None, "error": {"code": "too_many_requests"}}
-    err = proto.error_from_response(response(429, body, **{"X-Trace-Id": "hdr", "Retry-After": "7"}))
+    err = wire.error_from_response(response(429, body, **{"X-Trace-Id": "hdr", "Retry-After": "7"}))
     assert (err.code, err.message, err.trace_id, err.retry_after) == (
         "too_many_requests",
         "slow down",
@@ -164,37 +165,29 @@ def test_error_trace_id_from_header_and_retry_after() -> None:
 
 
 def test_error_with_non_json_body() -> None:
-    err = proto.error_from_response(response(502, text="<html>Bad Gateway</html>"))
+    err = wire.error_from_response(response(502, text="<html>Bad Gateway</html>"))
     assert (err.status, err.code, err.trace_id) == (502, "http_502", None)
     assert "Bad Gateway" in err.message
-    assert proto.error_from_response(response(503, text="")).message == "Service Unavailable"
+    assert wire.error_from_response(response(503, text="")).message == "Service Unavailable"
 
 
 def test_kie_style_error_says_msg() -> None:
-    err = proto.error_from_response(response(404, {"code": 404, "msg": "no such task", "data": None}))
+    err = wire.error_from_response(response(404, {"code": 404, "msg": "no such task", "data": None}))
     assert (err.code, err.message) == ("http_404", "no such task")
 
 
 def test_error_code_inside_a_200() -> None:
     # Hosted services answer HTTP 200 and put the error in the body's `code`.
     with pytest.raises(APIError) as info:
-        proto.unwrap(response(200, {"code": 403, "message": "credits used up", "data": None}))
+        wire.unwrap(response(200, {"code": 403, "message": "credits used up", "data": None}))
     assert info.value.status == 403
 
 
 def test_success_that_is_not_an_envelope() -> None:
     with pytest.raises(ProtocolError):
-        proto.unwrap(response(200, text="hello"))
+        wire.unwrap(response(200, text="hello"))
     with pytest.raises(ProtocolError):
-        proto.unwrap(response(200, {"code": 200, "message": "success", "data": None}))
-
-
-@pytest.mark.parametrize(
-    ("value", "seconds"),
-    [(None, None), ("3", 3.0), (" 0 ", 0.0), ("soon", None), ("Thu, 01 Jan 2024 00:00:10 GMT", 10.0)],
-)
-def test_retry_after(value: str | None, seconds: float | None) -> None:
-    assert proto.parse_retry_after(value, now=1704067200.0) == seconds
+        wire.unwrap(response(200, {"code": 200, "message": "success", "data": None}))
 
 
 # --- requests ------------------------------------------------------------------------------------
@@ -290,17 +283,17 @@ def test_poll_schedule_stops_at_the_deadline() -> None:
 
 
 def test_error_messages() -> None:
-    failed = proto.parse_status(SEED_FAILED)
+    failed = wire.parse_status(SEED_FAILED)
     assert str(TaskFailedError(failed)) == (
         "task task_abc123xyz789 failed: CONTENT_VIOLATION: Content violates usage policy"
     )
-    timeout = TaskTimeoutError("task_1", 5.0, proto.parse_status(SEED_PROCESSING))
+    timeout = TaskTimeoutError("task_1", 5.0, wire.parse_status(SEED_PROCESSING))
     assert isinstance(timeout, TimeoutError)
     assert str(timeout) == "task task_1 not finished after 5 s, last state processing"
 
 
 def test_status_is_frozen() -> None:
-    status = proto.parse_status(SEED_SUCCESS)
+    status = wire.parse_status(SEED_SUCCESS)
     with pytest.raises(AttributeError):
         status.state = "failed"  # type: ignore[misc]
     assert json.loads(SEED_SUCCESS["resultJson"])["resultUrls"] == status.result_urls  # type: ignore[arg-type]

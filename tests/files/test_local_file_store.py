@@ -10,11 +10,11 @@ import pytest
 from local_urls import served, url_query
 
 from gengate.domain.errors import Forbidden, TaskNotFound
+from gengate.domain.files import OutputFile
 from gengate.domain.task import ResultFile
 from gengate.files.inline import INLINE_MAX_BYTES
 from gengate.files.local import LocalFileStore, is_safe_name
 from gengate.files.signing import UrlSigner
-from gengate.providers.base import OutputFile
 
 TASK = "task_abc123"
 NOW = 1_700_000_000_000

@@ -8,14 +8,14 @@ from pathlib import Path
 from local_urls import served
 
 from gengate.domain.clock import now_ms
+from gengate.domain.endings import Succeeded
+from gengate.domain.files import OutputFile
 from gengate.domain.ids import new_task_id
 from gengate.domain.states import TaskState
 from gengate.domain.task import Task
 from gengate.files.cleanup import remove_expired
 from gengate.files.local import LocalFileStore
 from gengate.files.signing import UrlSigner
-from gengate.providers.base import OutputFile
-from gengate.store.base import Succeeded
 from gengate.store.sqlite import SQLiteStore
 
 

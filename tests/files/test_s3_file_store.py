@@ -15,13 +15,13 @@ import httpx
 import pytest
 from boto3.s3.transfer import TransferConfig
 
+from gengate.domain.files import OutputFile
 from gengate.domain.task import ResultFile
 from gengate.files.factory import build_file_store
 from gengate.files.local import LocalFileStore
 from gengate.files.presign import MAX_EXPIRES_S
 from gengate.files.s3 import S3FileStore, S3Location
 from gengate.files.signing import UrlSigner
-from gengate.providers.base import OutputFile
 from gengate.settings import Settings, load_settings
 
 if TYPE_CHECKING:

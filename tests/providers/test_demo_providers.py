@@ -12,8 +12,9 @@ import orjson
 import pytest
 from PIL import Image
 
+from gengate.domain.files import OutputFile
 from gengate.domain.inputs import EchoInput, TextToImageInput
-from gengate.providers.base import OutputFile, Provider, ProviderFailure, RunContext
+from gengate.providers.base import Provider, ProviderFailure, RunContext
 from gengate.providers.demo import DemoEchoProvider, DemoImageProvider, demo_providers, wrap
 
 

@@ -14,9 +14,9 @@ import io
 import pytest
 from PIL import Image
 
+from gengate.net.guard import AddressPolicy
 from gengate.providers.base import ProviderFailure
 from gengate.providers.input_image import open_image, read_image_url
-from gengate.webhooks.ssrf import AddressPolicy
 from hostile_http import MIB, HostileServer, Reply, bomb_reply, endless_reply, traced_peak
 
 LOOPBACK = AddressPolicy.from_env_value("127.0.0.0/8")

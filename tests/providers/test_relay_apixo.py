@@ -13,8 +13,8 @@ from gengate.files.local import LocalFileStore
 from gengate.files.signing import UrlSigner
 from gengate.providers.base import RunContext
 from gengate.providers.demo import render_png
-from gengate.providers.relay_apixo import link
-from gengate.providers.relay_common import RelayOptions, Upstream, parse_options
+from gengate.providers.relay.apixo import link
+from gengate.providers.relay.upstream import RelayOptions, Upstream, parse_options
 
 
 async def test_results_are_copied_and_outlive_the_upstream_files(

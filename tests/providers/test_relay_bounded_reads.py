@@ -16,8 +16,8 @@ import pytest
 from relay_support import UPSTREAM_KEY_ENV, relay_model, relay_provider, relaying
 
 from gengate.providers.base import ProviderFailure
-from gengate.providers.relay_common import RelayOptions, Upstream, parse_options
-from gengate.providers.relay_openai import OpenAIOptions
+from gengate.providers.relay.openai import OpenAIOptions
+from gengate.providers.relay.upstream import RelayOptions, Upstream, parse_options
 from hostile_http import MIB, HostileServer, Reply, bomb_reply, endless_reply, traced_peak
 
 #: Far above what a bounded read holds at once, far below what a whole bomb takes.

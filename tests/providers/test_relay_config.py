@@ -10,15 +10,15 @@ from typing import Any
 import pydantic
 import pytest
 
-from gengate.client._errors import APIError
 from gengate.domain.errors import BadRequest
 from gengate.providers.fallback import FallbackProvider
 from gengate.providers.registry import ConfigError, build_catalogue, build_providers
-from gengate.providers.relay_errors import failure_for_request, failure_for_task
-from gengate.providers.relay_hooks import UpstreamHooks
-from gengate.providers.relay_inputs import upstream_input
+from gengate.providers.relay.errors import failure_for_request, failure_for_task
+from gengate.providers.relay.hooks import UpstreamHooks
+from gengate.providers.relay.inputs import upstream_input
 from gengate.settings import ModelConfig, Settings, load_settings
 from gengate.startup import StartupError
+from gengate.wire import APIError
 
 TOML = """
 [models.flux-2]

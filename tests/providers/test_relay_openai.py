@@ -18,8 +18,8 @@ from starlette.routing import Route
 
 from gengate.providers.base import ProviderFailure, RunContext
 from gengate.providers.demo import render_png
-from gengate.providers.relay_common import Upstream, parse_options
-from gengate.providers.relay_openai import OpenAIOptions, link
+from gengate.providers.relay.openai import OpenAIOptions, link
+from gengate.providers.relay.upstream import Upstream, parse_options
 
 PNG = render_png("openai", 16, 16, 3)
 ERRORS = {

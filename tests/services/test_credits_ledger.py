@@ -14,6 +14,7 @@ import msgspec
 import pytest
 
 from gengate.domain.clock import now_ms
+from gengate.domain.endings import Failed, Succeeded
 from gengate.domain.errors import BadRequest, TooManyRequests, Unavailable, UsedUp
 from gengate.domain.ids import new_task_id
 from gengate.domain.keys import KeyChanges
@@ -21,7 +22,7 @@ from gengate.domain.ledger import LedgerEntry, LedgerKind
 from gengate.domain.states import TaskState
 from gengate.domain.task import ResultFile, Task
 from gengate.services.keys import KeyService
-from gengate.store.base import Admission, Failed, Idempotency, Store, Succeeded, TaskQuery
+from gengate.store.base import Admission, Idempotency, Store, TaskQuery
 from gengate.store.postgres import PostgresStore
 from gengate.store.sqlite import SQLiteStore
 
@@ -231,7 +232,7 @@ async def test_a_full_queue_refuses_without_charging(store: Store) -> None:
         await store.insert_task(make_task(key_id, 1), admission=Admission(max_queue=2))
     with pytest.raises(Unavailable) as refused:
         await store.insert_task(make_task(key_id, 1), admission=Admission(max_queue=2))
-    assert int(refused.value.headers["Retry-After"]) >= 1
+    assert (refused.value.retry_after_s or 0) >= 1
     assert await balance(store, key_id) == 8
     # Another model's queue is its own.
     other = msgspec.structs.replace(make_task(key_id, 1), model="other")
@@ -245,7 +246,7 @@ async def test_max_concurrent_counts_pending_and_processing(store: Store) -> Non
     await claim_one(store)  # one processing, one pending: still two unfinished
     with pytest.raises(TooManyRequests) as refused:
         await store.insert_task(make_task(key_id, 1), admission=Admission(max_concurrent=2))
-    assert refused.value.headers["Retry-After"]
+    assert refused.value.retry_after_s
     assert len([e for e in await ledger(store, key_id) if e.kind is LedgerKind.CHARGE]) == 2
     await store.cancel(first.id)  # (the processing one: asks its worker to stop)
     pending = [t for t in await store.list_tasks(key_id, TaskQuery()) if t.state is TaskState.PENDING]
@@ -297,12 +298,16 @@ async def test_sqlite_keeps_its_queue_depths_exact(tmp_path: Path) -> None:
         key_id = await new_key(store, None)
 
         def counted() -> tuple[int, int]:
-            kept = store._reader.execute(
-                "SELECT pending FROM queue_depths WHERE model = ?", (MODEL,)
-            ).fetchone()
-            real = store._reader.execute(
-                "SELECT count(*) FROM tasks WHERE state = 'pending' AND model = ?", (MODEL,)
-            ).fetchone()
+            kept = (
+                store.driver._reader()
+                .execute("SELECT pending FROM queue_depths WHERE model = ?", (MODEL,))
+                .fetchone()
+            )
+            real = (
+                store.driver._reader()
+                .execute("SELECT count(*) FROM tasks WHERE state = 'pending' AND model = ?", (MODEL,))
+                .fetchone()
+            )
             return (kept[0] if kept else 0), real[0]
 
         tasks = [await store.insert_task(make_task(key_id, 1)) for _ in range(5)]

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from gengate.domain.clock import now_ms
+from gengate.domain.endings import Succeeded
 from gengate.domain.ids import new_task_id
 from gengate.domain.states import TaskState
 from gengate.domain.task import Task
 from gengate.services.insights import Insights, percentile
-from gengate.store.base import Succeeded
 from gengate.store.sqlite import SQLiteStore
 
 

@@ -10,11 +10,11 @@ import msgspec
 import pytest
 
 from gengate.domain.clock import now_ms
+from gengate.domain.endings import Failed, Succeeded
 from gengate.domain.ids import new_task_id
 from gengate.domain.keys import ApiKey
 from gengate.domain.states import TaskState
 from gengate.domain.task import Task
-from gengate.store.base import Failed, Succeeded
 from gengate.store.console_base import ConsoleSession, DailyUsage
 from gengate.store.postgres import PostgresStore
 from gengate.store.sqlite import SQLiteStore

@@ -12,12 +12,13 @@ import msgspec
 import pytest
 
 from gengate.domain.clock import now_ms
+from gengate.domain.endings import Failed, Succeeded
 from gengate.domain.errors import Conflict, UsedUp
 from gengate.domain.ids import new_task_id
 from gengate.domain.keys import ApiKey, KeyChanges
 from gengate.domain.states import TaskState
 from gengate.domain.task import ResultFile, Task
-from gengate.store.base import ExpiredResult, Failed, Idempotency, Lease, Succeeded, TaskQuery
+from gengate.store.base import ExpiredResult, Idempotency, Lease, TaskQuery
 from gengate.store.postgres import PostgresStore
 from gengate.store.sqlite import SQLiteStore
 

@@ -1,17 +1,14 @@
-"""The sender's pure retry policy: `next_step` (what follows an attempt) and `retry_after_seconds`."""
+"""The sender's pure retry policy: `next_step` (what follows an attempt). Reading `Retry-After`
+is the wire layer's (tests/wire/test_retry_after.py)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime
-
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gengate.domain.callback_schedule import DEFAULT_RETRY_SCHEDULE
 from gengate.domain.deliveries import DeliveryState
-from gengate.settings import DEFAULT_RETRY_SCHEDULE
-from gengate.webhooks.sender import MAX_RETRY_AFTER_S, Outcome, next_step, retry_after_seconds
+from gengate.webhooks.sender import MAX_RETRY_AFTER_S, Outcome, next_step
 
 NOW = 1_800_000_000_000
 
@@ -88,73 +85,3 @@ def test_a_redirect_or_no_answer_is_a_failure() -> None:
     assert next_step(Outcome(301, "HTTP 301"), 1, [0, 1], NOW)[0] is DeliveryState.PENDING
     assert Outcome(410, "gone").gone
     assert not Outcome(404, "missing").gone
-
-
-# -- retry_after_seconds -----------------------------------------------------------------------
-@given(
-    seconds=st.integers(0, 10**12), left=st.sampled_from(["", " ", "\t"]), right=st.sampled_from(["", " "])
-)
-def test_delta_seconds(seconds: int, left: str, right: str) -> None:
-    assert retry_after_seconds(f"{left}{seconds}{right}") == float(seconds)
-
-
-@pytest.mark.parametrize("value", [None, "", "   "])
-def test_absent(value: str | None) -> None:
-    assert retry_after_seconds(value) is None
-
-
-@pytest.mark.parametrize("value", ["soon", "-1", "1.5", "2 s", "0x10", "Thu, 99 Foo 2020 00:00:00 GMT"])
-def test_unreadable_is_ignored(value: str) -> None:
-    assert retry_after_seconds(value) is None
-
-
-@given(ahead=st.integers(2, 10**7))
-def test_http_date_in_the_future(ahead: int) -> None:
-    when = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=ahead)
-    seconds = retry_after_seconds(format_datetime(when, usegmt=True))
-    assert seconds is not None
-    assert ahead - 2 <= seconds <= ahead
-
-
-@given(ago=st.integers(0, 10**8))
-def test_http_date_in_the_past_is_now(ago: int) -> None:
-    when = datetime.now(UTC) - timedelta(seconds=ago)
-    assert retry_after_seconds(format_datetime(when, usegmt=True)) == 0.0
-
-
-def test_http_date_without_zone_is_utc() -> None:
-    when = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=60)
-    seconds = retry_after_seconds(when.strftime("%a, %d %b %Y %H:%M:%S -0000"))
-    assert seconds is not None
-    assert 58 <= seconds <= 60
-
-
-@given(value=st.text(max_size=40))
-def test_any_header_value_gives_seconds_or_none(value: str) -> None:
-    seconds = retry_after_seconds(value)
-    assert seconds is None or seconds >= 0
-
-
-@given(value=st.text(alphabet=st.characters(categories=["Nd", "No", "Zs"]), max_size=8))
-def test_any_digits_give_seconds_or_none(value: str) -> None:
-    seconds = retry_after_seconds(value)
-    assert seconds is None or seconds >= 0
-
-
-@pytest.mark.parametrize("value", ["²", "¹⁰", "①", "٣", "１２"])
-def test_digit_like_characters_are_ignored(value: str) -> None:
-    """str.isdigit() admits these and float() refuses some; httpx reads a Retry-After byte 0xB2 as
-    "²" (latin-1). They used to raise ValueError, crashing the attempt (fixed in 05ed1a8)."""
-    assert retry_after_seconds(value) is None
-
-
-def test_refused_literal_addresses_fail_at_once_names_are_retried() -> None:
-    from gengate.domain.deliveries import DeliveryState
-    from gengate.webhooks.sender import Outcome, _refused_for_good, next_step
-
-    assert _refused_for_good("http://127.0.0.1/hook")
-    assert _refused_for_good("ftp://example.com/")
-    assert not _refused_for_good("https://hooks.example.com/x")
-    permanent = Outcome(None, "refused", permanent=True)
-    assert next_step(permanent, 1, [0, 5, 300], now=0) == (DeliveryState.FAILED, None)
-    assert next_step(Outcome(None, "refused"), 1, [0, 5, 300], now=0) == (DeliveryState.PENDING, 5000)

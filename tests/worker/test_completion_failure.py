@@ -23,16 +23,17 @@ import pytest
 
 from gengate.domain.catalogue import Catalogue, ModelSpec
 from gengate.domain.clock import now_ms
+from gengate.domain.files import OutputFile
 from gengate.domain.ids import new_task_id
 from gengate.domain.inputs import EchoInput
 from gengate.domain.states import TaskState
 from gengate.domain.task import Task
 from gengate.files.local import LocalFileStore
 from gengate.files.signing import UrlSigner
-from gengate.providers.base import OutputFile, RunContext
-from gengate.store import sqlite_queries as q
+from gengate.providers.base import RunContext
 from gengate.store.sqlite import SQLiteStore
-from gengate.store.sqlite_writer import SQLiteWriter
+from gengate.store.sqlite.driver import PRAGMAS
+from gengate.store.sqlite.writer import SQLiteWriter
 from gengate.worker.pool import WorkerPool
 
 FULL = "database or disk is full"
@@ -106,8 +107,8 @@ async def test_a_completion_that_cannot_be_committed_is_logged_once_and_retried(
         return [OutputFile(ctx.output_dir / "r.json", "application/json", b"{}")]
 
     store = SQLiteStore(tmp_path / "db.sqlite")
-    writer = FillingWriter(store.path, q.PRAGMAS, store._foreign_commit)
-    store._writer = writer
+    writer = FillingWriter(store.path, PRAGMAS, store.driver._foreign_commit)
+    store.driver.writer = writer
     await store.open()
     catalogue = Catalogue({"wait": ModelSpec(id="wait", inputs={"echo": EchoInput}, provider="wait")})
     files = LocalFileStore(tmp_path / "files", "http://test", UrlSigner(b"secret"))

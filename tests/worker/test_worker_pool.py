@@ -14,13 +14,14 @@ import pytest
 
 from gengate.domain.catalogue import Catalogue, ModelSpec
 from gengate.domain.clock import now_ms
+from gengate.domain.files import OutputFile
 from gengate.domain.ids import new_task_id
 from gengate.domain.inputs import EchoInput
 from gengate.domain.states import TaskState
 from gengate.domain.task import Task
 from gengate.files.local import LocalFileStore
 from gengate.files.signing import UrlSigner
-from gengate.providers.base import OutputFile, Provider, RunContext
+from gengate.providers.base import Provider, RunContext
 from gengate.providers.demo import demo_providers
 from gengate.store.sqlite import SQLiteStore
 from gengate.worker.pool import WorkerPool

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Annotated
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from gengate.api.body import read_json_object
-from gengate.api.context import ApiContext
+from gengate.api.openapi_parts import DocSpec, Fragment, enveloped, errors, ok_data, operation, ref
 from gengate.api.responses import success
+from gengate.api.routing import ApiRoutes, route
 from gengate.domain.errors import BadRequest
 from gengate.domain.keys import KeyChanges
 from gengate.domain.ledger import MAX_CREDITS
@@ -71,22 +72,13 @@ class UpdateKeyBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_concurrent: MaxConcurrent | msgspec.UnsetType | None = msgspec.UNSET
 
 
-class AdminRoutes:
-    def __init__(self, ctx: ApiContext) -> None:
-        self.ctx = ctx
-
-    def routes(self) -> list[Route]:
-        return [
-            Route("/admin/v1/keys", self.create_key, methods=["POST"]),
-            Route("/admin/v1/keys", self.list_keys, methods=["GET"]),
-            Route("/admin/v1/keys/{key_id}", self.update_key, methods=["PATCH"]),
-        ]
-
+class AdminRoutes(ApiRoutes):
     def _check_models(self, models: list[str] | None) -> None:
         unknown = [m for m in models or () if m not in self.ctx.catalogue]
         if unknown:
             raise BadRequest(f"models: unknown model ids: {', '.join(unknown)}.")
 
+    @route("/admin/v1/keys", "POST")
     async def create_key(self, request: Request) -> Response:
         self.ctx.keys.authenticate_admin(request.headers.get("authorization"))
         body = convert(await read_json_object(request, self.ctx.max_body_bytes), CreateKeyBody, "body")
@@ -102,10 +94,12 @@ class AdminRoutes:
         )
         return success({**key.public(), "key": secret})
 
+    @route("/admin/v1/keys", "GET")
     async def list_keys(self, request: Request) -> Response:
         self.ctx.keys.authenticate_admin(request.headers.get("authorization"))
         return success({"keys": [key.public() for key in await self.ctx.keys.list()]})
 
+    @route("/admin/v1/keys/{key_id}", "PATCH")
     async def update_key(self, request: Request) -> Response:
         self.ctx.keys.authenticate_admin(request.headers.get("authorization"))
         body = convert(await read_json_object(request, self.ctx.max_body_bytes), UpdateKeyBody, "body")
@@ -129,3 +123,37 @@ class AdminRoutes:
             await self.ctx.keys.add_credits(key_id, body.add_credits)
         key = await self.ctx.keys.update(key_id, changes)
         return success(key.public())
+
+
+#: The request bodies the document draws schemas from.
+OPENAPI_STRUCTS = [CreateKeyBody, UpdateKeyBody]
+
+
+def openapi(spec: DocSpec) -> Fragment:
+    """The keys routes; the body schemas name this catalogue's model ids."""
+    schemas = {name: copy.deepcopy(spec.schemas[name]) for name in ("CreateKeyBody", "UpdateKeyBody")}
+    for schema in schemas.values():
+        schema["properties"]["models"]["anyOf"][0]["items"] = {"type": "string", "enum": spec.model_ids}
+    # Set the balance or add to it, not both at once.
+    schemas["UpdateKeyBody"]["not"] = {"required": ["credits", "add_credits"]}
+    paths = {
+        "/admin/v1/keys": {
+            "post": operation(
+                "Create an API key (shown once)",
+                enveloped(ref("Key")) | errors(400, 401, 413),
+                body=ref("CreateKeyBody"),
+            ),
+            "get": operation(
+                "List API keys", ok_data({"keys": {"type": "array", "items": ref("Key")}}) | errors(401)
+            ),
+        },
+        "/admin/v1/keys/{key_id}": {
+            "patch": operation(
+                "Change a key: disable, expiry, allowed models, name",
+                enveloped(ref("Key")) | errors(400, 401, 404, 413),
+                parameters=[{"name": "key_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                body=ref("UpdateKeyBody"),
+            )
+        },
+    }
+    return Fragment(paths, schemas)

@@ -1,4 +1,4 @@
-"""The APIXO dialect: `generateTask` and `statusTask`, field for field as seeds 000-002."""
+"""The APIXO routes: `generateTask`, `statusTask`, `cancelTask`; bodies in :mod:`gengate.dialects.apixo`."""
 
 from __future__ import annotations
 
@@ -6,54 +6,35 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 from starlette.types import Scope
 
 from gengate.api.body import optional_string, read_json_object
-from gengate.api.context import ApiContext
 from gengate.api.hotpath import HotRoute, query_value
+from gengate.api.openapi_parts import (
+    TASK_ID_QUERY,
+    WAIT_PARAM,
+    DocSpec,
+    Fragment,
+    envelope,
+    enveloped,
+    errors,
+    ok,
+    operation,
+    ref,
+)
 from gengate.api.params import wait_seconds
 from gengate.api.responses import JSONResponse, success
+from gengate.api.routing import ApiRoutes, route
 from gengate.api.trace import trace_id_of
+from gengate.dialects.apixo import status_data
 from gengate.domain.errors import BadRequest
-from gengate.domain.states import TaskState
-from gengate.domain.task import Task
+from gengate.domain.states import FailCode, TaskState
 
 STATUS_PREFIX = "/api/v1/statusTask/"
 
 
-def status_data(task: Task, ctx: ApiContext, queue_position: int | None = None) -> dict[str, Any]:
-    """`data` of a status body: exactly the fields the seeds show for the state, plus `model`,
-    `progress` and, while pending, `queuePosition`, which clients may ignore."""
-    data: dict[str, Any] = {"taskId": task.id, "state": task.state.value}
-    if task.state is TaskState.SUCCESS:
-        data["resultJson"] = ctx.result_json(task)
-        data["costTime"] = task.cost_time
-    elif task.state is TaskState.FAILED:
-        data["failCode"] = task.fail_code
-        data["failMsg"] = task.fail_msg
-    data["createTime"] = task.create_time
-    if task.state.is_terminal():
-        data["completeTime"] = task.complete_time
-    data["model"] = task.model
-    if task.progress is not None:
-        data["progress"] = task.progress
-    if queue_position is not None:
-        data["queuePosition"] = queue_position
-    return data
-
-
-class ApixoRoutes:
-    def __init__(self, ctx: ApiContext) -> None:
-        self.ctx = ctx
-
-    def routes(self) -> list[Route]:
-        return [
-            Route("/api/v1/generateTask/{model}", self.generate_task, methods=["POST"]),
-            Route("/api/v1/statusTask/{model}", self.status_task, methods=["GET"]),
-            Route("/api/v1/cancelTask/{model}", self.cancel_task, methods=["POST"]),
-        ]
-
+class ApixoRoutes(ApiRoutes):
+    @route("/api/v1/generateTask/{model}", "POST")
     async def generate_task(self, request: Request) -> Response:
         ctx = self.ctx
         key = await ctx.authenticate(request.scope)
@@ -78,9 +59,10 @@ class ApixoRoutes:
         )
         if request_type == "sync":
             task = await ctx.tasks.wait_until_done(task, ctx.sync_wait_s)
-            return success(status_data(task, ctx))
+            return success(status_data(task, ctx.links))
         return success({"taskId": task.id})
 
+    @route("/api/v1/cancelTask/{model}", "POST")
     async def cancel_task(self, request: Request) -> Response:
         """A pending task ends `failed`/`CANCELED` at once, a running one once its provider
         stops; a finished one is left as it is, and the message says so."""
@@ -98,8 +80,9 @@ class ApixoRoutes:
             message = f"The task had already ended ({task.state.value}); nothing changed."
         else:
             message = "Cancel requested; the task stops when its worker does."
-        return JSONResponse({"code": 200, "message": message, "data": status_data(task, ctx)})
+        return JSONResponse({"code": 200, "message": message, "data": status_data(task, ctx.links)})
 
+    @route("/api/v1/statusTask/{model}", "GET")
     async def status_task(self, request: Request) -> Response:
         data = await self.status(
             request.scope,
@@ -123,7 +106,7 @@ class ApixoRoutes:
         task = await ctx.tasks.get(key, task_id, model)
         if wait_s > 0:
             task = await ctx.tasks.wait_for_change(task, wait_s)
-        return status_data(task, ctx, await ctx.tasks.queue_position(task))
+        return status_data(task, ctx.links, await ctx.tasks.queue_position(task))
 
     async def hot_status(self, scope: Scope) -> dict[str, Any]:
         model = scope["path"][len(STATUS_PREFIX) :]
@@ -137,3 +120,77 @@ class ApixoRoutes:
 
     def hot_routes(self) -> list[HotRoute]:
         return [HotRoute("GET", STATUS_PREFIX, self.hot_status)]
+
+
+TASK_STATUS = {
+    "type": "object",
+    "required": ["taskId", "state", "createTime"],
+    "properties": {
+        "taskId": {"type": "string", "example": "task_3q2Xb7kPz1YwLm9vN0aR4t"},
+        "state": {"type": "string", "enum": [s.value for s in TaskState]},
+        "resultJson": {"type": "string", "description": 'On success: a JSON string `{"resultUrls": [...]}`.'},
+        "costTime": {"type": "integer", "description": "On success: ms of work."},
+        "failCode": {"type": "string", "description": "On failure.", "examples": [c.value for c in FailCode]},
+        "failMsg": {"type": "string", "description": "On failure."},
+        "createTime": {"type": "integer", "description": "Unix ms."},
+        "completeTime": {"type": "integer", "description": "Unix ms; on success and failure."},
+        "model": {"type": "string"},
+        "progress": {"type": "integer", "minimum": 0, "maximum": 100},
+        "queuePosition": {"type": "integer", "description": "While pending: tasks of the model ahead."},
+    },
+}
+
+
+def openapi(spec: DocSpec) -> Fragment:
+    """`generateTask`, `statusTask` and `cancelTask`, with the status body they share."""
+    status = enveloped(ref("TaskStatus"))
+    paths = {
+        "/api/v1/generateTask/{model}": {
+            "post": operation(
+                "Submit a generation task",
+                ok(
+                    {
+                        # A status also has a taskId: the two may both match.
+                        "anyOf": [
+                            envelope({"type": "object", "properties": {"taskId": {"type": "string"}}}),
+                            envelope(ref("TaskStatus")),
+                        ]
+                    }
+                )
+                | errors(400, 401, 403, 404, 409, 413, 500, 503),
+                description="`async` answers the task id at once; "
+                "`sync` waits (bounded) and answers the status.",
+                parameters=[spec.model_param()],
+                body=ref("GenerateTaskRequest"),
+            )
+        },
+        "/api/v1/statusTask/{model}": {
+            "get": operation(
+                "Query a task's state and results",
+                status | errors(400, 401, 403, 404, 500, 503),
+                parameters=[spec.model_param(), TASK_ID_QUERY, WAIT_PARAM],
+            )
+        },
+        "/api/v1/cancelTask/{model}": {
+            "post": operation(
+                "Cancel a task: pending ends at once, running stops, finished stays",
+                status | errors(400, 401, 403, 404, 503),
+                parameters=[spec.model_param(), TASK_ID_QUERY],
+            )
+        },
+    }
+    generate_request = {
+        "type": "object",
+        "required": ["input"],
+        "properties": {
+            "request_type": {"type": "string", "enum": ["async", "sync", "callback"], "default": "async"},
+            "callback_url": {
+                "type": "string",
+                "format": "uri",
+                "description": "Receives the status response, signed per Standard Webhooks, "
+                "when the task ends.",
+            },
+            "input": {"oneOf": spec.input_refs()},
+        },
+    }
+    return Fragment(paths, {"TaskStatus": TASK_STATUS, "GenerateTaskRequest": generate_request})

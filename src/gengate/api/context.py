@@ -6,26 +6,23 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-import orjson
 from starlette.types import Scope
 
 from gengate.api.disk_space import DiskSpace
 from gengate.api.hotpath import header_value
 from gengate.api.trace import RESPONSE_HEADERS_KEY
+from gengate.dialects.links import SignedLinks
 from gengate.domain.catalogue import Catalogue
 from gengate.domain.errors import TooManyRequests
 from gengate.domain.keys import ApiKey
-from gengate.domain.task import Task
 from gengate.files.base import FileStore
 from gengate.metrics import Metrics
 from gengate.providers.base import Provider
-from gengate.providers.relay_hooks import UpstreamHooks
+from gengate.providers.relay.hooks import UpstreamHooks
 from gengate.services.keys import KeyService
 from gengate.services.ratelimit import RateLimiter, RateState
 from gengate.services.tasks import TaskService
 from gengate.store.write_health import WriteHealth
-
-RESULT_JSON_CACHE_SIZE = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +31,8 @@ class ApiContext:
     tasks: TaskService
     catalogue: Catalogue
     files: FileStore
-    result_ttl_ms: int
+    #: The signed URLs of finished tasks, as the dialects render them (shared with the sender).
+    links: SignedLinks
     max_body_bytes: int
     sync_wait_s: float
     metrics: Metrics
@@ -50,9 +48,6 @@ class ApiContext:
     #: How long a web console sign-in lasts, and failed sign-ins allowed per client address.
     console_session_ttl_s: float = 12 * 3600
     console_signin_limit: str = "10/minute"
-    #: resultJson of recently read finished tasks: a finished task is immutable, and
-    #: clients poll the same ones over and over.
-    _result_json: dict[tuple[str, int], str] = field(default_factory=dict)
 
     async def authenticate(self, scope: Scope) -> ApiKey:
         """The key of a request's `Authorization` header, counted against its rate limit."""
@@ -78,24 +73,6 @@ class ApiContext:
                 headers=headers,
             )
         scope[RESPONSE_HEADERS_KEY] = rate_headers(state)
-
-    def result_urls(self, task: Task) -> list[str]:
-        """Signed URLs of a finished task; they all expire `result_ttl` after completion."""
-        if not task.files or task.complete_time is None:
-            return []
-        expires = task.complete_time + self.result_ttl_ms
-        return [self.files.url(task.id, file, expires) for file in task.files]
-
-    def result_json(self, task: Task) -> str:
-        """The `resultJson` string of a successful task: `{"resultUrls": [...]}`."""
-        cache_key = (task.id, task.complete_time or 0)
-        cached = self._result_json.get(cache_key)
-        if cached is None:
-            if len(self._result_json) >= RESULT_JSON_CACHE_SIZE:
-                self._result_json.clear()
-            cached = orjson.dumps({"resultUrls": self.result_urls(task)}).decode()
-            self._result_json[cache_key] = cached
-        return cached
 
 
 def rate_headers(state: RateState) -> list[tuple[bytes, bytes]]:

@@ -14,12 +14,13 @@ from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount
 
 from gengate.api.assets import CachedAssets
 from gengate.api.context import ApiContext
 from gengate.api.openapi import openapi_document
 from gengate.api.responses import JSONResponse
+from gengate.api.routing import RouteGroup, route
 
 ASSETS_PATH = "/docs/assets"
 DOCS_CSP = (
@@ -56,21 +57,19 @@ def _version() -> str:
         return "0.0.0"
 
 
-class DocsRoutes:
+class DocsRoutes(RouteGroup):
     def __init__(self, ctx: ApiContext) -> None:
         self._document = openapi_document(ctx.catalogue, _version())
         self._html = _page()
 
-    def routes(self) -> list[Route | Mount]:
-        return [
-            Route("/openapi.json", self.openapi, methods=["GET"]),
-            Route("/docs", self.docs, methods=["GET"]),
-            Mount(ASSETS_PATH, app=CachedAssets(_assets_dir())),
-        ]
+    def routes(self) -> list[BaseRoute]:
+        return [*super().routes(), Mount(ASSETS_PATH, app=CachedAssets(_assets_dir()))]
 
+    @route("/openapi.json", "GET")
     async def openapi(self, _request: Request) -> Response:
         return JSONResponse(self._document)
 
+    @route("/docs", "GET")
     async def docs(self, _request: Request) -> Response:
         headers = {
             "Content-Security-Policy": DOCS_CSP,

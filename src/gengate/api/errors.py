@@ -1,4 +1,4 @@
-"""Rendering errors in the envelope of the route's dialect.
+"""Rendering errors in the envelope of the route's dialect (:mod:`gengate.dialects` draws them).
 
 APIXO and admin routes: `{code, message, data: null, error: {code, message}, trace_id}`;
 KIE jobs routes say `msg`; XHuo `/api/v1/run` routes carry only `error` and `trace_id`.
@@ -7,9 +7,7 @@ The HTTP status always equals `code`.
 
 from __future__ import annotations
 
-import enum
 import logging
-from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
@@ -17,18 +15,16 @@ from starlette.responses import Response
 
 from gengate.api.responses import JSONResponse
 from gengate.api.trace import trace_id_of
+from gengate.dialects import error_envelope
+from gengate.domain.dialect import Dialect
 from gengate.domain.errors import ApiError, BadRequest, GatewayError, NoApi
 
 log = logging.getLogger(__name__)
 
 
-class Dialect(enum.Enum):
-    APIXO = "apixo"
-    KIE = "kie"
-    XHUO = "xhuo"
-
-
 def dialect_for_path(path: str) -> Dialect:
+    """The dialect whose envelope a route's errors use: KIE under `/api/v1/jobs/`, XHuo under
+    `/api/v1/run/`, APIXO everywhere else (admin and console routes included)."""
     if path.startswith("/api/v1/jobs/"):
         return Dialect.KIE
     if path.startswith("/api/v1/run/"):
@@ -36,24 +32,16 @@ def dialect_for_path(path: str) -> Dialect:
     return Dialect.APIXO
 
 
-def error_body(error: GatewayError, trace_id: str, dialect: Dialect) -> dict[str, Any]:
-    detail = {"code": error.code, "message": error.message}
-    if dialect is Dialect.XHUO:
-        return {"error": detail, "trace_id": trace_id, **error.extra}
-    message_field = "msg" if dialect is Dialect.KIE else "message"
-    return {
-        "code": error.status,
-        message_field: error.message,
-        "data": None,
-        "error": detail,
-        "trace_id": trace_id,
-        **error.extra,
-    }
-
-
 def render(error: GatewayError, request: Request) -> Response:
-    body = error_body(error, trace_id_of(request.scope), dialect_for_path(request.url.path))
-    return JSONResponse(body, status_code=error.status, headers=error.headers)
+    body = error_envelope(dialect_for_path(request.url.path), error, trace_id_of(request.scope))
+    return JSONResponse(body, status_code=error.status, headers=response_headers(error))
+
+
+def response_headers(error: GatewayError) -> dict[str, str]:
+    """The error's headers, with `Retry-After` written here from the seconds it carries."""
+    if error.retry_after_s is None:
+        return error.headers
+    return {**error.headers, "Retry-After": str(error.retry_after_s)}
 
 
 async def on_gateway_error(request: Request, exc: Exception) -> Response:

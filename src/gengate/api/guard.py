@@ -13,9 +13,10 @@ from urllib.parse import parse_qsl
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gengate.api.errors import dialect_for_path, error_body
+from gengate.api.errors import dialect_for_path
 from gengate.api.hotpath import header_value
 from gengate.api.trace import trace_id_of
+from gengate.dialects import error_envelope
 from gengate.domain.errors import BadRequest, GatewayError, PayloadTooLarge
 
 
@@ -72,7 +73,7 @@ def _declared_problem(declared: str, limit: int) -> GatewayError | None:
 
 
 async def _refuse(error: GatewayError, scope: Scope, send: Send) -> None:
-    body = orjson.dumps(error_body(error, trace_id_of(scope), dialect_for_path(scope["path"])))
+    body = orjson.dumps(error_envelope(dialect_for_path(scope["path"]), error, trace_id_of(scope)))
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
     if isinstance(error, PayloadTooLarge):
         # The unread body is left on the connection: close it rather than read it to reuse it.

@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gengate.api.errors import Dialect, error_body
-from gengate.api.trace import RESPONSE_HEADERS_KEY, TRACE_KEY
+from gengate.api.errors import response_headers
+from gengate.api.trace import RESPONSE_HEADERS_KEY, trace_id_of
+from gengate.dialects import MODULES, error_envelope
+from gengate.domain.dialect import Dialect
 from gengate.domain.errors import ApiError, BadRequest, GatewayError
-from gengate.domain.ids import new_trace_id
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,8 @@ _JSON = (b"content-type", b"application/json")
 
 @dataclass(frozen=True, slots=True)
 class HotRoute:
-    """`GET {prefix}{rest}`, where `rest` holds no `/`; the handler returns the `data` object.
+    """`GET {prefix}{rest}`, where `rest` holds no `/`; the handler returns the `data` object,
+    answered in the `{code, message, data}` envelope of `dialect` (KIE says `msg`).
 
     With `exact`, the path must be `prefix` itself: for routes whose parameters are all in
     the query string (KIE's `recordInfo`).
@@ -40,8 +42,12 @@ class HotRoute:
     prefix: str
     handler: Callable[[Scope], Awaitable[Any]]
     dialect: Dialect = Dialect.APIXO
-    message_field: str = "message"
     exact: bool = False
+    #: Taken from the dialect once, so that a hot answer is one dict and one dump.
+    message_field: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message_field", MODULES[self.dialect].MESSAGE_FIELD or "message")
 
     def matches(self, method: str, path: str) -> bool:
         if method != self.method:
@@ -68,8 +74,7 @@ class HotPath:
         await self.app(scope, receive, send)
 
     async def _answer(self, route: HotRoute, scope: Scope, send: Send) -> None:
-        trace_id = new_trace_id()
-        scope[TRACE_KEY] = trace_id
+        trace_id = trace_id_of(scope)
         headers = [_JSON, (b"x-trace-id", trace_id.encode())]
         try:
             data = await route.handler(scope)
@@ -80,8 +85,10 @@ class HotPath:
             if error is not exc:
                 log.error("unexpected error (trace_id %s) on %s", trace_id, scope["path"], exc_info=exc)
             status = error.status
-            body = orjson.dumps(error_body(error, trace_id, route.dialect))
-            headers += [(name.lower().encode(), value.encode()) for name, value in error.headers.items()]
+            body = orjson.dumps(error_envelope(route.dialect, error, trace_id))
+            headers += [
+                (name.lower().encode(), value.encode()) for name, value in response_headers(error).items()
+            ]
         extra = scope.get(RESPONSE_HEADERS_KEY)
         if extra:
             headers += extra

@@ -1,85 +1,47 @@
-"""The KIE jobs dialect: `createTask` and `recordInfo`, field for field as DESIGN.md and seed 004.
+"""The KIE jobs routes: `createTask` and `recordInfo`, as DESIGN.md and seed 004.
 
-KIE clients read every field of a record whatever the state, so `record_data` always
-writes all of them (`null` when unknown), folds pending and processing into `waiting`
-and failed (canceled included) into `fail`, and echoes the create request in `param`.
+The bodies (every field of a record whatever the state, KIE's state names) are drawn by
+:mod:`gengate.dialects.kie`; this module reads requests and calls the task service.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 from starlette.types import Scope
 
 from gengate.api.body import optional_string, read_json_object
-from gengate.api.context import ApiContext
-from gengate.api.errors import Dialect
 from gengate.api.hotpath import HotRoute, query_value
+from gengate.api.openapi_parts import (
+    ERROR,
+    TASK_ID_QUERY,
+    WAIT_PARAM,
+    DocSpec,
+    Fragment,
+    enveloped,
+    errors,
+    nullable,
+    ok_data,
+    operation,
+    ref,
+)
 from gengate.api.params import wait_seconds
 from gengate.api.responses import success
+from gengate.api.routing import ApiRoutes, route
 from gengate.api.trace import trace_id_of
+from gengate.dialects.kie import MESSAGE_FIELD, record_data
+from gengate.domain.dialect import Dialect
 from gengate.domain.errors import BadRequest
-from gengate.domain.states import TaskState
-from gengate.domain.task import Task
+from gengate.domain.states import FailCode
 
 CREATE_PATH = "/api/v1/jobs/createTask"
 RECORD_PATH = "/api/v1/jobs/recordInfo"
 
-_KIE_STATES = {
-    TaskState.PENDING: "waiting",
-    TaskState.PROCESSING: "waiting",
-    TaskState.SUCCESS: "success",
-    TaskState.FAILED: "fail",
-}
 
-
-def kie_state(state: TaskState) -> str:
-    """`waiting` for pending and processing, `success`, `fail` for failed and canceled."""
-    return _KIE_STATES[state]
-
-
-def record_data(task: Task, ctx: ApiContext) -> dict[str, Any]:
-    """`data` of a recordInfo body: every seed 004 field, `null` when unknown, plus `progress`.
-
-    `costTime` is given on success only and `completeTime` on success and failure, as the
-    APIXO view gives them, so both views of one task agree.
-    """
-    succeeded = task.state is TaskState.SUCCESS
-    failed = task.state is TaskState.FAILED
-    return {
-        "taskId": task.id,
-        "model": task.model,
-        "state": _KIE_STATES[task.state],
-        "param": task.request_json,
-        "resultJson": ctx.result_json(task) if succeeded else None,
-        "failCode": task.fail_code if failed else None,
-        "failMsg": task.fail_msg if failed else None,
-        "costTime": task.cost_time if succeeded else None,
-        "completeTime": task.complete_time if task.state.is_terminal() else None,
-        "createTime": task.create_time,
-        "progress": task.progress,
-    }
-
-
-def record_body(task: Task, ctx: ApiContext) -> bytes:
-    """The whole recordInfo response; also the callback body of a task created in this dialect."""
-    return orjson.dumps({"code": 200, "msg": "success", "data": record_data(task, ctx)})
-
-
-class KieRoutes:
-    def __init__(self, ctx: ApiContext) -> None:
-        self.ctx = ctx
-
-    def routes(self) -> list[Route]:
-        return [
-            Route(CREATE_PATH, self.create_task, methods=["POST"]),
-            Route(RECORD_PATH, self.record_info, methods=["GET"]),
-        ]
-
+class KieRoutes(ApiRoutes):
+    @route(CREATE_PATH, "POST")
     async def create_task(self, request: Request) -> Response:
         """`{model, callBackUrl?, input}`; the whole body is kept as the task's `param`."""
         ctx = self.ctx
@@ -100,15 +62,16 @@ class KieRoutes:
             request_type="callback" if callback_url else "async",
             callback_url=callback_url or None,
             trace_id=trace_id_of(request.scope),
-            dialect="kie",
+            dialect=Dialect.KIE,
             idempotency_key=request.headers.get("idempotency-key"),
         )
-        return success({"taskId": task.id}, message_field="msg")
+        return success({"taskId": task.id}, message_field=MESSAGE_FIELD)
 
+    @route(RECORD_PATH, "GET")
     async def record_info(self, request: Request) -> Response:
         query = request.query_params
         data = await self.record(request.scope, query.get("taskId"), query.get("wait"))
-        return success(data, message_field="msg")
+        return success(data, message_field=MESSAGE_FIELD)
 
     async def record(self, scope: Scope, task_id: str | None, wait: str | None) -> dict[str, Any]:
         """`data` of `recordInfo`; shared by the route and the hot path in front of the framework."""
@@ -120,7 +83,7 @@ class KieRoutes:
         task = await ctx.tasks.get(key, task_id)
         if wait_s > 0:
             task = await ctx.tasks.wait_for_change(task, wait_s)
-        return record_data(task, ctx)
+        return record_data(task, ctx.links)
 
     async def hot_record(self, scope: Scope) -> dict[str, Any]:
         query = scope["query_string"]
@@ -131,4 +94,85 @@ class KieRoutes:
         )
 
     def hot_routes(self) -> list[HotRoute]:
-        return [HotRoute("GET", RECORD_PATH, self.hot_record, Dialect.KIE, "msg", exact=True)]
+        return [HotRoute("GET", RECORD_PATH, self.hot_record, Dialect.KIE, exact=True)]
+
+
+KIE_ERROR = {
+    **ERROR,
+    "required": ["code", "msg", "data", "error", "trace_id"],
+    "properties": {
+        "msg" if name == "message" else name: schema for name, schema in ERROR["properties"].items()
+    },
+}
+
+KIE_RECORD = {
+    "type": "object",
+    "required": [
+        "taskId",
+        "model",
+        "state",
+        "param",
+        "resultJson",
+        "failCode",
+        "failMsg",
+        "costTime",
+        "completeTime",
+        "createTime",
+    ],
+    "properties": {
+        "taskId": {"type": "string"},
+        "model": {"type": "string"},
+        "state": {
+            "type": "string",
+            "enum": ["waiting", "success", "fail"],
+            "description": "`waiting`: pending or processing; `fail`: failed or canceled.",
+        },
+        "param": {"type": "string", "description": "The original create request as a JSON string."},
+        "resultJson": nullable("string", 'On success: a JSON string `{"resultUrls": [...]}`.'),
+        "failCode": {**nullable("string", "On failure."), "examples": [c.value for c in FailCode]},
+        "failMsg": nullable("string", "On failure."),
+        "costTime": nullable("integer", "On success: ms of work."),
+        "completeTime": nullable("integer", "Unix ms; on success and failure."),
+        "createTime": {"type": "integer", "description": "Unix ms."},
+        "progress": nullable("integer", "0-100 while known."),
+    },
+}
+
+
+def openapi(spec: DocSpec) -> Fragment:
+    """`createTask` and `recordInfo`, with their `msg` envelopes."""
+    paths = {
+        "/api/v1/jobs/createTask": {
+            "post": operation(
+                "Submit a generation task (KIE jobs dialect)",
+                ok_data({"taskId": {"type": "string"}}, MESSAGE_FIELD)
+                | errors(400, 401, 403, 404, 409, 413, 500, 503, schema="KieError"),
+                body=ref("KieCreateTaskRequest"),
+            )
+        },
+        "/api/v1/jobs/recordInfo": {
+            "get": operation(
+                "Query a task, every field present (KIE jobs dialect)",
+                enveloped(ref("KieRecord"), MESSAGE_FIELD)
+                | errors(400, 401, 403, 404, 500, 503, schema="KieError"),
+                parameters=[TASK_ID_QUERY, WAIT_PARAM],
+            )
+        },
+    }
+    create_request = {
+        "type": "object",
+        "required": ["model", "input"],
+        "properties": {
+            "model": {"type": "string", "enum": spec.model_ids},
+            "callBackUrl": {
+                "type": "string",
+                "format": "uri",
+                "description": "Receives the recordInfo response, signed per Standard Webhooks, "
+                "when the task ends.",
+            },
+            "input": {"oneOf": spec.input_refs()},
+        },
+    }
+    return Fragment(
+        paths, {"KieRecord": KIE_RECORD, "KieError": KIE_ERROR, "KieCreateTaskRequest": create_request}
+    )

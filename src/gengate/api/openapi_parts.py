@@ -1,18 +1,88 @@
-"""The building blocks of the OpenAPI document: envelopes, shared schemas, response helpers."""
+"""The building blocks of the OpenAPI document: envelopes, shared schemas, response helpers.
+
+Each route module describes its own routes beside their handlers (`openapi(spec) -> Fragment`);
+:mod:`gengate.api.openapi` puts the fragments together.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
+from gengate.domain.catalogue import Catalogue
 from gengate.domain.errors import GatewayError
-from gengate.domain.ledger import LedgerKind
-from gengate.domain.states import FailCode, TaskState
 
 REF = "#/components/schemas/"
 
 
 def ref(name: str) -> dict[str, str]:
     return {"$ref": REF + name}
+
+
+@dataclass(frozen=True, slots=True)
+class Fragment:
+    """One route group's part of the document: its `paths`, and the `schemas` it adds (or,
+    for schemas drawn from structs, replaces) under `components`."""
+
+    paths: dict[str, Any]
+    schemas: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DocSpec:
+    """What the route descriptions are drawn from: the catalogue, and the schemas msgspec draws
+    from the request structs (the admin bodies and one input struct per mode) in `schemas`."""
+
+    catalogue: Catalogue
+    #: The names of the input structs, one per mode (the first model's struct for each).
+    input_names: list[str]
+    schemas: dict[str, Any]
+
+    @classmethod
+    def of(cls, catalogue: Catalogue, structs: list[Any]) -> DocSpec:
+        mode_structs: dict[str, Any] = {}
+        for spec in catalogue:
+            for mode, struct in spec.inputs.items():
+                mode_structs.setdefault(mode, struct)
+        inputs = list(mode_structs.values())
+        _, schemas = msgspec.json.schema_components([*structs, *inputs], ref_template=REF + "{name}")
+        return cls(catalogue, [struct.__name__ for struct in inputs], schemas)
+
+    @property
+    def model_ids(self) -> list[str]:
+        return [spec.id for spec in self.catalogue]
+
+    def input_refs(self) -> list[dict[str, str]]:
+        return [ref(name) for name in self.input_names]
+
+    def model_param(self) -> dict[str, Any]:
+        """The `{model}` path parameter: one of this catalogue's ids."""
+        return {
+            "name": "model",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "enum": self.model_ids},
+        }
+
+
+BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+TASK_PARAM = {"name": "taskId", "in": "path", "required": True, "schema": {"type": "string"}}
+TASK_ID_QUERY = {
+    "name": "taskId",
+    "in": "query",
+    "required": True,
+    "schema": {"type": "string", "minLength": 1},
+}
+WAIT_PARAM = {
+    "name": "wait",
+    "in": "query",
+    "required": False,
+    "description": "Long-poll: answer as soon as the state or progress changes, or after this "
+    "many seconds (at most 60).",
+    "schema": {"type": "number", "minimum": 0, "maximum": 60},
+}
 
 
 def envelope(data: dict[str, Any], message_field: str = "message") -> dict[str, Any]:
@@ -25,25 +95,6 @@ def envelope(data: dict[str, Any], message_field: str = "message") -> dict[str, 
             "data": data,
         },
     }
-
-
-TASK_STATUS = {
-    "type": "object",
-    "required": ["taskId", "state", "createTime"],
-    "properties": {
-        "taskId": {"type": "string", "example": "task_3q2Xb7kPz1YwLm9vN0aR4t"},
-        "state": {"type": "string", "enum": [s.value for s in TaskState]},
-        "resultJson": {"type": "string", "description": 'On success: a JSON string `{"resultUrls": [...]}`.'},
-        "costTime": {"type": "integer", "description": "On success: ms of work."},
-        "failCode": {"type": "string", "description": "On failure.", "examples": [c.value for c in FailCode]},
-        "failMsg": {"type": "string", "description": "On failure."},
-        "createTime": {"type": "integer", "description": "Unix ms."},
-        "completeTime": {"type": "integer", "description": "Unix ms; on success and failure."},
-        "model": {"type": "string"},
-        "progress": {"type": "integer", "minimum": 0, "maximum": 100},
-        "queuePosition": {"type": "integer", "description": "While pending: tasks of the model ahead."},
-    },
-}
 
 
 def all_errors() -> list[type[GatewayError]]:
@@ -76,94 +127,8 @@ ERROR: dict[str, Any] = {
 }
 
 
-KIE_ERROR = {
-    **ERROR,
-    "required": ["code", "msg", "data", "error", "trace_id"],
-    "properties": {
-        "msg" if name == "message" else name: schema for name, schema in ERROR["properties"].items()
-    },
-}
-
-XHUO_ERROR = {
-    "type": "object",
-    "required": ["error", "trace_id"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "message"],
-            "properties": {
-                "code": {
-                    "type": "string",
-                    "enum": [
-                        *ERROR["properties"]["error"]["properties"]["code"]["enum"],
-                        *(c.value for c in FailCode),
-                    ],
-                    "description": "A gateway error code, or the failCode of a run whose task failed.",
-                },
-                "message": {"type": "string"},
-            },
-        },
-        "trace_id": {"type": "string", "format": "uuid"},
-        "task_id": {
-            "type": "string",
-            "description": "On 504 `timeout` and on a failed task: the task, to poll or look up.",
-        },
-    },
-}
-
-
 def nullable(type_: str, description: str) -> dict[str, Any]:
     return {"type": [type_, "null"], "description": description}
-
-
-KIE_RECORD = {
-    "type": "object",
-    "required": [
-        "taskId",
-        "model",
-        "state",
-        "param",
-        "resultJson",
-        "failCode",
-        "failMsg",
-        "costTime",
-        "completeTime",
-        "createTime",
-    ],
-    "properties": {
-        "taskId": {"type": "string"},
-        "model": {"type": "string"},
-        "state": {
-            "type": "string",
-            "enum": ["waiting", "success", "fail"],
-            "description": "`waiting`: pending or processing; `fail`: failed or canceled.",
-        },
-        "param": {"type": "string", "description": "The original create request as a JSON string."},
-        "resultJson": nullable("string", 'On success: a JSON string `{"resultUrls": [...]}`.'),
-        "failCode": {**nullable("string", "On failure."), "examples": [c.value for c in FailCode]},
-        "failMsg": nullable("string", "On failure."),
-        "costTime": nullable("integer", "On success: ms of work."),
-        "completeTime": nullable("integer", "Unix ms; on success and failure."),
-        "createTime": {"type": "integer", "description": "Unix ms."},
-        "progress": nullable("integer", "0-100 while known."),
-    },
-}
-
-XHUO_RESULT = {
-    "type": "object",
-    "required": ["success", "task_id", "trace_id"],
-    "properties": {
-        "success": {"type": "boolean", "const": True},
-        "task_id": {"type": "string"},
-        "trace_id": {"type": "string", "format": "uuid", "description": "Of the submit request."},
-        "result_urls": {
-            "type": "array",
-            "items": {"type": "string", "format": "uri"},
-            "description": "Signed, expiring; absent from the answer to a run with `callback_url`.",
-        },
-        "cost_time": {"type": ["integer", "null"], "description": "ms of work."},
-    },
-}
 
 
 KEY: dict[str, Any] = {
@@ -185,24 +150,6 @@ KEY: dict[str, Any] = {
             "type": ["integer", "null"],
             "description": "Pending and processing tasks at once; null: no cap.",
         },
-    },
-}
-
-LEDGER_ENTRY = {
-    "type": "object",
-    "required": ["id", "kind", "amount", "balance", "taskId", "createdAt"],
-    "properties": {
-        "id": {"type": "integer"},
-        "kind": {
-            "type": "string",
-            "enum": [kind.value for kind in LedgerKind],
-            "description": "`charge` at submit, `refund` of a failed or canceled task (once), "
-            "`topup` by an admin.",
-        },
-        "amount": {"type": "integer", "description": "Signed change of the balance."},
-        "balance": {"type": ["integer", "null"], "description": "After the change; null: unlimited."},
-        "taskId": {"type": ["string", "null"]},
-        "createdAt": {"type": "integer", "description": "Unix ms."},
     },
 }
 
@@ -230,32 +177,6 @@ def rate_limited(operation: dict[str, Any], schema: str = "Error") -> dict[str, 
     return {**operation, "responses": responses}
 
 
-DELIVERY = {
-    "type": "object",
-    "properties": {
-        "id": {"type": "string", "description": "The webhook-id, the same on every attempt."},
-        "url": {"type": "string"},
-        "state": {"type": "string", "enum": ["pending", "delivered", "failed"]},
-        "attempts": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "attempt": {"type": "integer"},
-                    "startedAt": {"type": "integer"},
-                    "statusCode": {"type": ["integer", "null"]},
-                    "latencyMs": {"type": ["integer", "null"]},
-                    "error": {"type": ["string", "null"]},
-                },
-            },
-        },
-        "nextAttemptAt": {"type": ["integer", "null"]},
-        "createdAt": {"type": "integer"},
-        "completedAt": {"type": ["integer", "null"]},
-    },
-}
-
-
 def errors(*statuses: int, schema: str = "Error") -> dict[str, Any]:
     return {
         str(status): {"description": "Error", "content": {"application/json": {"schema": ref(schema)}}}
@@ -265,6 +186,39 @@ def errors(*statuses: int, schema: str = "Error") -> dict[str, Any]:
 
 def ok(schema: dict[str, Any], description: str = "Success") -> dict[str, Any]:
     return {"200": {"description": description, "content": {"application/json": {"schema": schema}}}}
+
+
+def operation(
+    summary: str,
+    responses: dict[str, Any],
+    *,
+    description: str | None = None,
+    parameters: list[dict[str, Any]] | None = None,
+    body: dict[str, Any] | None = None,
+    secured: bool = True,
+) -> dict[str, Any]:
+    """One operation; `secured` ones take the bearer key (and so are rate limited)."""
+    op: dict[str, Any] = {"summary": summary}
+    if description is not None:
+        op["description"] = description
+    if secured:
+        op["security"] = BEARER
+    if parameters is not None:
+        op["parameters"] = parameters
+    if body is not None:
+        op["requestBody"] = json_body(body)
+    op["responses"] = responses
+    return op
+
+
+def enveloped(data: dict[str, Any], message_field: str = "message") -> dict[str, Any]:
+    """A success whose body is the `{code, message, data}` envelope around `data`."""
+    return ok(envelope(data, message_field))
+
+
+def ok_data(properties: dict[str, Any], message_field: str = "message") -> dict[str, Any]:
+    """A success whose envelope's `data` is an object of `properties`."""
+    return enveloped({"type": "object", "properties": properties}, message_field)
 
 
 def json_body(schema: dict[str, Any]) -> dict[str, Any]:

@@ -11,11 +11,12 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
-from starlette.routing import Route
 
 from gengate.api.disk_space import SETTING as DISK_SETTING
 from gengate.api.disk_space import DiskSpace
+from gengate.api.openapi_parts import DocSpec, Fragment, errors, ok, operation
 from gengate.api.responses import JSONResponse
+from gengate.api.routing import RouteGroup, route
 from gengate.domain.catalogue import Catalogue
 from gengate.domain.clock import now_ms
 from gengate.domain.errors import Unavailable
@@ -125,15 +126,13 @@ class MetricsRoute:
         return Response(self.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
-class FileRoutes:
+class FileRoutes(RouteGroup):
     """`/files/{task_id}/{name}`: served only when results live on the local disk."""
 
     def __init__(self, store: LocalFileStore) -> None:
         self.store = store
 
-    def routes(self) -> list[Route]:
-        return [Route("/files/{task_id}/{name}", self.download, methods=["GET", "HEAD"])]
-
+    @route("/files/{task_id}/{name}", "GET", "HEAD")
     async def download(self, request: Request) -> Response:
         found, content_type = await asyncio.to_thread(
             self.store.resolve,
@@ -150,3 +149,67 @@ class FileRoutes:
         headers["Content-Length"] = str(len(found))
         body = b"" if request.method == "HEAD" else found
         return Response(body, media_type=content_type, headers=headers)
+
+
+def openapi_files(spec: DocSpec) -> Fragment:
+    """The result files of the local file store."""
+    parameters = [
+        {"name": "task_id", "in": "path", "required": True, "schema": {"type": "string"}},
+        {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+        {"name": "expires", "in": "query", "required": True, "schema": {"type": "string"}},
+        {"name": "signature", "in": "query", "required": True, "schema": {"type": "string"}},
+    ]
+    download = operation(
+        "Download a result file (signed, expiring URL)",
+        {"200": {"description": "The file"}} | errors(403, 404),
+        parameters=parameters,
+        secured=False,
+    )
+    return Fragment({"/files/{task_id}/{name}": {"get": download}})
+
+
+def openapi(spec: DocSpec) -> Fragment:
+    """Metrics, liveness and readiness."""
+    ready = {
+        "type": "object",
+        "properties": {
+            "status": {"type": "string", "enum": ["ready"]},
+            "store": {"type": "string", "enum": ["ok"]},
+            "writes": {
+                "type": "string",
+                "enum": ["ok", "unchecked"],
+                "description": "`unchecked` with PostgreSQL: its server's disk is its own.",
+            },
+            "disk": {"type": "string", "enum": ["ok", "unchecked"]},
+            "freeBytes": {
+                "type": "object",
+                "description": "Free bytes of each folder written to (`data`, `files`).",
+                "additionalProperties": {"type": "integer"},
+            },
+            "circuits": {
+                "type": "object",
+                "description": "Each upstream provider's circuit breaker.",
+                "additionalProperties": {"type": "string", "enum": ["closed", "open", "half_open"]},
+            },
+        },
+    }
+    paths = {
+        "/metrics": {
+            "get": operation("Prometheus metrics", {"200": {"description": "Metrics"}}, secured=False)
+        },
+        "/healthz": {"get": operation("Liveness", {"200": {"description": "Alive"}}, secured=False)},
+        "/readyz": {
+            "get": operation(
+                "Readiness: the store answers and writes, the disk has room, and every "
+                "model has a provider to run it",
+                ok(ready) | errors(503),
+                description="503 `unavailable` (with the checks below and `unavailableModels`) "
+                "while the store does not answer, a store write failed for its disk within 30 s and "
+                "none has succeeded since, a data or files folder has less than "
+                "`GENGATE_MIN_FREE_BYTES` free, or every provider of some model has its circuit "
+                "breaker open.",
+                secured=False,
+            )
+        },
+    }
+    return Fragment(paths)

@@ -10,11 +10,11 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
 
-from gengate.api.apixo import status_data
-from gengate.api.context import ApiContext
+from gengate.api.openapi_parts import TASK_PARAM, DocSpec, Fragment, errors, ok_data, operation, ref
 from gengate.api.responses import success
+from gengate.api.routing import ApiRoutes, route
+from gengate.dialects.apixo import status_data
 from gengate.domain.errors import BadRequest
 from gengate.domain.inputs import input_json_schema
 from gengate.domain.states import TaskState
@@ -28,19 +28,9 @@ EVENTS_TOKEN_TTL_MS = 10 * 60 * 1000
 KEEPALIVE_S = 15.0
 
 
-class TasksApi:
-    def __init__(self, ctx: ApiContext) -> None:
-        self.ctx = ctx
-
-    def routes(self) -> list[Route]:
-        return [
-            Route("/api/v1/tasks", self.list_tasks, methods=["GET"]),
-            Route("/api/v1/models", self.models, methods=["GET"]),
-            Route("/api/v1/tasks/{task_id}/events", self.events, methods=["GET"]),
-            Route("/api/v1/tasks/{task_id}/eventsToken", self.events_token, methods=["POST"]),
-        ]
-
+class TasksApi(ApiRoutes):
     # -- listing ---------------------------------------------------------------------------
+    @route("/api/v1/tasks", "GET")
     async def list_tasks(self, request: Request) -> Response:
         """Own tasks, newest first, filtered by `state`, `model`, `since`/`until` (Unix ms),
         `limit` per page; `cursor` (from `nextCursor`) continues."""
@@ -62,9 +52,12 @@ class TasksApi:
         )
         tasks = await self.ctx.tasks.list(key, query)
         next_cursor = _encode_cursor(tasks[-1]) if len(tasks) == limit else None
-        return success({"tasks": [status_data(task, self.ctx) for task in tasks], "nextCursor": next_cursor})
+        return success(
+            {"tasks": [status_data(task, self.ctx.links) for task in tasks], "nextCursor": next_cursor}
+        )
 
     # -- catalogue -------------------------------------------------------------------------
+    @route("/api/v1/models", "GET")
     async def models(self, request: Request) -> Response:
         """The models this key may use: modes, the input JSON schema of each, and the price."""
         key = await self.ctx.authenticate(request.scope)
@@ -81,6 +74,7 @@ class TasksApi:
         return success({"models": models})
 
     # -- events ----------------------------------------------------------------------------
+    @route("/api/v1/tasks/{task_id}/eventsToken", "POST")
     async def events_token(self, request: Request) -> Response:
         """A short-lived token for `events?token=`: browsers' EventSource sends no headers."""
         key = await self.ctx.authenticate(request.scope)
@@ -90,6 +84,7 @@ class TasksApi:
             {"token": token, "expiresAt": expires, "path": f"/api/v1/tasks/{task.id}/events?token={token}"}
         )
 
+    @route("/api/v1/tasks/{task_id}/events", "GET")
     async def events(self, request: Request) -> Response:
         """Server-Sent Events: the status now, then one event per state or progress change,
         ending after the terminal state."""
@@ -106,7 +101,7 @@ class TasksApi:
 
     async def _stream(self, task: Task) -> AsyncIterator[bytes]:
         event_id = 1
-        yield _event(event_id, status_data(task, self.ctx))
+        yield _event(event_id, status_data(task, self.ctx.links))
         while not task.state.is_terminal():
             current = await self.ctx.tasks.wait_for_change(task, KEEPALIVE_S)
             if (current.state, current.progress) == (task.state, task.progress):
@@ -114,7 +109,7 @@ class TasksApi:
                 continue
             task = current
             event_id += 1
-            yield _event(event_id, status_data(task, self.ctx))
+            yield _event(event_id, status_data(task, self.ctx.links))
 
 
 def _event(event_id: int, data: dict[str, Any]) -> bytes:
@@ -142,3 +137,84 @@ def _decode_cursor(raw: str | None) -> tuple[int, str] | None:
         return int(time_text), task_id
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise BadRequest("`cursor` is invalid: use the `nextCursor` of the previous page.") from None
+
+
+def openapi(spec: DocSpec) -> Fragment:
+    """The key's task list, the catalogue, and a task's event stream."""
+    paths = {
+        "/api/v1/tasks": {
+            "get": operation(
+                "The key's tasks, newest first, in cursor pages",
+                ok_data(
+                    {
+                        "tasks": {"type": "array", "items": ref("TaskStatus")},
+                        "nextCursor": {"type": ["string", "null"]},
+                    }
+                )
+                | errors(400, 401, 403),
+                parameters=[
+                    {
+                        "name": "state",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": [s.value for s in TaskState]},
+                    },
+                    {"name": "model", "in": "query", "schema": {"type": "string"}},
+                    {"name": "since", "in": "query", "schema": {"type": "integer", "description": "Unix ms"}},
+                    {"name": "until", "in": "query", "schema": {"type": "integer", "description": "Unix ms"}},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 200},
+                    },
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                ],
+            )
+        },
+        "/api/v1/models": {
+            "get": operation(
+                "The models this key may use, with input schemas and prices",
+                ok_data(
+                    {
+                        "models": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "id": {"type": "string"},
+                                    "modes": {"type": "array", "items": {"type": "string"}},
+                                    "inputSchema": {"type": "object"},
+                                    "price": {"type": "integer"},
+                                },
+                            },
+                        }
+                    }
+                )
+                | errors(401, 403),
+            )
+        },
+        "/api/v1/tasks/{taskId}/events": {
+            "get": operation(
+                "Server-Sent Events: one `status` event per state or progress change",
+                {"200": {"description": "An event stream", "content": {"text/event-stream": {}}}}
+                | errors(401, 403, 404),
+                description="Authorize with the header, or (browsers) `token` from eventsToken.",
+                parameters=[TASK_PARAM, {"name": "token", "in": "query", "schema": {"type": "string"}}],
+                secured=False,
+            )
+        },
+        "/api/v1/tasks/{taskId}/eventsToken": {
+            "post": operation(
+                "A short-lived token for the event stream of one task",
+                ok_data(
+                    {
+                        "token": {"type": "string"},
+                        "expiresAt": {"type": "integer"},
+                        "path": {"type": "string"},
+                    }
+                )
+                | errors(401, 403, 404),
+                parameters=[TASK_PARAM],
+            )
+        },
+    }
+    return Fragment(paths)

@@ -24,9 +24,7 @@ class TraceMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        trace_id = new_trace_id()
-        scope[TRACE_KEY] = trace_id
-        header = (b"x-trace-id", trace_id.encode())
+        header = (b"x-trace-id", trace_id_of(scope).encode())
 
         started = False
 
@@ -49,5 +47,10 @@ class TraceMiddleware:
 
 
 def trace_id_of(scope: Scope) -> str:
-    trace_id: str = scope.get(TRACE_KEY) or new_trace_id()
+    """The request's trace id, minted here and nowhere else: the first layer that asks (the hot
+    path, this middleware, an error handler) keeps it in the scope, every later one
+    reads it, so a body's `trace_id` and the `X-Trace-Id` header always agree."""
+    trace_id: str | None = scope.get(TRACE_KEY)
+    if trace_id is None:
+        trace_id = scope[TRACE_KEY] = new_trace_id()
     return trace_id

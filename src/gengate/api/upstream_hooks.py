@@ -11,21 +11,37 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
+from gengate.api.openapi_parts import DocSpec, Fragment, enveloped, errors, operation
 from gengate.api.responses import success
+from gengate.api.routing import RouteGroup, route
 from gengate.domain.errors import NoApi
-from gengate.providers.relay_hooks import HOOK_PREFIX, UpstreamHooks
+from gengate.providers.relay.hooks import HOOK_PREFIX, UpstreamHooks
 
 
-class UpstreamHookRoutes:
+class UpstreamHookRoutes(RouteGroup):
     def __init__(self, hooks: UpstreamHooks | None) -> None:
         self.hooks = hooks
 
-    def routes(self) -> list[Route]:
-        return [Route(HOOK_PREFIX + "{token}", self.receive, methods=["POST"])]
-
+    @route(HOOK_PREFIX + "{token}", "POST")
     async def receive(self, request: Request) -> Response:
         if self.hooks is None or not self.hooks.deliver(request.path_params["token"]):
             raise NoApi("No such upstream hook.")
         return success(None)
+
+
+def openapi(spec: DocSpec) -> Fragment:
+    """The route upstream providers call back."""
+    paths = {
+        "/hooks/upstream/{token}": {
+            "post": operation(
+                "Callback for an upstream provider: wakes the relay that asked for it",
+                enveloped({"type": "null"}) | errors(404),
+                description="The gateway hands this URL (with a signed token) to the upstreams it "
+                "relays tasks to. The body is not read; the relay reads the upstream's status itself.",
+                parameters=[{"name": "token", "in": "path", "required": True, "schema": {"type": "string"}}],
+                secured=False,
+            )
+        },
+    }
+    return Fragment(paths)

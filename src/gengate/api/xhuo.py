@@ -1,95 +1,35 @@
-"""The XHuo dialect: `POST /api/v1/run/{model}`, synchronous calls and seed 003's envelopes.
+"""The XHuo routes: `POST /api/v1/run/{model}`, synchronous calls and seed 003's envelopes.
 
 A run without `callback_url` waits for its task and answers the result, or an error:
 the task's failure, or 504 `timeout` naming the task so the client can go on polling it
 through statusTask or recordInfo. With `callback_url` it answers at once, and the task's
 callback later posts `callback_envelope`. Request errors are seed 003's
-`{error: {code, message}, trace_id}`, rendered by path in :mod:`gengate.api.errors`.
+`{error: {code, message}, trace_id}`, rendered by path in :mod:`gengate.api.errors`. The
+bodies and `TaskFailed` are :mod:`gengate.dialects.xhuo`'s.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from gengate.api.body import optional_string, read_json_object
-from gengate.api.context import ApiContext
+from gengate.api.openapi_parts import ERROR, DocSpec, Fragment, errors, ok, operation, ref
 from gengate.api.responses import JSONResponse
+from gengate.api.routing import ApiRoutes, route
 from gengate.api.trace import trace_id_of
-from gengate.domain.errors import GatewayError, Timeout
+from gengate.dialects.xhuo import TaskFailed, accepted, run_result
+from gengate.domain.dialect import Dialect
+from gengate.domain.errors import Timeout
 from gengate.domain.states import FailCode, TaskState
-from gengate.domain.task import Task
 
 RUN_PATH = "/api/v1/run/{model}"
 
-#: HTTP status of a synchronous run whose task failed, by failCode; any other code is 500.
-#: They follow seed 003's guidance: 403 moderation (do not retry), 400 bad input (fix it),
-#: 504 too slow (retry later or go async), 409 canceled by its owner (a retry would redo
-#: what was canceled), 500 a transient fault of the worker or the provider (retry once).
-FAIL_STATUS: dict[str, int] = {
-    FailCode.CONTENT_VIOLATION: 403,
-    FailCode.INVALID_INPUT: 400,
-    FailCode.TIMEOUT: 504,
-    FailCode.CANCELED: 409,
-}
 
-
-class TaskFailed(GatewayError):
-    """A synchronous run whose task failed: `error.code` is the task's `failCode` (the same
-    string statusTask, recordInfo and the failure callback show), `error.message` its
-    `failMsg`, and `task_id` sits beside `error`."""
-
-    def __init__(self, task: Task) -> None:
-        fail_code = task.fail_code or FailCode.INTERNAL_ERROR.value
-        super().__init__(
-            task.fail_msg or f"The task failed ({fail_code}).",
-            status=FAIL_STATUS.get(fail_code, 500),
-            extra={"task_id": task.id},
-        )
-        self.code = fail_code  # type: ignore[misc]
-
-
-def run_result(task: Task, ctx: ApiContext, trace_id: str | None = None) -> dict[str, Any]:
-    """The success body of a run: `success`, `task_id`, `trace_id` (of the answered request;
-    by default the submit request's), then the business fields `result_urls` and `cost_time`
-    (ms of work)."""
-    return {
-        "success": True,
-        "task_id": task.id,
-        "trace_id": trace_id or task.trace_id,
-        "result_urls": ctx.result_urls(task),
-        "cost_time": task.cost_time,
-    }
-
-
-def callback_envelope(task: Task, ctx: ApiContext) -> dict[str, Any]:
-    """Seed 003's callback: always `success`; the run result, or `error` with the failCode."""
-    if task.state is TaskState.SUCCESS:
-        return run_result(task, ctx)
-    return {
-        "success": False,
-        "task_id": task.id,
-        "trace_id": task.trace_id,
-        "error": {"code": task.fail_code, "message": task.fail_msg},
-    }
-
-
-def callback_body(task: Task, ctx: ApiContext) -> bytes:
-    """What a task created in this dialect posts to its `callback_url` when it ends."""
-    return orjson.dumps(callback_envelope(task, ctx))
-
-
-class XhuoRoutes:
-    def __init__(self, ctx: ApiContext) -> None:
-        self.ctx = ctx
-
-    def routes(self) -> list[Route]:
-        return [Route(RUN_PATH, self.run, methods=["POST"])]
-
+class XhuoRoutes(ApiRoutes):
+    @route(RUN_PATH, "POST")
     async def run(self, request: Request) -> Response:
         """The body is the model's input, plus an optional `callback_url` taken out of it."""
         ctx = self.ctx
@@ -108,14 +48,14 @@ class XhuoRoutes:
             request_type="callback" if callback_url else "sync",
             callback_url=callback_url or None,
             trace_id=trace_id,
-            dialect="xhuo",
+            dialect=Dialect.XHUO,
             idempotency_key=request.headers.get("idempotency-key"),
         )
         if callback_url:
-            return JSONResponse({"success": True, "task_id": task.id, "trace_id": trace_id})
+            return JSONResponse(accepted(task.id, trace_id))
         task = await ctx.tasks.wait_until_done(task, ctx.sync_wait_s)
         if task.state is TaskState.SUCCESS:
-            return JSONResponse(run_result(task, ctx, trace_id))
+            return JSONResponse(run_result(task, ctx.links, trace_id))
         if task.state is TaskState.FAILED:
             raise TaskFailed(task)
         raise Timeout(
@@ -123,3 +63,84 @@ class XhuoRoutes:
             "statusTask or recordInfo, or pass `callback_url`.",
             extra={"task_id": task.id},
         )
+
+
+XHUO_ERROR = {
+    "type": "object",
+    "required": ["error", "trace_id"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {
+                    "type": "string",
+                    "enum": [
+                        *ERROR["properties"]["error"]["properties"]["code"]["enum"],
+                        *(c.value for c in FailCode),
+                    ],
+                    "description": "A gateway error code, or the failCode of a run whose task failed.",
+                },
+                "message": {"type": "string"},
+            },
+        },
+        "trace_id": {"type": "string", "format": "uuid"},
+        "task_id": {
+            "type": "string",
+            "description": "On 504 `timeout` and on a failed task: the task, to poll or look up.",
+        },
+    },
+}
+
+XHUO_RESULT = {
+    "type": "object",
+    "required": ["success", "task_id", "trace_id"],
+    "properties": {
+        "success": {"type": "boolean", "const": True},
+        "task_id": {"type": "string"},
+        "trace_id": {"type": "string", "format": "uuid", "description": "Of the submit request."},
+        "result_urls": {
+            "type": "array",
+            "items": {"type": "string", "format": "uri"},
+            "description": "Signed, expiring; absent from the answer to a run with `callback_url`.",
+        },
+        "cost_time": {"type": ["integer", "null"], "description": "ms of work."},
+    },
+}
+
+
+def openapi(spec: DocSpec) -> Fragment:
+    """`run`, whose body is the model's input itself with `callback_url` beside its fields."""
+    schemas: dict[str, Any] = {"XhuoError": XHUO_ERROR, "XhuoRunResult": XHUO_RESULT}
+    for name in spec.input_names:
+        schema = spec.schemas[name]
+        schemas["Run" + name] = {
+            **schema,
+            "title": "Run" + name,
+            "properties": {
+                **schema["properties"],
+                "callback_url": {
+                    "type": "string",
+                    "format": "uri",
+                    "description": "Answer at once; POST seed 003's callback envelope here when "
+                    "the task ends.",
+                },
+            },
+        }
+    paths = {
+        "/api/v1/run/{model}": {
+            "post": operation(
+                "Run a model and wait for its result (XHuo dialect)",
+                ok(ref("XhuoRunResult"))
+                | errors(400, 401, 403, 404, 409, 413, 500, 503, 504, schema="XhuoError"),
+                description="Without `callback_url` it waits (bounded) and answers the result; "
+                "a failed task answers its failCode as `error.code` (HTTP 403 CONTENT_VIOLATION, "
+                "400 INVALID_INPUT, 504 TIMEOUT, 409 CANCELED, 500 otherwise), and a task still "
+                "running at the wait limit answers 504 `timeout` with `task_id`. With "
+                "`callback_url` it answers `{success, task_id, trace_id}` at once.",
+                parameters=[spec.model_param()],
+                body={"oneOf": [ref("Run" + name) for name in spec.input_names]},
+            )
+        },
+    }
+    return Fragment(paths, schemas)

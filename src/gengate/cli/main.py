@@ -190,11 +190,11 @@ def migrate(config: Path | None) -> None:
     settings = _settings(config)
     target = settings.database_url or f"sqlite:///{settings.sqlite_path}"
     if is_postgres_url(target):
-        from gengate.store.postgres_edge import wait_for_postgres
+        from gengate.store.postgres.edge import wait_for_postgres
 
         count = wait_for_postgres(target, settings.database_wait_s)
     else:
-        from gengate.store.sqlite_open import prepare_sqlite
+        from gengate.store.sqlite.opening import prepare_sqlite
 
         count = prepare_sqlite(settings.sqlite_path)
     click.echo(f"applied {count} migration(s) to {_redacted(target)}")

@@ -12,11 +12,13 @@ from typing import Any, Self
 import anyio
 import httpx
 
+from gengate.net.bounded import aread_prefix, with_body
+from gengate.wire.errors import TaskFailedError, TaskTimeoutError
+from gengate.wire.parse import error_from_response, parse_status, parse_task_id, unwrap
+from gengate.wire.status import TaskStatus
+
 from . import _protocol as proto
 from ._config import resolve
-from ._errors import TaskFailedError, TaskTimeoutError
-from ._httpread import aread_prefix, with_body
-from ._models import TaskStatus
 from ._policy import PollSchedule, async_retrier, retry_hook
 from ._protocol import Call, RequestType
 
@@ -58,7 +60,7 @@ class AsyncClient:
         response = await self._http.request(
             call.method, call.url, params=call.params, json=call.json, headers=call.headers
         )
-        return proto.unwrap(response)
+        return unwrap(response)
 
     async def _call(self, call: Call) -> dict[str, Any]:
         return await self._retry(retry_hook(call), self._once, call)
@@ -84,7 +86,7 @@ class AsyncClient:
             idempotency_key=idempotency_key,
             callback_url=callback_url,
         )
-        return proto.parse_task_id(await self._call(call))
+        return parse_task_id(await self._call(call))
 
     async def account(self) -> dict[str, Any]:
         """The key's own record: credits, limits, and `webhook_secret` for checking callbacks."""
@@ -92,7 +94,7 @@ class AsyncClient:
 
     async def status(self, model: str, task_id: str) -> TaskStatus:
         """Read the task's current state once."""
-        return proto.parse_status(await self._call(proto.status_call(self._api_key, model, task_id)))
+        return parse_status(await self._call(proto.status_call(self._api_key, model, task_id)))
 
     async def wait(
         self,
@@ -144,7 +146,7 @@ class AsyncClient:
         ) as response:
             if not response.is_success:  # only its head: a CDN's error page may be a gzip bomb
                 head = await aread_prefix(response, proto.ERROR_BODY_MAX, scan=proto.ERROR_BODY_MAX)
-                raise proto.error_from_response(with_body(response, bytes(head.data)))
+                raise error_from_response(with_body(response, bytes(head.data)))
             await part.parent.mkdir(parents=True, exist_ok=True)
             async with await anyio.open_file(part, "wb") as file:
                 async for chunk in response.aiter_bytes(_CHUNK):

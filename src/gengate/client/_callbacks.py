@@ -13,9 +13,9 @@ from typing import Any, Protocol
 
 from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook, WebhookVerificationError
 
-from . import _protocol as proto
-from ._errors import CallbackVerificationError, ProtocolError
-from ._models import TaskStatus
+from gengate.wire.errors import CallbackVerificationError, ProtocolError
+from gengate.wire.parse import parse_status
+from gengate.wire.status import TaskStatus
 
 
 class HeaderItems(Protocol):
@@ -55,4 +55,4 @@ def parse_callback(payload: dict[str, Any]) -> TaskStatus:
     data = payload.get("data")
     if not isinstance(data, dict):
         raise ProtocolError("callback without a `data` object")
-    return proto.parse_status(data)
+    return parse_status(data)

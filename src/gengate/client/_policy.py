@@ -8,7 +8,8 @@ from typing import Final
 import httpx
 import stamina
 
-from ._errors import APIError
+from gengate.wire.errors import APIError
+
 from ._protocol import Call
 
 #: Longest `Retry-After` we honour; a longer hint is a server we should stop waiting on.

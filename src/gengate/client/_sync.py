@@ -10,11 +10,13 @@ from typing import Any, Self
 
 import httpx
 
+from gengate.net.bounded import read_prefix, with_body
+from gengate.wire.errors import TaskFailedError, TaskTimeoutError
+from gengate.wire.parse import error_from_response, parse_status, parse_task_id, unwrap
+from gengate.wire.status import TaskStatus
+
 from . import _protocol as proto
 from ._config import resolve
-from ._errors import TaskFailedError, TaskTimeoutError
-from ._httpread import read_prefix, with_body
-from ._models import TaskStatus
 from ._policy import PollSchedule, retry_hook, sync_retrier
 from ._protocol import Call, RequestType
 
@@ -56,7 +58,7 @@ class Client:
         response = self._http.request(
             call.method, call.url, params=call.params, json=call.json, headers=call.headers
         )
-        return proto.unwrap(response)
+        return unwrap(response)
 
     def _call(self, call: Call) -> dict[str, Any]:
         return self._retry(retry_hook(call), self._once, call)
@@ -82,7 +84,7 @@ class Client:
             idempotency_key=idempotency_key,
             callback_url=callback_url,
         )
-        return proto.parse_task_id(self._call(call))
+        return parse_task_id(self._call(call))
 
     def account(self) -> dict[str, Any]:
         """The key's own record: credits, limits, and `webhook_secret` for checking callbacks."""
@@ -90,7 +92,7 @@ class Client:
 
     def status(self, model: str, task_id: str) -> TaskStatus:
         """Read the task's current state once."""
-        return proto.parse_status(self._call(proto.status_call(self._api_key, model, task_id)))
+        return parse_status(self._call(proto.status_call(self._api_key, model, task_id)))
 
     def wait(
         self,
@@ -141,7 +143,7 @@ class Client:
         ) as response:
             if not response.is_success:  # only its head: a CDN's error page may be a gzip bomb
                 head = read_prefix(response, proto.ERROR_BODY_MAX, scan=proto.ERROR_BODY_MAX)
-                raise proto.error_from_response(with_body(response, bytes(head.data)))
+                raise error_from_response(with_body(response, bytes(head.data)))
             target.parent.mkdir(parents=True, exist_ok=True)
             with part.open("wb") as file:
                 for chunk in response.iter_bytes(_CHUNK):

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
+from gengate.api.routing import route
 from gengate.console.charts import daily_chart
 from gengate.console.sessions import Viewer
 from gengate.console.test_event import TestResult, send_test_event
-from gengate.console.web import Pages, form_of, see_other
+from gengate.console.web import PageGroup, Pages, form_of, see_other
 from gengate.domain.clock import now_ms
 from gengate.domain.errors import BadRequest
 from gengate.services.insights import DAY_MS, Insights
@@ -19,22 +19,12 @@ CHART_DAYS = 14
 LEDGER_PAGE = 50
 
 
-class AccountPages:
+class AccountPages(PageGroup):
     def __init__(self, pages: Pages) -> None:
-        self.pages = pages
-        self.ctx = pages.ctx
+        super().__init__(pages)
         self.insights = Insights(pages.ctx.tasks.store)
 
-    def routes(self) -> list[Route]:
-        guard = self.pages.guard
-        return [
-            Route("/console/usage", guard(self.usage), methods=["GET"]),
-            Route("/console/webhooks", guard(self.webhooks), methods=["GET"]),
-            Route("/console/webhooks/reveal", guard(self.reveal), methods=["POST"]),
-            Route("/console/webhooks/rotate", guard(self.rotate), methods=["POST"]),
-            Route("/console/webhooks/test", guard(self.test), methods=["POST"]),
-        ]
-
+    @route("/console/usage", "GET")
     async def usage(self, request: Request, viewer: Viewer) -> Response:
         assert viewer.key is not None
         cursor = request.query_params.get("cursor")
@@ -62,17 +52,21 @@ class AccountPages:
         secret = self.ctx.keys.webhook_secret(viewer.key) if revealed else None
         return self.pages.render("webhooks.html", viewer, secret=secret, result=result, url=url)
 
+    @route("/console/webhooks", "GET")
     async def webhooks(self, _request: Request, viewer: Viewer) -> Response:
         return await self._webhooks(viewer)
 
+    @route("/console/webhooks/reveal", "POST")
     async def reveal(self, _request: Request, viewer: Viewer) -> Response:
         return await self._webhooks(viewer, revealed=True)
 
+    @route("/console/webhooks/rotate", "POST")
     async def rotate(self, _request: Request, viewer: Viewer) -> Response:
         assert viewer.key is not None
         await self.ctx.keys.rotate_webhook_secret(viewer.key)
         return see_other("/console/webhooks?rotated=1")
 
+    @route("/console/webhooks/test", "POST")
     async def test(self, request: Request, viewer: Viewer) -> Response:
         assert viewer.key is not None
         await self.ctx.limit_rate(viewer.key, request.scope)

@@ -11,10 +11,10 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
+from gengate.api.routing import route
 from gengate.console.sessions import Viewer
-from gengate.console.web import Pages, form_of, see_other
+from gengate.console.web import PageGroup, Pages, form_of, see_other
 from gengate.domain.clock import now_ms
 from gengate.domain.errors import BadRequest
 from gengate.domain.keys import ApiKey, KeyChanges
@@ -41,26 +41,13 @@ def matches(key: ApiKey, query: str) -> bool:
     return not query or any(query in text.lower() for text in (key.id, key.name, key.prefix))
 
 
-class AdminPages:
+class AdminPages(PageGroup):
     def __init__(self, pages: Pages) -> None:
-        self.pages = pages
-        self.ctx = pages.ctx
+        super().__init__(pages)
         self.insights = Insights(pages.ctx.tasks.store)
 
-    def routes(self) -> list[Route]:
-        def guard(handler: Any) -> Any:
-            return self.pages.guard(handler, admin=True)
-
-        return [
-            Route("/console/keys", guard(self.keys), methods=["GET"]),
-            Route("/console/keys", guard(self.create), methods=["POST"]),
-            Route("/console/keys/{key_id}", guard(self.key), methods=["GET"]),
-            Route("/console/keys/{key_id}", guard(self.update), methods=["POST"]),
-            Route("/console/models", guard(self.models), methods=["GET"]),
-            Route("/console/health", guard(self.health), methods=["GET"]),
-        ]
-
     # -- keys ------------------------------------------------------------------------------------
+    @route("/console/keys", "GET", admin=True)
     async def keys(self, request: Request, viewer: Viewer) -> Response:
         query = request.query_params.get("q", "")
         keys = [k for k in await self.ctx.keys.list() if matches(k, query)]
@@ -74,6 +61,7 @@ class AdminPages:
             raise BadRequest(f"Unknown models: {', '.join(unknown)}.")
         return tuple(request_models) if request_models else None
 
+    @route("/console/keys", "POST", admin=True)
     async def create(self, request: Request, viewer: Viewer) -> Response:
         form = await form_of(request)
         name = form.get("name", "").strip()
@@ -91,6 +79,7 @@ class AdminPages:
         )
         return self.pages.render("key_created.html", viewer, key=key, secret=secret)
 
+    @route("/console/keys/{key_id}", "GET", admin=True)
     async def key(self, request: Request, viewer: Viewer) -> Response:
         key = await self.ctx.tasks.store.get_key(request.path_params["key_id"])
         if key is None:
@@ -98,6 +87,7 @@ class AdminPages:
         models = [spec.id for spec in self.ctx.catalogue]
         return self.pages.render("key.html", viewer, key=key, models=models, now=now_ms())
 
+    @route("/console/keys/{key_id}", "POST", admin=True)
     async def update(self, request: Request, viewer: Viewer) -> Response:
         """One change per form: `action` says which."""
         key_id = request.path_params["key_id"]
@@ -134,6 +124,7 @@ class AdminPages:
         return see_other(f"/console/keys/{key_id}?done={action}")
 
     # -- models and health -------------------------------------------------------------------------
+    @route("/console/models", "GET", admin=True)
     async def models(self, _request: Request, viewer: Viewer) -> Response:
         specs = list(self.ctx.catalogue)
         stats = await self.insights.model_stats([spec.id for spec in specs])
@@ -157,6 +148,7 @@ class AdminPages:
             return False
         return True
 
+    @route("/console/health", "GET", admin=True)
     async def health(self, _request: Request, viewer: Viewer) -> Response:
         store_ok = await self._store_answers()
         workers = await self.insights.workers() if store_ok else []

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
+from gengate.api.routing import route
 from gengate.console.sessions import COOKIE, COOKIE_PATH, Viewer
-from gengate.console.web import Pages, form_of, same_origin, see_other
+from gengate.console.web import PageGroup, form_of, same_origin, see_other
 from gengate.domain.errors import GatewayError
 
 
@@ -26,31 +26,23 @@ def _next_path(raw: str | None) -> str | None:
     return None
 
 
-class AuthPages:
-    def __init__(self, pages: Pages) -> None:
-        self.pages = pages
-
-    def routes(self) -> list[Route]:
-        return [
-            Route("/", self.slash, methods=["GET"]),
-            Route("/console", self.root, methods=["GET"]),
-            Route("/console/", self.root, methods=["GET"]),
-            Route("/console/signin", self.signin_form, methods=["GET"]),
-            Route("/console/signin", self.signin, methods=["POST"]),
-            Route("/console/signout", self.pages.guard(self.signout, admin=None), methods=["POST"]),
-        ]
-
+class AuthPages(PageGroup):
+    @route("/", "GET", public=True)
     async def slash(self, _request: Request) -> Response:
         """`/` leads to the console (which sees its cookie only under `/console`)."""
         return see_other("/console")
 
+    @route("/console", "GET", public=True)
+    @route("/console/", "GET", public=True)
     async def root(self, request: Request) -> Response:
         viewer = await self.pages.sessions.viewer(request.cookies.get(COOKIE))
         return see_other(_home(viewer) if viewer is not None else "/console/signin")
 
+    @route("/console/signin", "GET", public=True)
     async def signin_form(self, request: Request) -> Response:
         return self.pages.render("signin.html", None, next=_next_path(request.query_params.get("next")))
 
+    @route("/console/signin", "POST", public=True)
     async def signin(self, request: Request) -> Response:
         if not same_origin(request):  # a sign-in posted by another site (login CSRF)
             return self.pages.render("error.html", None, status=403, error=_CrossSite())
@@ -77,6 +69,7 @@ class AuthPages:
         )
         return redirect
 
+    @route("/console/signout", "POST", admin=None)
     async def signout(self, _request: Request, viewer: Viewer) -> Response:
         await self.pages.sessions.sign_out(viewer)
         response = see_other("/console/signin")

@@ -10,15 +10,15 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
 
-from gengate.api.apixo import status_data
+from gengate.api.routing import route
 from gengate.api.trace import trace_id_of
 from gengate.console import forms
 from gengate.console.sessions import Viewer
 from gengate.console.snippets import snippets
 from gengate.console.views import task_view
-from gengate.console.web import Pages, form_of, origin_of, see_other
+from gengate.console.web import PageGroup, form_of, origin_of, see_other
+from gengate.dialects.apixo import status_data
 from gengate.domain.catalogue import ModelSpec
 from gengate.domain.errors import BadRequest, GatewayError
 from gengate.domain.inputs import input_json_schema
@@ -31,20 +31,7 @@ QUEUE_REFRESH_S = 2.0
 KEEPALIVE_S = 15.0
 
 
-class PlaygroundPages:
-    def __init__(self, pages: Pages) -> None:
-        self.pages = pages
-        self.ctx = pages.ctx
-
-    def routes(self) -> list[Route]:
-        guard = self.pages.guard
-        return [
-            Route("/console/playground", guard(self.playground), methods=["GET"]),
-            Route("/console/playground", guard(self.submit), methods=["POST"]),
-            Route("/console/tasks/{task_id}/events", guard(self.events), methods=["GET"]),
-            Route("/console/tasks/{task_id}/result", guard(self.result), methods=["GET"]),
-        ]
-
+class PlaygroundPages(PageGroup):
     def _models(self, key: ApiKey) -> list[ModelSpec]:
         return [spec for spec in self.ctx.catalogue if key.models is None or spec.id in key.models]
 
@@ -55,6 +42,7 @@ class PlaygroundPages:
             return None, ""
         return spec, mode if mode in spec.modes else spec.modes[0]
 
+    @route("/console/playground", "GET")
     async def playground(self, request: Request, viewer: Viewer) -> Response:
         assert viewer.key is not None
         params = request.query_params
@@ -105,6 +93,7 @@ class PlaygroundPages:
             media_origins=[origin_of(p.url) for p in view.previews] if view else [],
         )
 
+    @route("/console/playground", "POST")
     async def submit(self, request: Request, viewer: Viewer) -> Response:
         assert viewer.key is not None
         form = await form_of(request)
@@ -139,6 +128,7 @@ class PlaygroundPages:
             )
         return see_other(f"/console/playground?task={task.id}")
 
+    @route("/console/tasks/{task_id}/events", "GET")
     async def events(self, request: Request, viewer: Viewer) -> Response:
         """The task's status now, then on every change (and the queue position while pending),
         ending after its terminal state: the API's SSE, for the session's key."""
@@ -148,7 +138,7 @@ class PlaygroundPages:
         return StreamingResponse(self._stream(task), media_type="text/event-stream", headers=headers)
 
     async def _status(self, task: Task) -> bytes:
-        data = status_data(task, self.ctx, await self.ctx.tasks.queue_position(task))
+        data = status_data(task, self.ctx.links, await self.ctx.tasks.queue_position(task))
         return b"event: status\ndata: %s\n\n" % orjson.dumps(data)
 
     async def _stream(self, task: Task) -> AsyncIterator[bytes]:
@@ -162,6 +152,7 @@ class PlaygroundPages:
             task = current
             yield await self._status(task)
 
+    @route("/console/tasks/{task_id}/result", "GET")
     async def result(self, request: Request, viewer: Viewer) -> Response:
         """The task's outcome as HTML, for the playground to put in place once it ends."""
         assert viewer.key is not None

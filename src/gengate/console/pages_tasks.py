@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
+from gengate.api.routing import route
 from gengate.api.tasks_api import _decode_cursor, _encode_cursor
 from gengate.console.sessions import Viewer
 from gengate.console.views import task_view
-from gengate.console.web import Pages, origin_of, see_other
+from gengate.console.web import PageGroup, origin_of, see_other
 from gengate.domain.clock import now_ms
 from gengate.domain.deliveries import DeliveryState
 from gengate.domain.errors import BadRequest
@@ -22,22 +22,7 @@ PAGE = 50
 PERIODS = {"hour": 3_600_000, "day": 86_400_000, "week": 7 * 86_400_000, "all": None}
 
 
-class TaskPages:
-    def __init__(self, pages: Pages) -> None:
-        self.pages = pages
-        self.ctx = pages.ctx
-
-    def routes(self) -> list[Route]:
-        guard = self.pages.guard
-        return [
-            Route("/console/tasks", guard(self.list), methods=["GET"]),
-            Route("/console/tasks/rows", guard(self.rows), methods=["GET"]),
-            Route("/console/tasks/{task_id}", guard(self.page), methods=["GET"]),
-            Route("/console/tasks/{task_id}/live", guard(self.live), methods=["GET"]),
-            Route("/console/tasks/{task_id}/cancel", guard(self.cancel), methods=["POST"]),
-            Route("/console/tasks/{task_id}/redeliver", guard(self.redeliver), methods=["POST"]),
-        ]
-
+class TaskPages(PageGroup):
     async def _listing(self, request: Request, viewer: Viewer, template: str) -> Response:
         assert viewer.key is not None
         params = request.query_params
@@ -69,9 +54,11 @@ class TaskPages:
             next_cursor=_encode_cursor(tasks[-1]) if len(tasks) == PAGE else None,
         )
 
+    @route("/console/tasks", "GET")
     async def list(self, request: Request, viewer: Viewer) -> Response:
         return await self._listing(request, viewer, "tasks.html")
 
+    @route("/console/tasks/rows", "GET")
     async def rows(self, request: Request, viewer: Viewer) -> Response:
         return await self._listing(request, viewer, "_task_rows.html")
 
@@ -89,18 +76,22 @@ class TaskPages:
             media_origins=[origin_of(p.url) for p in view.previews],
         )
 
+    @route("/console/tasks/{task_id}", "GET")
     async def page(self, request: Request, viewer: Viewer) -> Response:
         return await self._task(request, viewer, "task.html")
 
+    @route("/console/tasks/{task_id}/live", "GET")
     async def live(self, request: Request, viewer: Viewer) -> Response:
         return await self._task(request, viewer, "_task_live.html")
 
+    @route("/console/tasks/{task_id}/cancel", "POST")
     async def cancel(self, request: Request, viewer: Viewer) -> Response:
         assert viewer.key is not None
         await self.ctx.limit_rate(viewer.key, request.scope)
         task, _changed = await self.ctx.tasks.cancel(viewer.key, request.path_params["task_id"])
         return see_other(f"/console/tasks/{task.id}")
 
+    @route("/console/tasks/{task_id}/redeliver", "POST")
     async def redeliver(self, request: Request, viewer: Viewer) -> Response:
         """Send the task's latest callback again, as `POST /api/v1/tasks/{id}/redeliver` does."""
         assert viewer.key is not None

@@ -17,7 +17,7 @@ import httpx
 import orjson
 from standardwebhooks.webhooks import Webhook
 
-from gengate.webhooks.ssrf import AddressPolicy, UnsafeUrl, resolve_and_check
+from gengate.net.guard import AddressPolicy, UnsafeUrl, resolve_and_check
 
 TIMEOUT_S = 10.0
 EXCERPT = 300

@@ -99,7 +99,7 @@ def preview_kind(content_type: str) -> str:
 
 def previews(task: Task, ctx: ApiContext) -> list[Preview]:
     """The task's result files with their signed URLs (none unless it succeeded)."""
-    urls = ctx.result_urls(task)
+    urls = ctx.links.result_urls(task)
     return [
         Preview(file.name, url, file.content_type, file.size, preview_kind(file.content_type))
         for file, url in zip(task.files, urls, strict=False)

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from gengate.api.context import ApiContext
+from gengate.api.routing import RouteGroup
 from gengate.console import views
 from gengate.console.sessions import COOKIE, SessionService, Viewer
 from gengate.domain.errors import GatewayError
@@ -104,6 +105,21 @@ class Pages:
                 return self.error(viewer, exc)
 
         return endpoint
+
+
+class PageGroup(RouteGroup):
+    """Console pages of one concern. A marked handler runs behind `Pages.guard`: for a key's
+    owner by default, `admin=True` for the admin, `admin=None` for either; `public=True` (the
+    sign-in pages) takes a plain Starlette handler without the guard."""
+
+    def __init__(self, pages: Pages) -> None:
+        self.pages = pages
+        self.ctx = pages.ctx
+
+    def endpoint(self, handler: Callable[..., Any], **options: Any) -> Callable[..., Any]:
+        if options.pop("public", False):
+            return super().endpoint(handler, **options)
+        return self.pages.guard(handler, **options)
 
 
 class _PageError(GatewayError):

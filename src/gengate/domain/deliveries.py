@@ -7,6 +7,8 @@ import secrets
 
 import msgspec
 
+from gengate.domain.dialect import Dialect
+
 
 class DeliveryState(enum.StrEnum):
     PENDING = "pending"
@@ -38,7 +40,7 @@ class Delivery(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     task_id: str
     key_id: str
     url: str
-    dialect: str
+    dialect: Dialect
     state: DeliveryState
     attempts: int = 0
     round_start: int = 0

@@ -43,9 +43,12 @@ class GatewayError(Exception):
         headers: dict[str, str] | None = None,
         extra: dict[str, object] | None = None,
         status: int | None = None,
+        retry_after_s: int | None = None,
     ) -> None:
         self.message = message or self.default_message
         self.headers = headers or {}
+        #: Seconds a client should wait before trying again; the HTTP edge writes `Retry-After`.
+        self.retry_after_s = retry_after_s
         #: Fields some dialects add beside `error` (XHuo's 504 carries `task_id`).
         self.extra = extra or {}
         if status is not None:

@@ -1,7 +1,9 @@
 """Task states and the transitions between them.
 
-Every state change goes through :func:`check_transition`, so no caller can move a task
-from a terminal state or skip the queue by hand.
+The table below is what the store enforces: every statement that moves a task's state takes
+its allowed-from state from it (the `{from A to B}` braces of the store's named queries,
+checked when they load), so no statement can move a task from a terminal state or skip the
+queue. How a task ends is decided in :mod:`gengate.domain.endings`.
 """
 
 from __future__ import annotations

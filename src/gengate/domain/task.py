@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 import orjson
 
+from gengate.domain.dialect import Dialect
 from gengate.domain.states import TaskState
 
 
@@ -54,7 +55,7 @@ class Task(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     lease_owner: str | None = None
     lease_expires: int | None = None
     trace_id: str | None = None
-    dialect: str = "apixo"
+    dialect: Dialect = Dialect.APIXO
     upstream: str | None = None
     charge: int = 0
 

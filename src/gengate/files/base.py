@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
+from gengate.domain.files import OutputFile
 from gengate.domain.task import ResultFile
-from gengate.providers.base import OutputFile
 
 
 class FileStore(Protocol):

@@ -32,10 +32,10 @@ from urllib.parse import quote
 
 from gengate.batcher import Batcher
 from gengate.domain.errors import Forbidden, TaskNotFound
+from gengate.domain.files import OutputFile
 from gengate.domain.task import ResultFile
 from gengate.files.inline import INLINE_MAX_BYTES, InlineResults
 from gengate.files.signing import INVALID_SIGNATURE, UrlSigner
-from gengate.providers.base import OutputFile
 
 STAGING = ".staging"
 #: The database of small results, beside the shard folders.

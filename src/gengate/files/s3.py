@@ -45,12 +45,12 @@ from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from botocore.config import Config
 from s3transfer.subscribers import BaseSubscriber
 
+from gengate.domain.files import OutputFile
 from gengate.domain.task import ResultFile
 
 # The local store's checks, shared: the same names are safe, and staging works alike.
 from gengate.files.local import _check_name, _is_staging_of, check_outputs, empty_dir, is_safe_name
 from gengate.files.presign import MAX_EXPIRES_S, Presigner
-from gengate.providers.base import OutputFile
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -18,8 +18,9 @@ import msgspec
 import orjson
 from PIL import Image, ImageDraw, ImageFont
 
+from gengate.domain.files import OutputFile
 from gengate.domain.inputs import EchoInput, TextToImageInput
-from gengate.providers.base import OutputFile, Provider, ProviderFailure, RunContext
+from gengate.providers.base import Provider, ProviderFailure, RunContext
 
 #: Pretend work is split into this many steps, each followed by a progress report.
 PROGRESS_STEPS = 10

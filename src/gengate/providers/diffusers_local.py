@@ -36,10 +36,11 @@ from typing import Annotated, Any, Literal
 import msgspec
 from PIL import Image
 
+from gengate.domain.files import OutputFile
 from gengate.domain.inputs import ImageToImageInput, TextToImageInput
-from gengate.providers.base import OutputFile, Provider, ProviderFailure, RunContext
+from gengate.net.guard import AddressPolicy
+from gengate.providers.base import Provider, ProviderFailure, RunContext
 from gengate.providers.input_image import DEFAULT_MAX_BYTES, open_image, read_image_url
-from gengate.webhooks.ssrf import AddressPolicy
 
 log = logging.getLogger(__name__)
 

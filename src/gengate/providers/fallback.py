@@ -21,8 +21,9 @@ from typing import Any
 import msgspec
 
 from gengate.domain.catalogue import ModelSpec
+from gengate.domain.files import OutputFile
 from gengate.domain.states import FailCode
-from gengate.providers.base import Closable, OutputFile, Provider, ProviderFailure, RunContext
+from gengate.providers.base import Closable, Provider, ProviderFailure, RunContext
 from gengate.providers.breaker import Breakers, CircuitOpen, CircuitState
 
 log = logging.getLogger(__name__)

@@ -1,9 +1,9 @@
 """A client's input image: inline as a data URL, or fetched from an http(s) URL it names.
 
 The gateway fetches such a URL itself, from inside the operator's network, so the callback rules
-apply (:mod:`gengate.webhooks.ssrf`): the host is resolved once and every address checked, the
+apply (:mod:`gengate.net.guard`): the host is resolved once and every address checked, the
 connection goes to the checked address, no redirect is followed, no proxy is used. The body is
-read by the bounded reader (`gengate.client._httpread`) and refused once its decoded bytes pass a
+read by the bounded reader (`gengate.net.bounded`) and refused once its decoded bytes pass a
 size limit (a gzip-encoded body is inflated no further), and the picture's size is checked before
 it is decoded, so neither a huge file nor a decompression bomb can exhaust memory.
 """
@@ -18,9 +18,9 @@ import io
 import httpx
 from PIL import Image, UnidentifiedImageError
 
-from gengate.client._httpread import ACCEPT_ENCODING, BadEncoding, BodyTooLarge, aread_capped
+from gengate.net.bounded import ACCEPT_ENCODING, BadEncoding, BodyTooLarge, aread_capped
+from gengate.net.guard import AddressPolicy, UnsafeUrl, resolve_and_check
 from gengate.providers.base import ProviderFailure
-from gengate.webhooks.ssrf import AddressPolicy, UnsafeUrl, resolve_and_check
 
 USER_AGENT = "gengate-fetch/1"
 DEFAULT_MAX_BYTES = 20 << 20

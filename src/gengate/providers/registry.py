@@ -17,13 +17,13 @@ from collections.abc import Callable, Mapping
 import msgspec
 
 from gengate.domain.catalogue import Catalogue, ModelSpec
-from gengate.providers import relay_apixo, relay_kie, relay_openai, relay_xhuo
 from gengate.providers.base import Provider
 from gengate.providers.breaker import Breakers
 from gengate.providers.demo import demo_providers
 from gengate.providers.fallback import FallbackProvider, Link
-from gengate.providers.relay_common import RelayOptions, Upstream, parse_options
-from gengate.providers.relay_hooks import UpstreamHooks
+from gengate.providers.relay import apixo, kie, openai, xhuo
+from gengate.providers.relay.hooks import UpstreamHooks
+from gengate.providers.relay.upstream import RelayOptions, Upstream, parse_options
 from gengate.settings import ModelConfig, ProviderConfig, Settings
 from gengate.startup import StartupError, did_you_mean
 
@@ -32,10 +32,10 @@ LinkFactory = Callable[[str | None], Provider]
 
 #: Relay kinds: how to link a model, and the options the kind takes.
 RELAYS: dict[str, tuple[Callable[[Upstream, str | None], Provider], type[RelayOptions]]] = {
-    "apixo": (relay_apixo.link, RelayOptions),
-    "kie": (relay_kie.link, RelayOptions),
-    "xhuo": (relay_xhuo.link, relay_xhuo.XhuoOptions),
-    "openai": (relay_openai.link, relay_openai.OpenAIOptions),
+    "apixo": (apixo.link, RelayOptions),
+    "kie": (kie.link, RelayOptions),
+    "xhuo": (xhuo.link, xhuo.XhuoOptions),
+    "openai": (openai.link, openai.OpenAIOptions),
 }
 
 DEMO_MODELS: dict[str, ModelConfig] = {

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from gengate.api.errors import dialect_for_path, error_body
+from gengate.api.errors import dialect_for_path
+from gengate.dialects import error_envelope
 from gengate.domain.errors import BadRequest, GatewayError, Unavailable
 from gengate.domain.ids import new_trace_id
 
@@ -50,7 +51,7 @@ def over_capacity(open_connections: int) -> GatewayError:
 def render(error: GatewayError, path: str, extra_headers: list[tuple[bytes, bytes]]) -> bytes:
     """The whole HTTP/1.1 response, closing the connection."""
     trace_id = new_trace_id()
-    body = orjson.dumps(error_body(error, trace_id, dialect_for_path(path)))
+    body = orjson.dumps(error_envelope(dialect_for_path(path), error, trace_id))
     phrase = http.HTTPStatus(error.status).phrase
     lines = [f"HTTP/1.1 {error.status} {phrase}".encode()]
     lines += [name + b": " + value for name, value in extra_headers]
@@ -73,7 +74,7 @@ def reply_app(error: GatewayError) -> ASGI3Application:
 
     async def app(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         trace_id = new_trace_id()
-        body = orjson.dumps(error_body(error, trace_id, dialect_for_path(str(scope.get("path", "/")))))
+        body = orjson.dumps(error_envelope(dialect_for_path(str(scope.get("path", "/"))), error, trace_id))
         headers = [(name.encode(), value.encode()) for name, value in _headers(error, trace_id, body)]
         await send({"type": "http.response.start", "status": error.status, "headers": headers})
         await send({"type": "http.response.body", "body": body, "more_body": False})

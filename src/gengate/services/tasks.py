@@ -14,16 +14,17 @@ import orjson
 from gengate.domain.catalogue import Catalogue
 from gengate.domain.clock import now_ms
 from gengate.domain.deliveries import Delivery
+from gengate.domain.dialect import Dialect
 from gengate.domain.errors import BadRequest, Forbidden, TaskNotFound, TokenMismatched, Unavailable
 from gengate.domain.ids import new_task_id
 from gengate.domain.keys import ApiKey
 from gengate.domain.states import TaskState
 from gengate.domain.task import Task
+from gengate.net.guard import AddressPolicy, UnsafeUrl, resolve_and_check
 from gengate.services.moderation import Moderator
 from gengate.services.queue_gauge import QueueGauge
 from gengate.store.base import Admission, Idempotency, Store, TaskQuery
 from gengate.store.notify import ChangeHub
-from gengate.webhooks.ssrf import AddressPolicy, UnsafeUrl, resolve_and_check
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ class TaskService:
         request_type: str = "async",
         callback_url: str | None = None,
         trace_id: str | None = None,
-        dialect: str = "apixo",
+        dialect: Dialect = Dialect.APIXO,
         idempotency_key: str | None = None,
     ) -> Task:
         """Validate, moderate, charge and store a task; it is durable when this returns. With an
@@ -134,9 +135,7 @@ class TaskService:
             verdict = await self.moderator.check(model, mode, value)
         except Exception:
             log.exception("the moderation hook failed")
-            raise Unavailable(
-                "Content moderation is unavailable; retry later.", headers={"Retry-After": "5"}
-            ) from None
+            raise Unavailable("Content moderation is unavailable; retry later.", retry_after_s=5) from None
         if not verdict.allowed:
             raise Forbidden(verdict.reason or None)
 

@@ -14,24 +14,11 @@ from typing import Protocol
 import msgspec
 
 from gengate.domain.deliveries import AttemptResult, Delivery
+from gengate.domain.endings import Outcome
 from gengate.domain.keys import ApiKey, KeyChanges
 from gengate.domain.ledger import LedgerEntry
-from gengate.domain.task import Claim, ResultFile, Task
+from gengate.domain.task import Claim, Task
 from gengate.store.console_base import ConsoleStore
-
-
-class Succeeded(msgspec.Struct, frozen=True):
-    """How a run ended well: its files and the ms of work."""
-
-    files: tuple[ResultFile, ...]
-
-
-class Failed(msgspec.Struct, frozen=True):
-    fail_code: str
-    fail_msg: str
-
-
-Outcome = Succeeded | Failed
 
 
 class Lease(enum.Enum):
@@ -41,8 +28,6 @@ class Lease(enum.Enum):
     LOST = "lost"
     CANCEL_REQUESTED = "cancel_requested"
 
-
-CANCELED_MESSAGE = "Task canceled by the client."
 
 #: How long an Idempotency-Key holds.
 IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000

@@ -23,7 +23,7 @@ def unavailable_on(
             try:
                 return await fn(*args, **kwargs)
             except errors as exc:
-                raise Unavailable("The task store is unavailable.", headers={"Retry-After": "1"}) from exc
+                raise Unavailable("The task store is unavailable.", retry_after_s=1) from exc
 
         return wrapper
 

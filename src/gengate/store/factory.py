@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gengate.domain.callback_schedule import first_delay_ms
 from gengate.settings import Settings
 from gengate.store.base import Store
 from gengate.store.notify import ChangeHub
@@ -15,7 +16,7 @@ def build_store(settings: Settings, hub: ChangeHub) -> Store:
     """The store, prepared (the schema applied; PostgreSQL waited for up to `database_wait_s`):
     a database that cannot be used is a StartupError naming it here, before a server starts,
     rather than a traceback from the server's lifespan."""
-    first_delay_ms = int(settings.webhook_retry_schedule[0] * 1000)
+    first_delay = first_delay_ms(settings.webhook_retry_schedule)
     if is_postgres_url(settings.database_url):
         # Imported here: the embedded setup never loads the PostgreSQL driver.
         from gengate.store.postgres import PostgresStore  # noqa: PLC0415
@@ -24,7 +25,7 @@ def build_store(settings: Settings, hub: ChangeHub) -> Store:
         networked = PostgresStore(
             settings.database_url,
             hub,
-            first_callback_delay_ms=first_delay_ms,
+            first_callback_delay_ms=first_delay,
             pool_size=settings.database_pool_size,
             connect_timeout_s=settings.database_wait_s,
         )
@@ -32,6 +33,6 @@ def build_store(settings: Settings, hub: ChangeHub) -> Store:
         return networked
     from gengate.store.sqlite import SQLiteStore  # noqa: PLC0415
 
-    embedded = SQLiteStore(settings.sqlite_path, hub, first_callback_delay_ms=first_delay_ms)
+    embedded = SQLiteStore(settings.sqlite_path, hub, first_callback_delay_ms=first_delay)
     embedded.prepare()
     return embedded

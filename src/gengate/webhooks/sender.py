@@ -16,26 +16,27 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 
 import httpx
 from standardwebhooks.webhooks import Webhook
 
 from gengate.background import report, spawn
-from gengate.client._httpread import ACCEPT_ENCODING, aread_prefix
+from gengate.dialects import Links, render_callback
+from gengate.domain.callback_schedule import delay_after
 from gengate.domain.clock import now_ms
 from gengate.domain.deliveries import AttemptResult, Delivery, DeliveryAttempt, DeliveryState
-from gengate.domain.task import Task
 from gengate.metrics import Metrics
-from gengate.store.base import Store
-from gengate.store.notify import ChangeHub
-from gengate.webhooks.ssrf import (
+from gengate.net.bounded import ACCEPT_ENCODING, aread_prefix
+from gengate.net.guard import (
     RESOLVE_TIMEOUT_S,
     AddressPolicy,
     UnsafeUrl,
     parse_callback_url,
     resolve_and_check,
 )
+from gengate.store.base import Store
+from gengate.store.notify import ChangeHub
+from gengate.wire import parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -77,28 +78,12 @@ def next_step(
     attempt of this round, or later if the receiver's Retry-After asks for it."""
     if outcome.delivered:
         return DeliveryState.DELIVERED, None
-    if outcome.gone or outcome.permanent or attempts_in_round >= len(schedule):
+    delay = delay_after(schedule, attempts_in_round)
+    if outcome.gone or outcome.permanent or delay is None:
         return DeliveryState.FAILED, None
-    delay = schedule[attempts_in_round]
     if outcome.retry_after_s is not None:
         delay = max(delay, min(outcome.retry_after_s, MAX_RETRY_AFTER_S))
     return DeliveryState.PENDING, now + int(delay * 1000)
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """`Retry-After` as seconds: either delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():  # isdigit alone admits "²", which float() refuses
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _refused_for_good(url: str) -> bool:
@@ -114,8 +99,8 @@ def _refused_for_good(url: str) -> bool:
 class WebhookSender:
     store: Store
     hub: ChangeHub
-    #: The callback body of a finished task, in the dialect it was created in.
-    render: Callable[[Task], bytes]
+    #: The signed result URLs a callback body names (the API's status bodies name the same).
+    links: Links
     #: The `whsec_...` secret of a key id.
     secret_for: Callable[[str], Awaitable[str]]
     policy: AddressPolicy
@@ -243,7 +228,7 @@ class WebhookSender:
             target = await resolve_and_check(delivery.url, self.policy)
         except UnsafeUrl as exc:
             return Outcome(None, f"refused: {exc}", permanent=_refused_for_good(delivery.url))
-        body = self.render(task)
+        body = render_callback(task.dialect, task, self.links)
         webhook = Webhook(await self.secret_for(delivery.key_id))
         sent_at = datetime.now(UTC)
         headers = {
@@ -282,4 +267,4 @@ class WebhookSender:
             error += " (redirects are not followed)"
         if text := excerpt.text():
             error += f": {text}"
-        return Outcome(status, error, retry_after_seconds(response.headers.get("retry-after")))
+        return Outcome(status, error, parse_retry_after(response.headers.get("retry-after")))

@@ -13,11 +13,21 @@ import orjson
 from gengate.background import spawn
 from gengate.domain.catalogue import ModelSpec
 from gengate.domain.clock import now_ms
+from gengate.domain.endings import (
+    CANCELED_MESSAGE,
+    Failed,
+    Outcome,
+    Succeeded,
+    canceled,
+    internal_error,
+    timed_out,
+)
+from gengate.domain.files import OutputFile
 from gengate.domain.states import FailCode
 from gengate.domain.task import Claim
 from gengate.files.base import FileStore
-from gengate.providers.base import OutputFile, Provider, ProviderFailure, RunContext
-from gengate.store.base import CANCELED_MESSAGE, Failed, Outcome, Store, Succeeded
+from gengate.providers.base import Provider, ProviderFailure, RunContext
+from gengate.store.base import Store
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +102,7 @@ class TaskRun:
         if self._lost:
             return
         if self._canceled:  # however the run ended, the client asked for nothing more
-            outcome = Failed(FailCode.CANCELED, CANCELED_MESSAGE)
+            outcome = canceled()
         self.finishing = True
         if self._transient and self.claim.attempt < self.spec.max_attempts and not self._canceled:
             delay_ms = retry_delay_ms(self.claim.attempt, self.spec.retry_backoff_s)
@@ -141,7 +151,7 @@ class TaskRun:
             return Failed(failure.fail_code, failure.message)
         except TimeoutError:
             if deadline.expired():
-                return Failed(FailCode.TIMEOUT, f"The task did not finish within {self.spec.timeout_s:g} s.")
+                return timed_out(self.spec.timeout_s)
             return self._internal_error()
         except Exception:
             return self._internal_error()
@@ -169,10 +179,7 @@ class TaskRun:
     def _internal_error(self) -> Failed:
         task = self.claim.task
         log.exception("task %s (trace_id %s) failed inside the gateway", task.id, task.trace_id)
-        return Failed(
-            FailCode.INTERNAL_ERROR,
-            f"Internal error while running the task; quote trace_id {task.trace_id} when reporting it.",
-        )
+        return internal_error(task.trace_id)
 
     def _upstream(self, upstream_id: str, trace_id: str | None) -> None:
         """Keep a relayed task's upstream reference with the task (fenced like progress)."""

@@ -1,0 +1,43 @@
+-- The SQLite driver's own statements: where SQLite needs other SQL than PostgreSQL. The
+-- writer thread serialises every write, so none of them takes a lock.
+
+-- {heads} is one claim_head per model, joined by UNION ALL: each walks the partial queue index
+-- of its model for at most that model's free capacity, so a long queue costs nothing.
+-- name: claim
+UPDATE tasks
+   SET state = 'processing', lease_owner = :owner, lease_expires = :expires,
+       attempts = attempts + 1, start_time = :now, progress = NULL
+ WHERE id IN (SELECT id FROM ({{heads}}) ORDER BY priority DESC, create_time LIMIT :limit)
+RETURNING {task_columns}
+
+-- name: claim_head
+SELECT * FROM (SELECT id, priority, create_time FROM tasks
+                WHERE {from pending to processing} AND model = :m{{i}} AND run_after <= :now
+                ORDER BY priority DESC, create_time LIMIT :c{{i}})
+
+-- Tasks of each model running now, over every worker: the cluster-wide concurrency caps.
+-- name: running_by_model
+SELECT model, count(*) FROM tasks WHERE state = 'processing' GROUP BY model
+
+-- name: expired_leases
+SELECT id, model, attempts, cancel_requested FROM tasks
+ WHERE state = 'processing' AND lease_expires < :now
+
+-- Pending tasks of a model, as the triggers of migration 0006 keep them (no row: none).
+-- name: pending_of_model
+SELECT coalesce((SELECT pending FROM queue_depths WHERE model = :model), 0)
+
+-- The one writer already keeps anything from slipping in between read and write.
+-- name: get_key_for_update
+SELECT {key_columns} FROM api_keys WHERE id = :id
+
+-- name: claim_deliveries
+UPDATE deliveries SET lease_owner = :owner, lease_expires = :expires
+ WHERE id IN (SELECT id FROM deliveries
+               WHERE state = 'pending' AND next_attempt_at <= :now
+                 AND (lease_expires IS NULL OR lease_expires < :now)
+               ORDER BY next_attempt_at LIMIT :limit)
+RETURNING {delivery_columns}
+
+-- name: mark_files_removed
+UPDATE tasks SET files_removed = 1 WHERE id = :id
