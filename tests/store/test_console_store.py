@@ -3,11 +3,7 @@ process, since they live in the store) and the aggregates of the usage, models a
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import msgspec
-import pytest
 
 from gengate.domain.clock import now_ms
 from gengate.domain.endings import Failed, Succeeded
@@ -22,18 +18,6 @@ from gengate.store.sqlite import SQLiteStore
 LEASE = 60_000
 DAY = 86_400_000
 AnyStore = SQLiteStore | PostgresStore
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AnyStore]:
-    opened: AnyStore
-    if request.param == "sqlite":
-        opened = SQLiteStore(tmp_path / "db.sqlite")
-    else:
-        opened = PostgresStore(request.getfixturevalue("pg_url"))
-    await opened.open()
-    yield opened
-    await opened.close()
 
 
 def task(model: str, key_id: str = "key_1", *, charge: int = 0, create_time: int | None = None) -> Task:

@@ -42,18 +42,6 @@ def make_task(model: str = "m", *, priority: int = 0, create_time: int | None = 
 AnyStore = SQLiteStore | PostgresStore
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AnyStore]:
-    opened: AnyStore
-    if request.param == "sqlite":
-        opened = SQLiteStore(tmp_path / "db.sqlite")
-    else:
-        opened = PostgresStore(request.getfixturevalue("pg_url"))
-    await opened.open()
-    yield opened
-    await opened.close()
-
-
 @pytest.fixture
 async def pg_pair(pg_url: str) -> AsyncIterator[tuple[PostgresStore, PostgresStore]]:
     """Two stores on one database: two processes of a cluster, as far as the store can tell."""
