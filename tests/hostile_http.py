@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Self
 
+from loopback_http import LoopbackServer
+
 MIB = 1 << 20
 GIB = 1 << 30
 WRITE_SLICE = 1 << 16
@@ -80,7 +82,7 @@ def endless_reply(status: int = 200, size: int = 1536 * MIB, content_type: str =
 
 
 @dataclass
-class HostileServer:
+class HostileServer(LoopbackServer):
     """Answers each request with `route(method, path)`; records requests and bytes sent."""
 
     route: Callable[[str, str], Reply]
@@ -96,17 +98,11 @@ class HostileServer:
         return f"http://127.0.0.1:{self.port}"
 
     async def __aenter__(self) -> Self:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
+        await self.listen(self.port)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for handler in list(self._handlers):
-            handler.cancel()
-        await asyncio.gather(*self._handlers, return_exceptions=True)
-        await self._server.wait_closed()
+        await self.shut()
 
     @contextlib.contextmanager
     def in_thread(self) -> Iterator[Self]:
@@ -122,21 +118,6 @@ class HostileServer:
             loop.call_soon_threadsafe(loop.stop)
             thread.join(10)
             loop.close()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        handler = asyncio.current_task()
-        assert handler is not None
-        self._handlers.add(handler)
-        try:
-            while await self._one(reader, writer):
-                pass
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            pass  # the client hung up, often in the middle of a body it would not read
-        except asyncio.CancelledError:
-            pass
-        finally:
-            self._handlers.discard(handler)
-            writer.close()
 
     async def _one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         try:

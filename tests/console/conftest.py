@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from console_support import CHROMIUM, Guarded, Receiver, harness, open_guarded
+from console_support import CHROMIUM, Guarded, Receiver, open_guarded
+
+from e2e_harness import harness
 
 
 def _in_ci() -> bool:

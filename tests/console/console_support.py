@@ -1,6 +1,5 @@
-"""What the console's tests share: the end-to-end harness of tests/e2e (loaded under a name of
-its own), pages guarded against other origins and browser errors, a loopback callback receiver,
-and a signed-in httpx client.
+"""What the console's tests share: pages guarded against other origins and browser errors, a
+loopback callback receiver, and a signed-in httpx client (servers come from `e2e_harness`).
 
 Chromium is Debian's package (`scripts/ensure-chromium.sh` installs it): Playwright cannot
 download its own browsers here, so it launches `/usr/bin/chromium`. Every page opened through
@@ -10,16 +9,13 @@ error or uncaught exception in the page (a Content-Security-Policy violation is 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
-import sys
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
@@ -29,21 +25,6 @@ CHROMIUM = os.environ.get("GENGATE_TEST_CHROMIUM", "/usr/bin/chromium")
 #: ones only with GENGATE_UPDATE_SCREENSHOTS=1, so that a test run leaves the work tree clean.
 DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
 VIEWPORT = {"width": 1280, "height": 800}
-
-
-def _harness() -> ModuleType:
-    """tests/e2e/conftest.py, loaded under a name of its own: its server helpers, reused."""
-    path = Path(__file__).resolve().parent.parent / "e2e" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("gengate_e2e_harness", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-harness = _harness()
 
 
 @dataclass

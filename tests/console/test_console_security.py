@@ -11,8 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
-from console_support import Receiver, console_client, csrf_of, harness
+from console_support import Receiver, console_client, csrf_of
 from standardwebhooks.webhooks import Webhook
+
+from e2e_harness import harness
 
 pytestmark = pytest.mark.e2e
 

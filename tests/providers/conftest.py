@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from relay_support import UPSTREAM_KEY_ENV, FlakyProxy, UpstreamServer, e2e, serve
+from relay_support import UPSTREAM_KEY_ENV, FlakyProxy, UpstreamServer, serve
+
+from e2e_harness import harness as e2e
 
 
 @pytest.fixture(autouse=True)

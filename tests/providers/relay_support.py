@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import socket
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
@@ -44,20 +41,6 @@ FAST = {
 TERMINAL = frozenset({"success", "failed"})
 #: A tiny picture keeps every upstream task and download cheap.
 TINY = {"prompt": "a red fox", "width": 16, "height": 16}
-
-
-def _load_e2e_launcher() -> ModuleType:
-    path = Path(__file__).parents[1] / "e2e" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("gengate_e2e_launcher", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-e2e = _load_e2e_launcher()
 
 
 # -- the upstream: a real `gengate serve` ---------------------------------------------------

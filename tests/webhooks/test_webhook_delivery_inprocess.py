@@ -25,6 +25,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 from gengate.runtime import Gateway
 from gengate.settings import Settings, load_settings
+from loopback_http import LoopbackServer
 
 ADMIN_KEY = "gga_test_admin_key"
 ECHO: dict[str, Any] = {"mode": "echo", "prompt": "callback"}
@@ -63,7 +64,7 @@ class Arrival:
 
 
 @dataclass
-class Receiver:
+class Receiver(LoopbackServer):
     """Answers `replies` in order, then `default`; records every request and counts connections."""
 
     replies: list[Reply] = field(default_factory=list)
@@ -80,17 +81,11 @@ class Receiver:
         return f"http://127.0.0.1:{self.port}/hook"
 
     async def start(self, port: int = 0) -> Receiver:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", port)
-        self.port = self._server.sockets[0].getsockname()[1]
+        await self.listen(port)
         return self
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for handler in self._handlers:
-                handler.cancel()
-            await asyncio.gather(*self._handlers, return_exceptions=True)
-            await self._server.wait_closed()
+        await self.shut()
 
     async def wait_for(self, count: int, timeout: float = 5.0) -> list[Arrival]:
         """The first `count` requests, once they have arrived."""
@@ -100,21 +95,8 @@ class Receiver:
                 await self._arrived.wait()
         return self.arrivals[:count]
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _connected(self) -> None:
         self.connections += 1
-        handler = asyncio.current_task()
-        assert handler is not None
-        self._handlers.add(handler)
-        try:
-            while await self._one(reader, writer):
-                pass
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            pass
-        except asyncio.CancelledError:
-            pass  # closed by `close()`: end quietly rather than as a cancelled connection callback
-        finally:
-            self._handlers.discard(handler)
-            writer.close()
 
     async def _one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         try:
