@@ -1,8 +1,9 @@
 """The Webhooks page's "send a test event": one signed POST to a URL the owner types.
 
-It goes through the same SSRF guard as callbacks (resolve once, refuse unsafe addresses unless
-the operator allows them, connect to the checked address, follow no redirect) and is signed
-with the key's webhook secret the Standard Webhooks way, so a receiver can test its checks.
+It is signed and read as callbacks are (`signed_headers`; only the start of the answer is read,
+never a receiver's whole body or gzip bomb), and goes through the same SSRF guard (resolve once,
+refuse unsafe addresses unless the operator allows them, connect to the checked address, follow
+no redirect), so a receiver can test its checks.
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ import asyncio
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import httpx
 import orjson
-from standardwebhooks.webhooks import Webhook
 
+from gengate.net.bounded import BodyError, aread_prefix
 from gengate.net.guard import AddressPolicy, UnsafeUrl, resolve_and_check
+from gengate.webhooks.sender import ANSWER_SCAN, signed_headers
 
 TIMEOUT_S = 10.0
 EXCERPT = 300
@@ -48,24 +49,24 @@ async def send_test_event(url: str, secret: str, key_id: str, policy: AddressPol
         return TestResult(url, False, None, None, f"refused: {exc}")
     message_id = "msg_test_" + secrets.token_urlsafe(12)
     body = test_body(key_id)
-    sent_at = datetime.now(UTC)
-    headers = {
-        "content-type": "application/json",
-        "user-agent": "gengate-console-test",
-        "host": target.host_header(),
-        "webhook-id": message_id,
-        "webhook-timestamp": str(int(sent_at.timestamp())),
-        "webhook-signature": Webhook(secret).sign(message_id, sent_at, body.decode()),
-    }
+    headers = signed_headers(target, message_id, body, secret, user_agent="gengate-console-test")
     started = time.monotonic()
     try:
         async with httpx.AsyncClient(follow_redirects=False, timeout=TIMEOUT_S, trust_env=False) as client:
             async with asyncio.timeout(TIMEOUT_S):
-                response = await client.post(
-                    target.ip_url(), content=body, headers=headers, extensions={"sni_hostname": target.host}
+                request = client.build_request(
+                    "POST",
+                    target.ip_url(),
+                    content=body,
+                    headers=headers,
+                    extensions={"sni_hostname": target.host},
                 )
-    except (httpx.HTTPError, TimeoutError) as exc:
+                response = await client.send(request, stream=True)
+                try:  # the answer's start only, as for callbacks: never a receiver's whole body
+                    excerpt = await aread_prefix(response, EXCERPT, scan=ANSWER_SCAN)
+                finally:
+                    await response.aclose()
+    except (httpx.HTTPError, TimeoutError, BodyError) as exc:
         return TestResult(url, False, None, None, f"{type(exc).__name__}: {exc}"[:EXCERPT])
     latency = int((time.monotonic() - started) * 1000)
-    excerpt = response.content[:EXCERPT].decode("utf-8", "replace")
-    return TestResult(url, 200 <= response.status_code < 300, response.status_code, latency, excerpt)
+    return TestResult(url, 200 <= response.status_code < 300, response.status_code, latency, excerpt.text())

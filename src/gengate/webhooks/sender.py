@@ -30,6 +30,7 @@ from gengate.net.bounded import ACCEPT_ENCODING, aread_prefix
 from gengate.net.guard import (
     RESOLVE_TIMEOUT_S,
     AddressPolicy,
+    CheckedTarget,
     UnsafeUrl,
     parse_callback_url,
     resolve_and_check,
@@ -69,6 +70,23 @@ class Outcome:
     @property
     def gone(self) -> bool:
         return self.status_code == 410
+
+
+def signed_headers(
+    target: CheckedTarget, message_id: str, body: bytes, secret: str, user_agent: str = USER_AGENT
+) -> dict[str, str]:
+    """The headers of one signed POST to a checked address: Standard Webhooks' id, timestamp
+    and signature (one HMAC over the body), and the `Host` of the URL the address came from."""
+    sent_at = datetime.now(UTC)
+    return {
+        "content-type": "application/json",
+        "user-agent": user_agent,
+        "accept-encoding": ACCEPT_ENCODING,
+        "host": target.host_header(),
+        "webhook-id": message_id,
+        "webhook-timestamp": str(int(sent_at.timestamp())),
+        "webhook-signature": Webhook(secret).sign(message_id, sent_at, body.decode()),
+    }
 
 
 def next_step(
@@ -229,17 +247,7 @@ class WebhookSender:
         except UnsafeUrl as exc:
             return Outcome(None, f"refused: {exc}", permanent=_refused_for_good(delivery.url))
         body = render_callback(task.dialect, task, self.links)
-        webhook = Webhook(await self.secret_for(delivery.key_id))
-        sent_at = datetime.now(UTC)
-        headers = {
-            "content-type": "application/json",
-            "user-agent": USER_AGENT,
-            "accept-encoding": ACCEPT_ENCODING,
-            "host": target.host_header(),
-            "webhook-id": delivery.id,
-            "webhook-timestamp": str(int(sent_at.timestamp())),
-            "webhook-signature": webhook.sign(delivery.id, sent_at, body.decode()),
-        }
+        headers = signed_headers(target, delivery.id, body, await self.secret_for(delivery.key_id))
         request = self._client.build_request(
             "POST", target.ip_url(), content=body, headers=headers, extensions={"sni_hostname": target.host}
         )
