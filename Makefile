@@ -37,6 +37,7 @@ test: lint typecheck
 	./scripts/ensure-services.sh
 	./scripts/ensure-postgres.sh
 	./scripts/ensure-chromium.sh
+	./scripts/ensure-promtool.sh
 	$(BIN)/pytest
 
 bench: $(DEV)

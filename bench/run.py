@@ -4,7 +4,11 @@ Each server runs pinned to CPU 0 (`taskset -c 0`) in a fresh temporary data fold
 from CPU 1 over loopback. The raw baseline (`bench/raw_app.py`) and gengate are measured in the same
 run, so the ratios hold on a noisy machine better than the absolute figures do.
 
-    python -m bench.run [--seconds 10] [--targets raw,gengate]
+    python -m bench.run [--seconds 10] [--targets raw,gengate] [--paths status,submit,replicate_status]
+
+Beside the ratios to the baseline, gengate's `replicate_status` (the same finished task read as a
+Replicate prediction, `GET /v1/predictions/{id}`) is measured right after its APIXO status, and
+its cost reported relative to that (bar: at most 1.2x).
 
 Exit status: 0 when every measurement ran cleanly (a ratio below its bar is reported, not failed);
 1 when a server does not start or dies, or wrk fails, errs on sockets or sees non-2xx responses.
@@ -41,6 +45,11 @@ UVICORN_OPTIONS = ["--loop", "uvloop", "--http", "httptools", "--no-access-log"]
 SUBMIT_BODY: dict[str, Any] = {"request_type": "async", "input": {"mode": "echo", "prompt": "bench"}}
 #: gengate / raw requests per second at or above which a path passes.
 BARS = {"status": 0.5, "submit": 0.4}
+#: Paths measured by default; `replicate_status` only where the target has it (gengate).
+PATHS = ("status", "replicate_status", "submit")
+#: Another door's status read of the same task, as a cost relative to APIXO's `status` (its
+#: requests/s over the door's): at most this.
+DOOR_COST_BARS = {"replicate_status": 1.2}
 #: Longest wait for the task submitted after gengate's submit run (the backlog's drain).
 DRAIN_WAIT_S = 60.0
 TERMINAL_FAILURES = {"failed", "fail"}
@@ -58,6 +67,8 @@ class Workload:
     status_path: str
     submit_path: str
     submit_body: bytes = field(default_factory=lambda: json.dumps(SUBMIT_BODY).encode())
+    #: Other doors' status reads of the same task, by path name (gengate's Replicate door).
+    door_status: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -124,7 +135,10 @@ def gengate_setup(client: httpx.Client, env: dict[str, str]) -> Workload:
     status_path = f"/api/v1/statusTask/demo-echo?taskId={task_id}"
     if wait_finished(client, status_path, auth, timeout_s=30) is None:
         raise BenchError(f"the first demo-echo task did not finish within 30s ({status_path})")
-    return Workload(auth, status_path, submit_path)
+    prediction = f"/v1/predictions/{task_id}"
+    if client.get(prediction, headers={"Authorization": auth}).json().get("status") != "succeeded":
+        raise BenchError(f"{prediction} does not read as a succeeded prediction")
+    return Workload(auth, status_path, submit_path, door_status={"replicate_status": prediction})
 
 
 def gengate_drain(client: httpx.Client, workload: Workload) -> dict[str, Any]:
@@ -345,26 +359,38 @@ def parse_wrk(output: str) -> WrkResult:
 # --- the run -----------------------------------------------------------------------------------
 
 
-def measure(target: Target, wrk: str, seconds: int, warmup: int) -> dict[str, Any]:
+def measure(
+    target: Target, wrk: str, seconds: int, warmup: int, paths: tuple[str, ...] = PATHS
+) -> dict[str, Any]:
     print(f"[{target.name}] starting on CPU {SERVER_CPU} ...", flush=True)
     with serve(target, RESULTS / f"{target.name}.log", start_timeout_s=60) as (client, env):
         workload = target.setup(client, env)
         base = str(client.base_url).rstrip("/")
-        status_url = base + workload.status_path
-        submit_url = base + workload.submit_path
-        with tempfile.TemporaryDirectory(prefix="gengate-bench-wrk-") as tmp:
-            submit_args = ["-s", str(post_script(workload, Path(tmp)))]
-            status_args = ["-H", f"Authorization: {workload.authorization}"]
-            # Status first, so that no backlog of submitted tasks is being drained while it runs.
-            status = warm_and_run(
-                target.name, "status", status_url, status_args, wrk=wrk, seconds=seconds, warmup=warmup
-            )
-            submit = warm_and_run(
-                target.name, "submit", submit_url, submit_args, wrk=wrk, seconds=seconds, warmup=warmup
-            )
-        result: dict[str, Any] = {"status": asdict(status), "submit": asdict(submit)}
-        if target.after is not None:
-            result |= target.after(client, workload)
+        read_args = ["-H", f"Authorization: {workload.authorization}"]
+        # Status reads first, so that no backlog of submitted tasks is being drained meanwhile.
+        urls = {"status": workload.status_path} | workload.door_status
+        result: dict[str, Any] = {}
+        for path, url in urls.items():
+            if path in paths:
+                measured = warm_and_run(
+                    target.name, path, base + url, read_args, wrk=wrk, seconds=seconds, warmup=warmup
+                )
+                result[path] = asdict(measured)
+        if "submit" in paths:
+            with tempfile.TemporaryDirectory(prefix="gengate-bench-wrk-") as tmp:
+                submit_args = ["-s", str(post_script(workload, Path(tmp)))]
+                submit = warm_and_run(
+                    target.name,
+                    "submit",
+                    base + workload.submit_path,
+                    submit_args,
+                    wrk=wrk,
+                    seconds=seconds,
+                    warmup=warmup,
+                )
+            result["submit"] = asdict(submit)
+            if target.after is not None:
+                result |= target.after(client, workload)
     return result
 
 
@@ -380,7 +406,7 @@ def warm_and_run(
 def median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """Per path, the round with the median requests/s (its latencies with it)."""
     summary = dict(rounds[len(rounds) // 2])
-    for path in ("status", "submit"):
+    for path in (path for path in PATHS if path in summary):
         ordered = sorted(rounds, key=lambda r: float(r[path]["requests_per_s"]))
         summary[path] = ordered[len(ordered) // 2][path]
     return summary
@@ -392,6 +418,8 @@ def ratios(rounds: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]
         return {}
     found = {}
     for path, bar in BARS.items():
+        if path not in rounds["raw"][0] or path not in rounds["gengate"][0]:
+            continue
         each = [
             g[path]["requests_per_s"] / r[path]["requests_per_s"]
             for r, g in zip(rounds["raw"], rounds["gengate"], strict=True)
@@ -406,18 +434,44 @@ def ratios(rounds: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]
     return found
 
 
-def report(results: dict[str, dict[str, Any]], found: dict[str, dict[str, Any]]) -> None:
+def door_costs(rounds: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per other door's status read, its cost relative to APIXO's status within each round
+    (APIXO requests/s over the door's: 1.1 is 10% dearer), and their median."""
+    found = {}
+    for path, bar in DOOR_COST_BARS.items():
+        each = [
+            r["status"]["requests_per_s"] / r[path]["requests_per_s"]
+            for r in rounds
+            if path in r and "status" in r
+        ]
+        if each:
+            value = statistics.median(each)
+            found[path] = {
+                "cost": round(value, 3),
+                "bar": bar,
+                "pass": value <= bar,
+                "rounds": [round(x, 3) for x in each],
+            }
+    return found
+
+
+def report(
+    results: dict[str, dict[str, Any]], found: dict[str, dict[str, Any]], costs: dict[str, dict[str, Any]]
+) -> None:
     print()
-    print(f"{'target':<9}{'status req/s':>14}{'p50/p99 ms':>16}{'submit req/s':>15}{'p50/p99 ms':>16}")
     for name, result in results.items():
-        cells = ""
-        for path, width in (("status", 14), ("submit", 15)):
+        for path in (path for path in PATHS if path in result):
             r = result[path]
-            cells += f"{r['requests_per_s']:>{width},.0f}{r['p50_ms']:>9.2f}/{r['p99_ms']:<6.2f}"
-        print(f"{name:<9}{cells}")
+            print(
+                f"{name:<9}{path:<18}{r['requests_per_s']:>10,.0f} req/s"
+                f"   p50/p99 {r['p50_ms']:.2f}/{r['p99_ms']:.2f} ms"
+            )
     for path, r in found.items():
         verdict = "PASS" if r["pass"] else "BELOW"
         print(f"{path} ratio gengate/raw: {r['ratio']:.2f}x (bar >= {r['bar']}x) {verdict}")
+    for path, r in costs.items():
+        verdict = "PASS" if r["pass"] else "ABOVE"
+        print(f"{path} cost relative to gengate's status: {r['cost']:.2f}x (bar <= {r['bar']}x) {verdict}")
     if "drain_s" in results.get("gengate", {}):
         drain = results["gengate"]["drain_s"]
         took = f"{drain}s later" if drain is not None else f"not within {DRAIN_WAIT_S:.0f}s"
@@ -433,12 +487,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2, help="seconds of wrk per path before measuring")
     parser.add_argument("--rounds", type=int, default=1, help="runs per target; the median is reported")
     parser.add_argument("--targets", default="raw,gengate", help="comma-separated: raw, gengate")
+    parser.add_argument("--paths", default=",".join(PATHS), help=f"comma-separated: {', '.join(PATHS)}")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.seconds < 1 or args.warmup < 0:
         parser.error("--rounds and --seconds must be at least 1, --warmup at least 0")
     names = [name.strip() for name in args.targets.split(",") if name.strip()]
     if unknown := [name for name in names if name not in TARGETS]:
         parser.error(f"unknown targets {unknown}; choose from {sorted(TARGETS)}")
+    paths = tuple(path.strip() for path in args.paths.split(",") if path.strip())
+    if unknown := [path for path in paths if path not in PATHS]:
+        parser.error(f"unknown paths {unknown}; choose from {list(PATHS)}")
     if (os.cpu_count() or 1) < 2:
         print("warning: fewer than 2 CPUs; server and load generator share one", file=sys.stderr)
 
@@ -447,13 +505,14 @@ def main(argv: list[str] | None = None) -> int:
         rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
         for _ in range(args.rounds):  # alternate targets so slow spells of the machine hit both
             for name in names:
-                rounds[name].append(measure(TARGETS[name], wrk, args.seconds, args.warmup))
+                rounds[name].append(measure(TARGETS[name], wrk, args.seconds, args.warmup, paths))
     except BenchError as exc:
         print(f"bench failed: {exc}", file=sys.stderr)
         return 1
     results = {name: median_round(runs) for name, runs in rounds.items()}
     found = ratios(rounds)
-    report(results, found)
+    costs = door_costs(rounds.get("gengate", []))
+    report(results, found, costs)
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     summary = {
@@ -465,6 +524,7 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": args.rounds,
         "targets": results,
         "ratios": found,
+        "door_costs": costs,
         "all_rounds": rounds,
     }
     out = RESULTS / "latest.json"
@@ -475,8 +535,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{name} {path}: {', '.join(issues)}"
         for name, runs in rounds.items()
         for result in runs
-        for path in ("status", "submit")
-        if (issues := WrkResult(**result[path]).problems())
+        for path in PATHS
+        if path in result and (issues := WrkResult(**result[path]).problems())
     ]
     if problems:
         print("bench failed: the load saw errors, so the figures are not meaningful:", file=sys.stderr)
@@ -485,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # --- callbacks (bench/callbacks.py): delivery latency and rate, printed after the figures ---
     # above and merged into latest.json under "callbacks"; alone: `python -m bench.callbacks`.
-    if "gengate" in names:
+    if "gengate" in names and "submit" in paths:
         from bench import callbacks
 
         return callbacks.main([])

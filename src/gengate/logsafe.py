@@ -15,6 +15,7 @@ keys apart.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from urllib.parse import unquote_plus
@@ -47,10 +48,14 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 
 #: One `name=value` of a query string (also `;`-separated ones).
 _PARAMETER = re.compile(r"(?P<lead>[?&;])(?P<name>[^=&;?#\s\"'<>]+)=(?P<value>[^&;#\s\"'<>]*)")
-#: A URL with a query (and maybe a fragment), and a request line's target with one (access logs).
-_URL_QUERY = re.compile(r"(?P<base>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s?#\"'<>]*)\?(?P<query>[^\s\"'<>]*)")
+#: A URL with a query (and maybe a fragment), and a request line's target with one (access logs);
+#: not one whose query is already counted, so that scrubbing twice changes nothing.
+_URL_QUERY = re.compile(
+    r"(?P<base>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s?#\"'<>]*)\?(?!\[\d+ params?\])(?P<query>[^\s\"'<>]*)"
+)
 _TARGET_QUERY = re.compile(
-    r"(?P<base>\b(?:GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS) /[^\s?#\"'<>]*)\?(?P<query>[^\s\"'<>]*)"
+    r"(?P<base>\b(?:GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS) /[^\s?#\"'<>]*)\?(?!\[\d+ params?\])"
+    r"(?P<query>[^\s\"'<>]*)"
 )
 _HEX = re.compile(r"[0-9A-Fa-f]{32,}")
 _TOKENISH = re.compile(r"[A-Za-z0-9+/=_.~-]{32,}")
@@ -91,6 +96,7 @@ def add_secret(value: str) -> None:
     """Scrub this exact value too (a secret with no recognisable shape)."""
     if len(value) >= 8:
         _known.add(value)
+        redact_cached.cache_clear()
 
 
 def redact(text: str, level: int = logging.DEBUG) -> str:
@@ -108,10 +114,27 @@ def redact(text: str, level: int = logging.DEBUG) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=1024)
+def redact_cached(text: str, level: int = logging.DEBUG) -> str:
+    """:func:`redact`, remembered: the same few messages (`request`, `task claimed`) are
+    written again and again, and a line must not cost a dozen regular expressions each time."""
+    return redact(text, level)
+
+
+class Scrubbed(str):
+    """Text scrubbed already, field by field (a line rendered by :mod:`gengate.observability.logs`):
+    a record whose message it is returns it as it is. Scrubbing the rendered JSON line again
+    would cost a second pass, and could cut an escaped quote in half."""
+
+    __slots__ = ()
+
+
 class RedactedRecord(logging.LogRecord):
     """A log record whose message, traceback and stack text are scrubbed of secrets."""
 
     def getMessage(self) -> str:
+        if type(self.msg) is Scrubbed and not self.args:
+            return self.msg
         return redact(super().getMessage(), self.levelno)
 
     # The formatter caches a traceback's text here; scrubbing it on the way in covers every

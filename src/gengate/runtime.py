@@ -29,10 +29,13 @@ from gengate.files.factory import build_file_store
 from gengate.files.signing import UrlSigner
 from gengate.metrics import Metrics
 from gengate.net.guard import AddressPolicy
+from gengate.observability import logs, tracing
+from gengate.observability.tracing_http import request_observers
 from gengate.providers.base import Provider
 from gengate.providers.fallback import circuit_states
 from gengate.providers.registry import build_catalogue, build_providers, close_providers
 from gengate.providers.relay.hooks import UpstreamHooks
+from gengate.providers.server_pool import pool_states
 from gengate.services.keys import KeyService
 from gengate.services.moderation import build_moderator
 from gengate.services.ratelimit import RateLimiter
@@ -87,11 +90,18 @@ class Gateway:
         self.catalogue = core.catalogue
         self.files = core.files
         #: One cache of signed result URLs for the routes and the callback sender.
-        self.links = SignedLinks(self.files, settings.result_ttl * 1000)
+        self.links = SignedLinks(
+            self.files,
+            settings.result_ttl * 1000,
+            api_base=settings.base_url,
+            model_owner=settings.replicate_owner,
+        )
         self.hooks = core.hooks
         secret = bootstrap.server_secret(settings)
         self.metrics = Metrics()
         self.metrics.watch_circuits(lambda: circuit_states(self.providers))
+        self.metrics.watch_servers(lambda: pool_states(self.providers))
+        self.metrics.watch_store(self.store, (spec.id for spec in self.catalogue))
         self.keys = KeyService(self.store, self.admin_key, server_secret=secret)
         policy = AddressPolicy.from_env_value(",".join(settings.webhook_allow))
         self.rate_limiter = RateLimiter(settings.rate_limit_storage, settings.rate_limit)
@@ -102,6 +112,7 @@ class Gateway:
             policy,
             moderator=build_moderator(settings),
             max_queue_depth=settings.max_queue_depth,
+            metrics=self.metrics.tasks,
         )
         self.pool = WorkerPool(
             store=self.store,
@@ -111,6 +122,7 @@ class Gateway:
             files=self.files,
             slots=settings.workers,
             lease_ms=int(settings.lease_s * 1000),
+            metrics=self.metrics.tasks,
         )
         self.webhooks = WebhookSender(
             store=self.store,
@@ -164,6 +176,7 @@ class Gateway:
             max_body_bytes=self.settings.max_body_bytes,
             sync_wait_s=self.settings.sync_wait,
             metrics=self.metrics,
+            request_observers=(self.metrics.http, *request_observers()),
             rate_limiter=self.rate_limiter,
             providers=self.providers,
             upstream_hooks=self.hooks,
@@ -171,6 +184,7 @@ class Gateway:
             write_health=self.store.write_health if isinstance(self.store, SQLiteStore) else None,
             console_session_ttl_s=self.settings.console_session_ttl_s,
             console_signin_limit=self.settings.console_signin_limit,
+            access_log=self.settings.access_log,
         )
 
     def asgi(self, *, server_process: bool = False) -> ASGIApp:
@@ -191,8 +205,9 @@ class Gateway:
 def asgi_from_environment() -> ASGIApp:
     """The app of one of several API processes (`gengate serve --processes N`): the settings
     come from the environment, where the parent process put its flags."""
-    logsafe.install()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    gateway = Gateway(load_settings())
+    settings = load_settings()
+    logs.configure(settings.log_level, settings.log_format)
+    tracing.setup("serve")
+    gateway = Gateway(settings)
     logsafe.add_secret(gateway.admin_key)
     return gateway.asgi(server_process=True)

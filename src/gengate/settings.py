@@ -71,6 +71,14 @@ class ModelConfig(BaseModel):
         default=None, ge=1, description="Pending tasks past which submits get 503; default: max_queue_depth."
     )
     options: dict[str, Any] = Field(default_factory=dict, description="Passed to the provider.")
+    workflow: Path | None = Field(
+        default=None,
+        description="ComfyUI providers: the model's graph, exported in API format (a JSON file).",
+    )
+    bind: dict[str, str] = Field(
+        default_factory=dict,
+        description="ComfyUI providers: input field -> node input of the graph, `<node id>.inputs.<name>`.",
+    )
 
     @model_validator(mode="after")
     def _provider_chain(self) -> ModelConfig:
@@ -90,7 +98,7 @@ class ModelConfig(BaseModel):
 
 _PROVIDER_REF = re.compile(r"[A-Za-z0-9_.-]+(:[^,\s]+)?")
 
-ProviderKind = Literal["apixo", "kie", "xhuo", "openai", "diffusers", "demo"]
+ProviderKind = Literal["apixo", "kie", "xhuo", "openai", "diffusers", "demo", "comfyui", "cog"]
 #: A provider module of one's own, by its dotted import path (`mypackage.acme_relay`).
 ProviderModule = Annotated[str, Field(pattern=r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")]
 
@@ -106,7 +114,8 @@ class ProviderConfig(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     kind: ProviderKind | ProviderModule = Field(
-        description="apixo, kie, xhuo, openai, diffusers, demo, or the dotted path of a relay module."
+        description="apixo, kie, xhuo, openai, diffusers, demo, comfyui, cog, or the dotted path of a relay "
+        "module."
     )
     base_url: str | None = Field(default=None, description="The upstream's base URL (relays).")
     api_key_env: str | None = Field(
@@ -140,7 +149,15 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path(".gengate"), description="SQLite database, result files, secrets.")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
-    public_url: str | None = Field(default=None, description="Base of result URLs; default http://host:port.")
+    public_url: str | None = Field(
+        default=None, description="Base of result URLs; default http://host:port (https with a certificate)."
+    )
+    ssl_certfile: Path | None = Field(
+        default=None, description="TLS certificate chain (PEM): serve HTTPS; result URLs then use https."
+    )
+    ssl_keyfile: Path | None = Field(
+        default=None, description="The certificate's private key (PEM), unless the certificate file holds it."
+    )
     admin_key: SecretStr | None = Field(default=None, description="Admin key; made and kept if unset.")
     secret: SecretStr | None = Field(default=None, description="Signs result URLs; made and kept if unset.")
     database_url: str | None = Field(
@@ -161,6 +178,11 @@ class Settings(BaseSettings):
     )
     s3_region: str = Field(default="us-east-1", description="Region S3 requests and URLs are signed for.")
     sync_wait: float = Field(default=60.0, gt=0, le=600, description="Longest wait of a `sync` submit.")
+    replicate_owner: str = Field(
+        default="gengate",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="The owner in Replicate model names: model `demo-image` is `<owner>/demo-image`.",
+    )
     workers: int = Field(default=32, ge=0, description="In-process worker slots; 0 runs no worker.")
     max_body_bytes: int = Field(default=1 << 20, gt=0, description="Largest request body accepted.")
     # -- connections, per API process ---------------------------------------------------------
@@ -236,7 +258,19 @@ class Settings(BaseSettings):
         description="`package.module:factory` called with the settings, returning the Moderator "
         "to use instead of the deny-lists.",
     )
-    log_level: str = "info"
+    log_level: str = Field(
+        default="info",
+        description="Lowest level logged (every library's too): debug, info, warning, error or critical.",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="`text` (`time LEVEL logger: message key=value ...`) or `json` (one object per line).",
+    )
+    access_log: bool = Field(
+        default=True,
+        description="One line per HTTP request: method, route template, status, duration, key, "
+        "trace and task ids.",
+    )
 
     @field_validator("webhook_retry_schedule", "webhook_allow", "moderation_deny_words", mode="before")
     @classmethod
@@ -251,6 +285,12 @@ class Settings(BaseSettings):
         if value and not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
             raise ValueError(f"use sqlite:///PATH or postgresql://user@host/db (got {redacted_url(value)})")
         return value or None
+
+    @model_validator(mode="after")
+    def _key_needs_certificate(self) -> Settings:
+        if self.ssl_keyfile is not None and self.ssl_certfile is None:
+            raise ValueError("ssl_keyfile is set without ssl_certfile: give the certificate too")
+        return self
 
     @field_validator("files_url")
     @classmethod
@@ -322,7 +362,12 @@ class Settings(BaseSettings):
         if self.public_url:
             return self.public_url.rstrip("/")
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{self.scheme}://{host}:{self.port}"
+
+    @property
+    def scheme(self) -> str:
+        """`https` when served with a certificate."""
+        return "https" if self.ssl_certfile is not None else "http"
 
     @property
     def sqlite_path(self) -> Path:

@@ -17,6 +17,7 @@ from gengate.api.app import build_app
 from gengate.api.hotpath import HotPath, HotRoute
 from gengate.dialects import render_callback
 from gengate.domain.dialect import Dialect
+from gengate.observability.requests import RequestLog
 from gengate.runtime import Gateway
 
 CREATE = "/api/v1/jobs/createTask"
@@ -168,7 +169,9 @@ async def test_canceled_is_fail(idle: tuple[httpx.AsyncClient, str, Gateway]) ->
 async def test_framework_route_and_hot_path_answer_alike(gateway: Gateway, api_key: str) -> None:
     """The hot path answers recordInfo in front of the framework; behind it the Starlette
     route must give the same body, error or not."""
-    front = build_app(gateway.api_context())
+    logged = build_app(gateway.api_context())
+    assert isinstance(logged, RequestLog)  # the request line's layer, in front of everything
+    front = logged.app
     assert isinstance(front, HotPath)
     answers: list[list[Any]] = []
     for app in (front, front.app):

@@ -17,6 +17,7 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -215,8 +216,12 @@ def start_server(
     env: dict[str, str] | None = None,
     wait_healthy: bool = True,
     extra_args: tuple[str, ...] = (),
+    https_ca: str | None = None,
 ) -> GengateServer:
     """Start `gengate serve` on a free loopback port and wait for `/healthz`.
+
+    `https_ca`: the server speaks HTTPS (its certificate given in `extra_args` or `env`), and
+    the clients here trust this CA file.
 
     `admin_key=""` picks a random admin key passed in `GENGATE_ADMIN_KEY`; `None` passes none,
     so the server makes (or reuses) the one in its data folder: read it from `admin_key` there.
@@ -253,7 +258,7 @@ def start_server(
         stderr_path = workdir / f"stderr.{attempt}.log"
         with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
             process = subprocess.Popen(args, cwd=workdir, env=full_env, stdout=out, stderr=err)
-        base_url = f"http://127.0.0.1:{port}"
+        base_url = f"{'https' if https_ca else 'http'}://127.0.0.1:{port}"
         server = GengateServer(
             name=name,
             base_url=base_url,
@@ -264,14 +269,19 @@ def start_server(
             process=process,
             stdout_path=stdout_path,
             stderr_path=stderr_path,
-            http=httpx.Client(base_url=base_url, timeout=15.0, event_hooks={"response": [_check_trace_id]}),
+            http=httpx.Client(
+                base_url=base_url,
+                timeout=15.0,
+                event_hooks={"response": [_check_trace_id]},
+                verify=_verify(https_ca),
+            ),
             args=args,
             env=full_env,
         )
         _SERVERS.append(server)
         if not wait_healthy:
             return server
-        if _wait_healthy(server):
+        if _wait_healthy(server, https_ca):
             if admin is None:
                 key_file = data_dir / "admin_key"
                 server.admin_key = key_file.read_text().strip() if key_file.is_file() else ""
@@ -283,9 +293,14 @@ def start_server(
     pytest.fail(f"gengate serve ({name}) did not become healthy:\n{last_error}")
 
 
-def _wait_healthy(server: GengateServer) -> bool:
+def _verify(https_ca: str | None) -> ssl.SSLContext | bool:
+    """What httpx checks a server's certificate against: the test's CA, or the system's."""
+    return ssl.create_default_context(cafile=https_ca) if https_ca else True
+
+
+def _wait_healthy(server: GengateServer, https_ca: str | None = None) -> bool:
     deadline = time.monotonic() + START_TIMEOUT_S
-    with httpx.Client(timeout=2.0) as probe:
+    with httpx.Client(timeout=2.0, verify=_verify(https_ca)) as probe:
         while time.monotonic() < deadline:
             if not server.alive():
                 return False

@@ -17,16 +17,20 @@ from gengate.api.callbacks import CallbackRoutes
 from gengate.api.context import ApiContext
 from gengate.api.docs import DocsRoutes
 from gengate.api.errors import EXCEPTION_HANDLERS
+from gengate.api.fal import FalRoutes
 from gengate.api.guard import RequestGuard
 from gengate.api.hotpath import HotPath
 from gengate.api.kie import KieRoutes
+from gengate.api.openai_images import OpenAIImagesRoutes
 from gengate.api.ops import FileRoutes, MetricsRoute, ReadyRoute, healthz
+from gengate.api.replicate import ReplicateRoutes
 from gengate.api.tasks_api import TasksApi
 from gengate.api.trace import TraceMiddleware
 from gengate.api.upstream_hooks import UpstreamHookRoutes
 from gengate.api.xhuo import XhuoRoutes
 from gengate.console import console_routes
 from gengate.files.local import LocalFileStore
+from gengate.observability.requests import RequestLog
 
 
 def build_app(
@@ -35,10 +39,14 @@ def build_app(
 ) -> ASGIApp:
     apixo = ApixoRoutes(ctx)
     kie = KieRoutes(ctx)
+    replicate = ReplicateRoutes(ctx)
     routes: list[BaseRoute] = [
         *apixo.routes(),
         *kie.routes(),
         *XhuoRoutes(ctx).routes(),
+        *replicate.routes(),
+        *OpenAIImagesRoutes(ctx).routes(),
+        *FalRoutes(ctx).routes(),
         *CallbackRoutes(ctx).routes(),
         *AccountRoutes(ctx).routes(),
         *TasksApi(ctx).routes(),
@@ -55,7 +63,8 @@ def build_app(
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     app.router.redirect_slashes = False  # a wrong path is `no_api`, not a redirect
     guarded = RequestGuard(app, ctx.max_body_bytes)
-    return HotPath(TraceMiddleware(guarded), [*apixo.hot_routes(), *kie.hot_routes()])
+    hot = HotPath(TraceMiddleware(guarded), [*apixo.hot_routes(), *kie.hot_routes(), *replicate.hot_routes()])
+    return RequestLog(hot, ctx.request_observers, access_log=ctx.access_log)
 
 
 def _ready_route(ctx: ApiContext) -> ReadyRoute:

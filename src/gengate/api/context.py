@@ -17,6 +17,8 @@ from gengate.domain.errors import TooManyRequests
 from gengate.domain.keys import ApiKey
 from gengate.files.base import FileStore
 from gengate.metrics import Metrics
+from gengate.observability.context import note_key
+from gengate.observability.requests import RequestObserver
 from gengate.providers.base import Provider
 from gengate.providers.relay.hooks import UpstreamHooks
 from gengate.services.keys import KeyService
@@ -48,10 +50,17 @@ class ApiContext:
     #: How long a web console sign-in lasts, and failed sign-ins allowed per client address.
     console_session_ttl_s: float = 12 * 3600
     console_signin_limit: str = "10/minute"
+    #: One line per HTTP request (GENGATE_ACCESS_LOG), and who else sees each request (metrics, tracing).
+    access_log: bool = True
+    request_observers: tuple[RequestObserver, ...] = ()
 
-    async def authenticate(self, scope: Scope) -> ApiKey:
-        """The key of a request's `Authorization` header, counted against its rate limit."""
-        key = await self.keys.authenticate(header_value(scope, b"authorization"))
+    async def authenticate(self, scope: Scope, authorization: str | None = None) -> ApiKey:
+        """The key of a request's `Authorization` header, counted against its rate limit.
+        A door that reads the header its own way (fal's `Key <key>`) passes it as `authorization`."""
+        if authorization is None:
+            authorization = header_value(scope, b"authorization")
+        key = await self.keys.authenticate(authorization)
+        note_key(key.id)
         limiter = self.rate_limiter
         if limiter is not None and (key.rate_limit or limiter.default is not None):
             await self.limit_rate(key, scope)

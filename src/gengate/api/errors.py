@@ -18,17 +18,28 @@ from gengate.api.trace import trace_id_of
 from gengate.dialects import error_envelope
 from gengate.domain.dialect import Dialect
 from gengate.domain.errors import ApiError, BadRequest, GatewayError, NoApi
+from gengate.observability.context import note_client_gone
 
 log = logging.getLogger(__name__)
+
+#: Replicate's routes: its problem bodies on every error under them.
+REPLICATE_PREFIXES = ("/v1/predictions", "/v1/models/", "/v1/webhooks/")
 
 
 def dialect_for_path(path: str) -> Dialect:
     """The dialect whose envelope a route's errors use: KIE under `/api/v1/jobs/`, XHuo under
-    `/api/v1/run/`, APIXO everywhere else (admin and console routes included)."""
+    `/api/v1/run/`, Replicate under its `/v1/` paths, fal under `/fal/`, OpenAI Images under
+    `/v1/images/`, APIXO everywhere else (admin and console routes included)."""
     if path.startswith("/api/v1/jobs/"):
         return Dialect.KIE
     if path.startswith("/api/v1/run/"):
         return Dialect.XHUO
+    if path.startswith(REPLICATE_PREFIXES):
+        return Dialect.REPLICATE
+    if path.startswith("/fal/"):
+        return Dialect.FAL
+    if path.startswith("/v1/images/"):
+        return Dialect.OPENAI
     return Dialect.APIXO
 
 
@@ -50,7 +61,7 @@ async def on_gateway_error(request: Request, exc: Exception) -> Response:
 
 
 async def on_http_error(request: Request, exc: Exception) -> Response:
-    """Starlette's own 404/405 (no route) in our envelope."""
+    """Starlette's own refusals (no route, a method not allowed, a form it cannot parse) in our envelope."""
     assert isinstance(exc, HTTPException)
     if exc.status_code == 405:
         error = NoApi(f"Method {request.method} is not allowed on {request.url.path}.", status=405)
@@ -60,6 +71,8 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
         return render(error, request)
     if exc.status_code == 404:
         return render(NoApi(f"No route {request.method} {request.url.path}."), request)
+    if 400 <= exc.status_code < 500:  # a request Starlette itself refused (an unparsable form)
+        return render(BadRequest(str(exc.detail), status=exc.status_code), request)
     return render(ApiError(str(exc.detail)), request)
 
 
@@ -69,6 +82,7 @@ async def on_client_gone(request: Request, exc: Exception) -> Response:
     answer goes nowhere (the server drops it), but the route ends as every route does."""
     assert isinstance(exc, ClientDisconnect)
     trace_id = trace_id_of(request.scope)
+    note_client_gone()  # this line is the request's one line
     log.info(
         "client disconnected before sending the whole body (trace_id %s) on %s %s",
         trace_id,

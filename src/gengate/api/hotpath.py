@@ -32,7 +32,8 @@ _JSON = (b"content-type", b"application/json")
 @dataclass(frozen=True, slots=True)
 class HotRoute:
     """`GET {prefix}{rest}`, where `rest` holds no `/`; the handler returns the `data` object,
-    answered in the `{code, message, data}` envelope of `dialect` (KIE says `msg`).
+    answered in the `{code, message, data}` envelope of `dialect` (KIE says `msg`), or as the
+    whole body for a dialect without an envelope (Replicate).
 
     With `exact`, the path must be `prefix` itself: for routes whose parameters are all in
     the query string (KIE's `recordInfo`).
@@ -43,11 +44,17 @@ class HotRoute:
     handler: Callable[[Scope], Awaitable[Any]]
     dialect: Dialect = Dialect.APIXO
     exact: bool = False
-    #: Taken from the dialect once, so that a hot answer is one dict and one dump.
-    message_field: str = field(init=False)
+    #: The name of the path's last segment in the route's template (what `rest` is).
+    rest_name: str = "model"
+    #: Taken from the dialect once, so that a hot answer is one dict and one dump; None: the
+    #: dialect has no envelope, and `data` is the whole body (Replicate's prediction).
+    message_field: str | None = field(init=False)
+    #: The route's template, as a framework route names it (for request logs and metrics).
+    path: str = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "message_field", MODULES[self.dialect].MESSAGE_FIELD or "message")
+        object.__setattr__(self, "message_field", MODULES[self.dialect].MESSAGE_FIELD)
+        object.__setattr__(self, "path", self.prefix if self.exact else f"{self.prefix}{{{self.rest_name}}}")
 
     def matches(self, method: str, path: str) -> bool:
         if method != self.method:
@@ -69,6 +76,7 @@ class HotPath:
             path: str = scope["path"]
             for route in self.routes:
                 if route.matches(method, path):
+                    scope["route"] = route
                     await self._answer(route, scope, send)
                     return
         await self.app(scope, receive, send)
@@ -79,7 +87,10 @@ class HotPath:
         try:
             data = await route.handler(scope)
             status = 200
-            body = orjson.dumps({"code": 200, route.message_field: "success", "data": data})
+            if route.message_field is None:
+                body = orjson.dumps(data)
+            else:
+                body = orjson.dumps({"code": 200, route.message_field: "success", "data": data})
         except Exception as exc:
             error = exc if isinstance(exc, GatewayError) else ApiError()
             if error is not exc:

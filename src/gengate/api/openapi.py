@@ -9,7 +9,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from gengate.api import account, admin, apixo, callbacks, kie, ops, tasks_api, upstream_hooks, xhuo
+from gengate.api import (
+    account,
+    admin,
+    apixo,
+    callbacks,
+    fal_openapi,
+    kie,
+    openai_images,
+    ops,
+    replicate,
+    tasks_api,
+    upstream_hooks,
+    xhuo,
+)
 from gengate.api.openapi_parts import ERROR, KEY, DocSpec, Fragment, with_limits
 from gengate.domain.catalogue import Catalogue
 
@@ -19,6 +32,9 @@ FRAGMENTS: tuple[Callable[[DocSpec], Fragment], ...] = (
     tasks_api.openapi,
     kie.openapi,
     xhuo.openapi,
+    replicate.openapi,
+    openai_images.openapi,
+    fal_openapi.openapi,
     admin.openapi,
     ops.openapi_files,
     account.openapi,

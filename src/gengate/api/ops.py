@@ -24,6 +24,7 @@ from gengate.files.local import LocalFileStore
 from gengate.metrics import Metrics
 from gengate.providers.base import Provider
 from gengate.providers.fallback import circuit_states, model_circuits
+from gengate.providers.server_pool import pool_states
 from gengate.store.base import Store
 from gengate.store.write_health import WriteHealth
 
@@ -43,7 +44,8 @@ async def healthz(_request: Request) -> Response:
 class ReadyRoute:
     """`/readyz`: 200 while the store answers, its writes reach the disk, the data and files
     folders have `min_free_bytes` free, and every model has a provider whose circuit is not
-    open; else 503 `unavailable`, saying which check fails. The body names every check."""
+    open; else 503 `unavailable`, saying which check fails. The body names every check, and
+    shows the model servers of each pool (cog, ComfyUI) with their state."""
 
     def __init__(
         self,
@@ -72,6 +74,13 @@ class ReadyRoute:
         problems += self._check_writes(report)
         problems += self._check_disk(report)
         report["circuits"] = circuit_states(self.providers)
+        report["servers"] = {
+            provider: [
+                {"url": s.url, "state": s.state, "busy": s.busy, "capacity": s.capacity, "reason": s.reason}
+                for s in servers
+            ]
+            for provider, servers in pool_states(self.providers).items()
+        }
         if not problems and not blocked:
             return JSONResponse({"status": "ready", **report})
         problems += [f"model {model}: every provider's circuit is open" for model in sorted(blocked)]
@@ -117,12 +126,14 @@ class ReadyRoute:
 
 
 class MetricsRoute:
-    """`/metrics` in the Prometheus text format."""
+    """`/metrics` in the Prometheus text format; the cluster's queue gauges are read from the
+    store first, at most once a second however often it is scraped."""
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
 
     async def endpoint(self, _request: Request) -> Response:
+        await self.metrics.refresh()
         return Response(self.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -190,6 +201,24 @@ def openapi(spec: DocSpec) -> Fragment:
                 "type": "object",
                 "description": "Each upstream provider's circuit breaker.",
                 "additionalProperties": {"type": "string", "enum": ["closed", "open", "half_open"]},
+            },
+            "servers": {
+                "type": "object",
+                "description": "The model servers of each pool provider (cog, ComfyUI): `down` ones "
+                "(unreachable, failed setup, or their breaker open) are skipped, with the `reason`.",
+                "additionalProperties": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "url": {"type": "string"},
+                            "state": {"type": "string", "enum": ["ready", "busy", "starting", "down"]},
+                            "busy": {"type": "integer", "description": "Runs of ours on it now."},
+                            "capacity": {"type": "integer", "description": "Runs it takes at once."},
+                            "reason": {"type": ["string", "null"]},
+                        },
+                    },
+                },
             },
         },
     }

@@ -65,7 +65,12 @@ class TasksApi(ApiRoutes):
             {
                 "id": spec.id,
                 "modes": list(spec.modes),
-                "inputSchema": {mode: input_json_schema(struct) for mode, struct in spec.inputs.items()},
+                "inputSchema": {
+                    mode: check.json_schema()
+                    if (check := spec.input_checks.get(mode))
+                    else input_json_schema(struct)
+                    for mode, struct in spec.inputs.items()
+                },
                 "price": spec.price,
             }
             for spec in self.ctx.catalogue
@@ -100,16 +105,13 @@ class TasksApi(ApiRoutes):
         return StreamingResponse(self._stream(task), media_type="text/event-stream", headers=headers)
 
     async def _stream(self, task: Task) -> AsyncIterator[bytes]:
-        event_id = 1
-        yield _event(event_id, status_data(task, self.ctx.links))
-        while not task.state.is_terminal():
-            current = await self.ctx.tasks.wait_for_change(task, KEEPALIVE_S)
-            if (current.state, current.progress) == (task.state, task.progress):
+        event_id = 0
+        async for current in self.ctx.tasks.changes(task, KEEPALIVE_S):
+            if current is None:
                 yield b": keep-alive\n\n"
                 continue
-            task = current
             event_id += 1
-            yield _event(event_id, status_data(task, self.ctx.links))
+            yield _event(event_id, status_data(current, self.ctx.links))
 
 
 def _event(event_id: int, data: dict[str, Any]) -> bytes:

@@ -1,5 +1,6 @@
-"""Every request gets a trace id, and every response, error or not, carries it in `X-Trace-Id`
-(and whatever headers a handler left in the scope under `RESPONSE_HEADERS_KEY`).
+"""Every request gets a trace id (the caller's `X-Trace-Id` when it sent a plausible one), and
+every response, error or not, carries it in `X-Trace-Id` (and whatever headers a handler left
+in the scope under `RESPONSE_HEADERS_KEY`).
 
 It wraps the whole application, outside Starlette's own error middleware, so even a
 response to an unexpected exception has the header.
@@ -7,11 +8,15 @@ response to an unexpected exception has the header.
 
 from __future__ import annotations
 
+import re
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gengate.domain.ids import new_trace_id
 
 TRACE_KEY = "gengate.trace_id"
+#: A trace id a caller may choose: 8 to 64 letters, digits, `-`, `_`, `.` or `:`.
+_TRACE_ID = re.compile(rb"[0-9A-Za-z][0-9A-Za-z_.:-]{7,63}")
 #: Headers a handler wants on its response, whatever the response (the rate-limit counts).
 RESPONSE_HEADERS_KEY = "gengate.response_headers"
 
@@ -52,5 +57,14 @@ def trace_id_of(scope: Scope) -> str:
     reads it, so a body's `trace_id` and the `X-Trace-Id` header always agree."""
     trace_id: str | None = scope.get(TRACE_KEY)
     if trace_id is None:
-        trace_id = scope[TRACE_KEY] = new_trace_id()
+        trace_id = scope[TRACE_KEY] = _sent_trace_id(scope) or new_trace_id()
     return trace_id
+
+
+def _sent_trace_id(scope: Scope) -> str | None:
+    """The caller's `X-Trace-Id` when it is a plausible id (a gateway relaying its task here
+    sends its own): one trace id then names the task in both gateways' logs."""
+    for name, value in scope.get("headers", ()):
+        if name == b"x-trace-id":
+            return value.decode() if _TRACE_ID.fullmatch(value) else None
+    return None

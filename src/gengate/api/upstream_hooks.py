@@ -1,8 +1,9 @@
 """`POST /hooks/upstream/{token}`: an upstream says one of our relayed tasks changed.
 
 The token, signed by this gateway, names a relay waiting in some API process; if it waits in
-this one, it wakes and reads the upstream's status itself. The body is not read: a callback
-only says "look now", so a forged or replayed one cannot change a result. An unknown token is
+this one, it wakes and reads the upstream's status itself. The body is not taken as a result:
+a callback only says "look now", so a forged or replayed one cannot change one (a cog provider
+shows the body's logs). An unknown token is
 `no_api`; a valid one is 200 even when no relay here waits for it, so the upstream does not
 retry a callback whose task another process (or polling) is already following.
 """
@@ -25,8 +26,10 @@ class UpstreamHookRoutes(RouteGroup):
 
     @route(HOOK_PREFIX + "{token}", "POST")
     async def receive(self, request: Request) -> Response:
-        if self.hooks is None or not self.hooks.deliver(request.path_params["token"]):
+        token = request.path_params["token"]
+        if self.hooks is None or not self.hooks.valid(token):
             raise NoApi("No such upstream hook.")
+        self.hooks.deliver(token, await request.body())
         return success(None)
 
 
@@ -38,7 +41,8 @@ def openapi(spec: DocSpec) -> Fragment:
                 "Callback for an upstream provider: wakes the relay that asked for it",
                 enveloped({"type": "null"}) | errors(404),
                 description="The gateway hands this URL (with a signed token) to the upstreams it "
-                "relays tasks to. The body is not read; the relay reads the upstream's status itself.",
+                "relays tasks to. The body is never taken as a result: the relay reads the upstream's "
+                "status itself (a cog server's body only adds to the task's logs).",
                 parameters=[{"name": "token", "in": "path", "required": True, "schema": {"type": "string"}}],
                 secured=False,
             )

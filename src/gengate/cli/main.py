@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -86,6 +85,18 @@ def cli() -> None:
     default=None,
     help="Folder of the SQLite database, result files and secrets (default .gengate, or $GENGATE_DATA_DIR).",
 )
+@click.option(
+    "--ssl-certfile",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Serve HTTPS with this certificate chain, PEM (or $GENGATE_SSL_CERTFILE); result URLs use https.",
+)
+@click.option(
+    "--ssl-keyfile",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The certificate's private key, PEM (or $GENGATE_SSL_KEYFILE).",
+)
 def serve(  # noqa: PLR0917 - click passes every option positionally by name
     config: Path | None,
     host: str | None,
@@ -93,6 +104,8 @@ def serve(  # noqa: PLR0917 - click passes every option positionally by name
     workers: int | None,
     processes: int,
     data_dir: Path | None,
+    ssl_certfile: Path | None,
+    ssl_keyfile: Path | None,
 ) -> None:
     """Run the gateway: API, in-process workers and result files.
 
@@ -101,13 +114,25 @@ def serve(  # noqa: PLR0917 - click passes every option positionally by name
     and GENGATE_MAX_CONNECTIONS in the README.
     """
     from gengate import bootstrap, logsafe
+    from gengate.observability import tracing
     from gengate.providers.registry import ConfigError
     from gengate.runtime import Gateway
     from gengate.server.listen import ListenError, address_of, listen
     from gengate.server.run import run_in_process, run_processes
+    from gengate.server.tls import check_tls
 
-    settings = _settings(config, host=host, port=port, workers=workers, data_dir=data_dir)
-    _configure_logging(settings.log_level)
+    settings = _settings(
+        config,
+        host=host,
+        port=port,
+        workers=workers,
+        data_dir=data_dir,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
+    )
+    check_tls(settings)  # a bad certificate is one line, before anything starts
+    _configure_logging(settings)
+    tracing.setup("serve")  # only with OTEL_EXPORTER_OTLP_ENDPOINT & co; see the README
     try:  # before anything starts: a port in use is one line, not a traceback after a banner
         sock = listen(settings.host, settings.port)
     except ListenError as exc:
@@ -121,7 +146,7 @@ def serve(  # noqa: PLR0917 - click passes every option positionally by name
             raise click.ClickException(str(exc)) from exc
         admin_key, is_new = gateway.admin_key, gateway.admin_key_is_new
     else:
-        _settings_to_environment(config, host, bound_port, workers, data_dir)
+        _settings_to_environment(config, host, bound_port, workers, data_dir, ssl_certfile, ssl_keyfile)
         try:
             Gateway(settings)  # checks the configuration before any process starts
         except ConfigError as exc:
@@ -146,17 +171,34 @@ def _banner(settings: Settings, processes: int, bound_host: str) -> None:
     host = f"[{bound_host}]" if ":" in bound_host else bound_host
     where = f"{processes} processes" if processes > 1 else "1 process"
     data = settings.data_dir.resolve()
-    click.echo(f"gengate listening on http://{host}:{settings.port}  ({where}, data in {data})", err=True)
+    click.echo(
+        f"gengate listening on {settings.scheme}://{host}:{settings.port}  ({where}, data in {data})",
+        err=True,
+    )
     click.echo(f"  API docs: {settings.base_url}/docs   console: {settings.base_url}/console", err=True)
 
 
-def _settings_to_environment(
-    config: Path | None, host: str | None, port: int | None, workers: int | None, data_dir: Path | None
+def _settings_to_environment(  # noqa: PLR0917 - one parameter per flag
+    config: Path | None,
+    host: str | None,
+    port: int | None,
+    workers: int | None,
+    data_dir: Path | None,
+    ssl_certfile: Path | None = None,
+    ssl_keyfile: Path | None = None,
 ) -> None:
     """Flags reach the API processes through the environment, where their settings look."""
     import os
 
-    flags = {"CONFIG": config, "HOST": host, "PORT": port, "WORKERS": workers, "DATA_DIR": data_dir}
+    flags = {
+        "CONFIG": config,
+        "HOST": host,
+        "PORT": port,
+        "WORKERS": workers,
+        "DATA_DIR": data_dir,
+        "SSL_CERTFILE": ssl_certfile,
+        "SSL_KEYFILE": ssl_keyfile,
+    }
     for name, value in flags.items():
         if value is not None:
             os.environ[f"GENGATE_{name}"] = str(value.resolve() if isinstance(value, Path) else value)
@@ -167,16 +209,33 @@ def _settings_to_environment(
 @click.option("--models", default="", help="Comma-separated model ids to run (default: every model).")
 @click.option("--concurrency", type=int, default=None, help="Tasks run at once (default: GENGATE_WORKERS).")
 @click.option("--grace", type=float, default=30.0, show_default=True, help="Seconds to finish on SIGTERM.")
-def worker(config: Path | None, models: str, concurrency: int | None, grace: float) -> None:
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve this worker's Prometheus metrics on this port (0: a free one, logged).",
+)
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address of --metrics-port.")
+def worker(  # noqa: PLR0917 - one parameter per flag
+    config: Path | None,
+    models: str,
+    concurrency: int | None,
+    grace: float,
+    metrics_port: int | None,
+    metrics_host: str,
+) -> None:
     """Run tasks only: a worker beside API processes that share the database and files."""
+    from gengate.observability import tracing
     from gengate.providers.registry import ConfigError
     from gengate.worker.standalone import UnknownModelsError, run_worker
 
     settings = _settings(config)
-    _configure_logging(settings.log_level)
+    _configure_logging(settings)
+    tracing.setup("worker")
     wanted = [model.strip() for model in models.split(",") if model.strip()]
     try:
-        _run(lambda: run_worker(settings, wanted, concurrency or settings.workers or 1, grace))
+        slots = concurrency or settings.workers or 1
+        _run(lambda: run_worker(settings, wanted, slots, grace, metrics_port, metrics_host))
     except (ConfigError, UnknownModelsError) as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -325,17 +384,11 @@ def _catalogue(settings: Settings) -> Catalogue:
         raise click.ClickException(str(exc)) from exc
 
 
-def _configure_logging(level: str) -> None:
-    from gengate import logsafe
+def _configure_logging(settings: Settings) -> None:
+    """Every line of the process, the libraries' too, in GENGATE_LOG_FORMAT from GENGATE_LOG_LEVEL up."""
+    from gengate.observability import logs
 
-    logsafe.install()
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # Migrations are announced once by us; yoyo's step-by-step lines are noise at start.
-    logging.getLogger("yoyo").setLevel(max(logging.WARNING, logging.getLogger().level))
+    logs.configure(settings.log_level, settings.log_format)
 
 
 def _attach_client_commands() -> None:

@@ -15,14 +15,14 @@ a module here registered in `MODULES`, and its routes in :mod:`gengate.api`. The
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from gengate.dialects import apixo, kie, xhuo
+from gengate.dialects import apixo, fal, kie, openai_images, replicate, xhuo
 from gengate.dialects.links import Links
 from gengate.domain.dialect import Dialect
 from gengate.domain.errors import GatewayError
-from gengate.domain.task import Task
+from gengate.domain.task import Task, TaskLog
 
 
 class DialectModule(Protocol):
@@ -40,12 +40,45 @@ MODULES: Mapping[Dialect, DialectModule] = {
     Dialect.APIXO: apixo,
     Dialect.KIE: kie,
     Dialect.XHUO: xhuo,
+    Dialect.FAL: fal,
+    Dialect.REPLICATE: replicate,
+    Dialect.OPENAI: openai_images,
 }
 
 
-def render_callback(dialect: Dialect | str, task: Task, links: Links) -> bytes:
-    """The callback body of `task` in `dialect` (the one it was created in)."""
+#: The dialects whose callback bodies carry the run's log lines (Replicate's `logs`): the sender
+#: reads a task's lines for these only.
+CALLBACK_LOGS: Mapping[Dialect, Callable[[Task, Links, Sequence[TaskLog]], bytes]] = {
+    Dialect.REPLICATE: replicate.callback_body
+}
+
+
+def render_callback(
+    dialect: Dialect | str, task: Task, links: Links, logs: Sequence[TaskLog] | None = None
+) -> bytes:
+    """The callback body of `task` in `dialect` (the one it was created in), with the run's
+    `logs` where the dialect shows them and they were read."""
+    with_logs = CALLBACK_LOGS.get(Dialect(dialect))
+    if with_logs is not None and logs is not None:
+        return with_logs(task, links, logs)
     return MODULES[Dialect(dialect)].callback_body(task, links)
+
+
+#: The dialects whose callbacks may also be owed while a task runs (Replicate's `start` and
+#: `logs` webhook events), each with whether a task asked for an event; the others call back
+#: at the end only.
+RUNNING_CALLBACKS: Mapping[Dialect, Callable[[Task, str], bool]] = {
+    Dialect.REPLICATE: replicate.webhook_wants
+}
+
+#: The events of a running task a callback can be owed for.
+START, LOGS = "start", "logs"
+
+
+def callback_on(task: Task, event: str) -> bool:
+    """Whether `task` owes its callback URL a delivery for `event` (`START`, `LOGS`) while it runs."""
+    wants = RUNNING_CALLBACKS.get(Dialect(task.dialect))
+    return wants is not None and wants(task, event)
 
 
 def error_envelope(dialect: Dialect, error: GatewayError, trace_id: str) -> dict[str, Any]:
@@ -53,4 +86,16 @@ def error_envelope(dialect: Dialect, error: GatewayError, trace_id: str) -> dict
     return MODULES[dialect].error_envelope(error, trace_id)
 
 
-__all__ = ["MODULES", "Dialect", "DialectModule", "Links", "error_envelope", "render_callback"]
+__all__ = [
+    "CALLBACK_LOGS",
+    "LOGS",
+    "MODULES",
+    "RUNNING_CALLBACKS",
+    "START",
+    "Dialect",
+    "DialectModule",
+    "Links",
+    "callback_on",
+    "error_envelope",
+    "render_callback",
+]

@@ -26,11 +26,15 @@ class SignedLinks:
     """URLs signed by `files`, all expiring `ttl_ms` after the task completed.
 
     `resultJson` strings of recently read finished tasks are cached: a finished task is
-    immutable, and clients poll the same ones over and over.
+    immutable, and clients poll the same ones over and over. `api_base` (the server's own
+    base URL) and `model_owner` are for bodies that name API URLs and `owner/name` models
+    (Replicate's predictions).
     """
 
     files: FileStore
     ttl_ms: int
+    api_base: str = ""
+    model_owner: str = "gengate"
     _result_json: dict[tuple[str, int], str] = field(default_factory=dict)
 
     def result_urls(self, task: Task) -> list[str]:
@@ -40,12 +44,16 @@ class SignedLinks:
         return [self.files.url(task.id, file, expires) for file in task.files]
 
     def result_json(self, task: Task) -> str:
-        """The `resultJson` string of a successful task: `{"resultUrls": [...]}`."""
+        """The `resultJson` string of a successful task: `{"resultUrls": [...]}`, and `"output"`
+        with the task's plain output values when its model made any (a model server's text)."""
         cache_key = (task.id, task.complete_time or 0)
         cached = self._result_json.get(cache_key)
         if cached is None:
             if len(self._result_json) >= RESULT_JSON_CACHE_SIZE:
                 self._result_json.clear()
-            cached = orjson.dumps({"resultUrls": self.result_urls(task)}).decode()
+            result: dict[str, object] = {"resultUrls": self.result_urls(task)}
+            if task.output_json is not None:
+                result["output"] = orjson.Fragment(task.output_json)
+            cached = orjson.dumps(result).decode()
             self._result_json[cache_key] = cached
         return cached

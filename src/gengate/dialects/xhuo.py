@@ -49,14 +49,17 @@ class TaskFailed(GatewayError):
 def run_result(task: Task, links: Links, trace_id: str | None = None) -> dict[str, Any]:
     """The success body of a run: `success`, `task_id`, `trace_id` (of the answered request;
     by default the submit request's), then the business fields `result_urls` and `cost_time`
-    (ms of work)."""
-    return {
+    (ms of work), and `output` with the plain output values of a model that made any."""
+    body = {
         "success": True,
         "task_id": task.id,
         "trace_id": trace_id or task.trace_id,
         "result_urls": links.result_urls(task),
         "cost_time": task.cost_time,
     }
+    if task.output_json is not None:
+        body["output"] = orjson.loads(task.output_json)
+    return body
 
 
 def accepted(task_id: str, trace_id: str) -> dict[str, Any]:

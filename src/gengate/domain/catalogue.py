@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
 from gengate.domain.errors import BadRequest, ModelNotFound
 from gengate.domain.validation import convert
+
+
+class InputCheck(Protocol):
+    """A mode whose input is checked by a schema learnt at run time (a model server publishes it)
+    instead of its struct: `check` returns the input (without `mode`) or raises BadRequest;
+    `json_schema` is what `GET /api/v1/models` shows."""
+
+    def check(self, value: dict[str, Any]) -> dict[str, Any]: ...
+
+    def json_schema(self) -> dict[str, Any]: ...
 
 
 class ModelSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -34,6 +44,8 @@ class ModelSpec(msgspec.Struct, frozen=True, kw_only=True):
     retry_backoff_s: float = 2.0
     #: Pending tasks of this model past which submits are refused; None: the server's default.
     max_queue: int | None = None
+    #: Modes checked by a schema known only at run time (cog models), instead of their struct.
+    input_checks: Mapping[str, InputCheck] = msgspec.field(default_factory=dict)
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -80,6 +92,11 @@ class Catalogue:
             raise BadRequest(
                 f"`input.mode` {mode!r} is not supported by model '{spec.id}'; "
                 f"one of: {', '.join(spec.modes)}."
+            )
+        check = spec.input_checks.get(mode)
+        if check is not None:
+            return ValidatedInput(
+                mode, {"mode": mode, **check.check({k: v for k, v in raw.items() if k != "mode"})}
             )
         value = convert(raw, spec.inputs[mode], "input")
         return ValidatedInput(mode, msgspec.to_builtins(value))

@@ -13,3 +13,6 @@ class Dialect(enum.StrEnum):
     APIXO = "apixo"
     KIE = "kie"
     XHUO = "xhuo"
+    FAL = "fal"
+    REPLICATE = "replicate"
+    OPENAI = "openai"

@@ -18,9 +18,10 @@ CANCELED_MESSAGE = "Task canceled by the client."
 
 
 class Succeeded(msgspec.Struct, frozen=True):
-    """How a run ended well: its files."""
+    """How a run ended well: its files, and its plain output values as JSON text (None: none)."""
 
     files: tuple[ResultFile, ...]
+    output_json: str | None = None
 
 
 class Failed(msgspec.Struct, frozen=True):

@@ -30,7 +30,10 @@ class Task(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     (claims so far), `lease_owner`/`lease_expires` (the worker holding it), `trace_id` (of the
     submit request), `dialect` (the wire format it was created in: its callbacks use it),
     `upstream` (a relayed task's reference upstream, JSON: provider, task id, trace id),
-    `charge` (credits taken at submit; given back once if the task fails or is canceled).
+    `charge` (credits taken at submit; given back once if the task fails or is canceled),
+    `output_json` (plain output values beside the files, JSON text, on success; None when the
+    model made only files). The run's log lines are kept apart (:class:`TaskLog`, read with
+    `Store.task_logs`): status reads never carry them.
     """
 
     id: str
@@ -58,6 +61,10 @@ class Task(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     dialect: Dialect = Dialect.APIXO
     upstream: str | None = None
     charge: int = 0
+    output_json: str | None = None
+    #: The W3C `traceparent` of the task's submit span, when tracing was on. Written at submit
+    #: and read back only by a claim (status reads leave it None: they never select it).
+    trace_context: str | None = None
 
     @property
     def input(self) -> dict[str, Any]:
@@ -69,6 +76,14 @@ class Task(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     def request(self) -> dict[str, Any]:
         value: dict[str, Any] = orjson.loads(self.request_json)
         return value
+
+
+class TaskLog(msgspec.Struct, frozen=True, gc=False):
+    """One line of a run's log: `at` (Unix ms), the `line` without its newline, the `attempt` it came from."""
+
+    at: int
+    line: str
+    attempt: int = 1
 
 
 class Claim(msgspec.Struct, frozen=True, gc=False):

@@ -41,7 +41,9 @@ class RunContext:
     `output_dir` (an empty folder of this attempt), `cancel` (set when the task is canceled;
     check it between steps), `on_progress` (how progress reaches the worker), `on_upstream`
     (a relay reports the upstream's task id and trace id here as soon as it has them, so they
-    are kept with the task).
+    are kept with the task), `on_log` (a line of the run's log: kept with the task, shown by
+    the doors that have logs), `on_output` (plain output values beside the files: a model
+    server's numbers or text; kept with the task as its `output_json`).
     """
 
     task_id: str
@@ -54,10 +56,20 @@ class RunContext:
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
     on_progress: Callable[[int], None] = lambda _percent: None
     on_upstream: Callable[[str, str | None], None] = lambda _task_id, _trace_id: None
+    on_log: Callable[[str], None] = lambda _line: None
+    on_output: Callable[[Any], None] = lambda _value: None
 
     def progress(self, percent: float) -> None:
         """Report progress, 0-100; values outside are clamped."""
         self.on_progress(max(0, min(100, int(percent))))
+
+    def log(self, text: str) -> None:
+        """Add to the run's log: one call may carry several lines (a model server's log chunk)."""
+        self.on_log(text)
+
+    def output(self, value: Any) -> None:
+        """Set the run's plain (non-file) output: any JSON value; the last call wins."""
+        self.on_output(value)
 
 
 class Provider(Protocol):

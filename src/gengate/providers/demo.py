@@ -51,6 +51,7 @@ async def pretend_work(
                     await ctx.cancel.wait()
             except TimeoutError:
                 ctx.progress(100 * step / PROGRESS_STEPS)
+                ctx.log(f"step {step}/{PROGRESS_STEPS}")
             else:
                 raise _canceled()
     if ctx.attempt <= fail_attempts:
@@ -72,6 +73,7 @@ class DemoImageProvider:
         params = msgspec.convert(input, TextToImageInput)
         await pretend_work(ctx, params.duration_ms, params.fail_code, params.fail_attempts)
         seed = secrets.randbelow(_MAX_SEED + 1) if params.seed is None else params.seed
+        ctx.log(f"drawing {params.n} image(s) of {params.width}x{params.height}, seed {seed}")
         outputs = []
         for i in range(params.n):
             if ctx.cancel.is_set():

@@ -16,9 +16,11 @@ from collections.abc import Callable, Mapping
 
 import msgspec
 
-from gengate.domain.catalogue import Catalogue, ModelSpec
+from gengate.domain.catalogue import Catalogue, InputCheck, ModelSpec
 from gengate.providers.base import Provider
 from gengate.providers.breaker import Breakers
+from gengate.providers.cog.provider import CogOptions, build_cog
+from gengate.providers.comfyui.provider import ComfyOptions, ComfyPool, build_comfyui
 from gengate.providers.demo import demo_providers
 from gengate.providers.fallback import FallbackProvider, Link
 from gengate.providers.relay import apixo, kie, openai, xhuo
@@ -59,7 +61,8 @@ def build_providers(settings: Settings, hooks: UpstreamHooks | None = None) -> d
     `hooks` lets relays ask upstreams for callbacks; without it they poll only.
     """
     builtins = demo_providers()
-    factories: dict[str, LinkFactory] = {}
+    #: A ComfyPool makes its links per model, from the model's own `workflow` and `bind`.
+    factories: dict[str, LinkFactory | ComfyPool] = {}
     breakers = Breakers()
     for name, config in settings.providers.items():
         if ":" in name or "," in name:
@@ -75,14 +78,24 @@ def build_providers(settings: Settings, hooks: UpstreamHooks | None = None) -> d
         breakers.add(name, config.breaker_failures, config.breaker_reset_s)
     providers: dict[str, Provider] = dict(builtins)
     for model_id, model in model_configs(settings).items():
-        if model.provider in providers:  # a built-in demo provider, or a chain already built
+        comfy = any(isinstance(factories.get(ref.partition(":")[0]), ComfyPool) for ref in model.providers)
+        if (model.workflow or model.bind) and not comfy:
+            raise ConfigError(f"model {model_id!r}: `workflow` and `bind` are for comfyui providers")
+        key = chain_key(model_id, model)
+        if key in providers:  # a built-in demo provider, or a chain already built
             continue
-        links = [_link(model_id, ref, factories, builtins) for ref in model.providers]
+        links = [_link(model_id, model, ref, factories, builtins) for ref in model.providers]
         try:
-            providers[model.provider] = FallbackProvider(links, breakers)
+            providers[key] = FallbackProvider(links, breakers)
         except ValueError as exc:
             raise ConfigError(f"model {model_id!r}: {exc}") from None
     return providers
+
+
+def chain_key(model_id: str, model: ModelConfig) -> str:
+    """The key of a model's provider: its chain (`apixo:flux-2,kie:flux-2-pro`), shared by the
+    models that have the same; a model with a workflow of its own has its own (`comfy#sdxl`)."""
+    return f"{model.provider}#{model_id}" if model.workflow is not None else model.provider
 
 
 async def close_providers(providers: Mapping[str, Provider]) -> None:
@@ -93,12 +106,21 @@ async def close_providers(providers: Mapping[str, Provider]) -> None:
 
 
 def _link(
-    model_id: str, ref: str, factories: Mapping[str, LinkFactory], builtins: Mapping[str, Provider]
+    model_id: str,
+    model: ModelConfig,
+    ref: str,
+    factories: Mapping[str, LinkFactory | ComfyPool],
+    builtins: Mapping[str, Provider],
 ) -> Link:
     name, colon, upstream_model = ref.partition(":")
-    if name in factories:
+    factory = factories.get(name)
+    if factory is not None:
         try:
-            return Link(name, ref, factories[name](upstream_model or None))
+            if isinstance(factory, ComfyPool):
+                if upstream_model:
+                    raise ValueError("this kind takes no upstream model id; the model's `workflow` runs")
+                return Link(name, ref, factory.link(model.workflow, model.bind, model.modes))
+            return Link(name, ref, factory(upstream_model or None))
         except ValueError as exc:
             raise ConfigError(f"model {model_id!r}: provider {ref!r}: {exc}") from None
     if name in builtins and not colon:
@@ -109,9 +131,13 @@ def _link(
 
 def _factory(
     name: str, config: ProviderConfig, builtins: Mapping[str, Provider], hooks: UpstreamHooks | None
-) -> LinkFactory:
+) -> LinkFactory | ComfyPool:
     if config.kind == "diffusers":
         return _fixed(_diffusers(name, config))
+    if config.kind == "comfyui":
+        return _comfyui(name, config)
+    if config.kind == "cog":
+        return _fixed(_cog(name, config, hooks))
     if config.kind != "demo":
         link, options_type = RELAYS.get(config.kind) or _relay_module(config.kind)
         _check_options(name, config, options_type)
@@ -152,11 +178,7 @@ def _upstream(
 ) -> Upstream:
     if not config.base_url:
         raise ValueError(f"kind {config.kind} needs `base_url`")
-    api_key = None
-    if config.api_key_env:
-        api_key = os.environ.get(config.api_key_env)
-        if not api_key:
-            raise ValueError(f"the environment variable {config.api_key_env} (its `api_key_env`) is not set")
+    api_key = _api_key(config) if config.api_key_env else None
     return Upstream(
         name,
         base_url=config.base_url,
@@ -165,6 +187,13 @@ def _upstream(
         options=parse_options(config.options, options_type),
         hooks=hooks,
     )
+
+
+def _api_key(config: ProviderConfig) -> str:
+    api_key = os.environ.get(config.api_key_env or "")
+    if not api_key:
+        raise ValueError(f"the environment variable {config.api_key_env} (its `api_key_env`) is not set")
+    return api_key
 
 
 def _diffusers(name: str, config: ProviderConfig) -> Provider:
@@ -181,6 +210,33 @@ def _diffusers(name: str, config: ProviderConfig) -> Provider:
         ) from exc
     _check_options(name, config, DiffusersOptions)
     return build_diffusers(name, config.options)
+
+
+def _comfyui(name: str, config: ProviderConfig) -> ComfyPool:
+    """A pool of ComfyUI servers; each model's link is its workflow on them (`ComfyPool.link`)."""
+    _check_options(name, config, ComfyOptions)
+    api_key = _api_key(config) if config.api_key_env else None
+    return build_comfyui(
+        name,
+        config.options,
+        timeout_s=config.timeout_s,
+        breaker_failures=config.breaker_failures,
+        breaker_reset_s=config.breaker_reset_s,
+        api_key=api_key,
+    )
+
+
+def _cog(name: str, config: ProviderConfig, hooks: UpstreamHooks | None) -> Provider:
+    """A pool of cog servers running one model; `hooks` brings their logs while a run goes on."""
+    _check_options(name, config, CogOptions)
+    return build_cog(
+        name,
+        config.options,
+        timeout_s=config.timeout_s,
+        breaker_failures=config.breaker_failures,
+        breaker_reset_s=config.breaker_reset_s,
+        hooks=hooks,
+    )
 
 
 def _fixed(provider: Provider) -> LinkFactory:
@@ -200,10 +256,18 @@ def _demo(builtins: Mapping[str, Provider], model: str | None) -> Provider:
     return builtins[builtin]
 
 
+def _input_checks(provider: Provider) -> Mapping[str, InputCheck]:
+    """The run-time input checks of a provider (a chain's are its first link's): a cog model's."""
+    first = provider.links[0].provider if isinstance(provider, FallbackProvider) else provider
+    checks: Mapping[str, InputCheck] = getattr(first, "input_checks", {})
+    return checks
+
+
 def build_catalogue(settings: Settings, providers: Mapping[str, Provider]) -> Catalogue:
     specs: dict[str, ModelSpec] = {}
     for model_id, config in model_configs(settings).items():
-        provider = providers.get(config.provider)
+        key = chain_key(model_id, config)
+        provider = providers.get(key)
         if provider is None:
             raise ConfigError(
                 f"model {model_id!r}: unknown provider {config.provider!r}; "
@@ -215,10 +279,12 @@ def build_catalogue(settings: Settings, providers: Mapping[str, Provider]) -> Ca
             raise ConfigError(
                 f"model {model_id!r}: provider {config.provider!r} has no mode {', '.join(unknown)}"
             )
+        checks = _input_checks(provider)
         specs[model_id] = ModelSpec(
             id=model_id,
             inputs={mode: provider.inputs[mode] for mode in modes},
-            provider=config.provider,
+            input_checks={mode: checks[mode] for mode in modes if mode in checks},
+            provider=key,
             price=config.price,
             timeout_s=config.timeout_s,
             concurrency=config.concurrency,

@@ -10,6 +10,7 @@ from typing import Any
 
 from gengate.server.limits import ConnectionLimits
 from gengate.server.protocol import GatewayConfig
+from gengate.server.tls import tls_options
 from gengate.settings import Settings
 
 #: Seconds a stopping server gives requests in flight.
@@ -17,16 +18,19 @@ GRACEFUL_SHUTDOWN_S = 15
 
 
 def server_config(app: Any, settings: Settings, **options: Any) -> GatewayConfig:
-    """uvicorn's config for the gateway: uvloop, httptools bounded by the settings' limits."""
+    """uvicorn's config for the gateway: uvloop, httptools bounded by the settings' limits, TLS
+    when the settings name a certificate."""
     limits = ConnectionLimits.from_settings(settings)
     return GatewayConfig(
         app,
         limits=limits,
         loop="uvloop",
-        access_log=False,
+        access_log=False,  # gengate's own request line instead (gengate.observability.requests)
+        log_config=None,  # uvicorn's lines go through the process's one handler and format
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         timeout_keep_alive=limits.keep_alive_s,
+        **tls_options(settings),
         **options,
     )
 

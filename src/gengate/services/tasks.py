@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import orjson
@@ -21,6 +21,9 @@ from gengate.domain.keys import ApiKey
 from gengate.domain.states import TaskState
 from gengate.domain.task import Task
 from gengate.net.guard import AddressPolicy, UnsafeUrl, resolve_and_check
+from gengate.observability import tracing
+from gengate.observability.context import note_task
+from gengate.observability.metrics_tasks import TaskMetrics
 from gengate.services.moderation import Moderator
 from gengate.services.queue_gauge import QueueGauge
 from gengate.store.base import Admission, Idempotency, Store, TaskQuery
@@ -46,6 +49,10 @@ def price_of(price: int, value: dict[str, Any]) -> int:
     return price * n if isinstance(n, int) and n > 1 else price
 
 
+def _canceled(task: Task) -> bool:
+    return task.state is TaskState.FAILED and task.fail_code == "CANCELED"
+
+
 class TaskService:
     def __init__(
         self,
@@ -56,6 +63,7 @@ class TaskService:
         *,
         moderator: Moderator | None = None,
         max_queue_depth: int | None = None,
+        metrics: TaskMetrics | None = None,
     ) -> None:
         self.store = store
         self.hub = hub
@@ -65,7 +73,9 @@ class TaskService:
         #: Pending tasks of a model past which submits are refused, unless the model sets its own.
         self.max_queue_depth = max_queue_depth
         self._queue = QueueGauge(store)
+        self.metrics = metrics
 
+    @tracing.traced("gengate.submit")
     async def submit(
         self,
         key: ApiKey,
@@ -78,12 +88,14 @@ class TaskService:
         trace_id: str | None = None,
         dialect: Dialect = Dialect.APIXO,
         idempotency_key: str | None = None,
+        priority: int = 0,
     ) -> Task:
         """Validate, moderate, charge and store a task; it is durable when this returns. With an
         `idempotency_key` already used for the same request in the last 24 h, the task made
         then is returned instead (not charged again); used for another request, `conflict`.
         The key's concurrency cap and its credits are checked by the store in the insert's
-        transaction, and so is the model's queue cap when the queue is near it."""
+        transaction, and so is the model's queue cap when the queue is near it. Workers claim
+        higher `priority` first (fal's `low` queue priority is -1)."""
         spec = self.catalogue.get(model)
         if key.models is not None and model not in key.models:
             raise TokenMismatched(f"This key is not allowed to use model '{model}'.")
@@ -110,8 +122,10 @@ class TaskService:
             callback_url=callback_url,
             create_time=now_ms(),
             trace_id=trace_id,
+            trace_context=tracing.traceparent_of(),
             dialect=dialect,
             charge=price_of(spec.price, validated.value),
+            priority=priority,
         )
         idempotency = None
         if idempotency_key is not None:
@@ -123,7 +137,11 @@ class TaskService:
         exact = cap is not None and await self._queue.near(spec.id, cap)
         admission = Admission(max_queue=cap if exact else None, max_concurrent=key.max_concurrent)
         stored = await self.store.insert_task(task, idempotency, admission)
+        note_task(stored.id)
+        tracing.annotate_task(stored)
         self._queue.added(spec.id)
+        if self.metrics is not None and stored.id == task.id:  # not an idempotent replay
+            self.metrics.task_submitted(stored)
         return stored
 
     async def _moderate(self, model: str, mode: str, value: dict[str, Any]) -> None:
@@ -160,6 +178,7 @@ class TaskService:
                 f"Task '{task_id}' belongs to model '{task.model}', not '{model}'; "
                 f"use the path of model '{task.model}'."
             )
+        note_task(task.id)
         return task
 
     async def cancel(self, key: ApiKey, task_id: str, model: str | None = None) -> tuple[Task, bool]:
@@ -171,11 +190,13 @@ class TaskService:
         current = await self.store.cancel(task.id)
         if current is None:
             raise TaskNotFound(f"Task '{task_id}' does not exist for this key.")
+        if self.metrics is not None and task.state is TaskState.PENDING and _canceled(current):
+            self.metrics.task_ended(current)  # ended here, before any worker saw it
         if current.state is TaskState.PROCESSING:
             # The worker stops the provider within its grace period; answer with the end if it
             # comes soon, else with the state as it stands.
             current = await self.wait_until_done(current, CANCEL_WAIT_S)
-        return current, current.state is TaskState.FAILED and current.fail_code == "CANCELED"
+        return current, _canceled(current)
 
     async def deliveries(self, key: ApiKey, task_id: str) -> tuple[Task, Sequence[Delivery]]:
         """The key's task and the callbacks it owed, oldest first, each with its attempts."""
@@ -215,6 +236,18 @@ class TaskService:
                     await asyncio.wait_for(waiter, remaining)
             finally:
                 self.hub.unwatch(task.id, waiter)
+
+    async def changes(self, task: Task, keepalive_s: float) -> AsyncIterator[Task | None]:
+        """A stream's view of a task: `task`, then the task after each state or progress change
+        until it ends; None after each `keepalive_s` without one (time for a keep-alive)."""
+        yield task
+        while not task.state.is_terminal():
+            current = await self.wait_for_change(task, keepalive_s)
+            if (current.state, current.progress) == (task.state, task.progress):
+                yield None
+                continue
+            task = current
+            yield task
 
     async def wait_until_done(self, task: Task, wait_s: float) -> Task:
         """The task once terminal, or as it stands when `wait_s` seconds have passed."""

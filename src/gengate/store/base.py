@@ -17,7 +17,7 @@ from gengate.domain.deliveries import AttemptResult, Delivery
 from gengate.domain.endings import Outcome
 from gengate.domain.keys import ApiKey, KeyChanges
 from gengate.domain.ledger import LedgerEntry
-from gengate.domain.task import Claim, Task
+from gengate.domain.task import Claim, Task, TaskLog
 from gengate.store.console_base import ConsoleStore
 
 
@@ -62,10 +62,13 @@ class TaskQuery(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ReapedTask(msgspec.Struct, frozen=True):
-    """A task whose lease expired: back to the queue, or failed past its attempts."""
+    """A task whose lease expired: back to the queue, or failed past its attempts. `model` is
+    the task's; `ended` the task as it ended when it failed (for the metrics)."""
 
     task_id: str
     requeued: bool
+    model: str = ""
+    ended: Task | None = None
 
 
 class ExpiredResult(msgspec.Struct, frozen=True):
@@ -102,6 +105,10 @@ class Store(ConsoleStore, Protocol):
 
     async def get_task(self, task_id: str) -> Task | None: ...
 
+    async def trace_context(self, task_id: str) -> str | None:
+        """The `traceparent` stored at the task's submit (None: not traced, or no such task)."""
+        ...
+
     async def claim(
         self,
         capacity: Mapping[str, int],
@@ -120,6 +127,14 @@ class Store(ConsoleStore, Protocol):
     async def cancel(self, task_id: str) -> Task | None: ...
 
     async def set_progress(self, task_id: str, owner: str, attempt: int, progress: int) -> bool: ...
+
+    async def append_logs(self, task_id: str, owner: str, attempt: int, lines: Sequence[TaskLog]) -> bool:
+        """Keep log lines of a running claim (fenced like progress); False when the claim is gone."""
+        ...
+
+    async def task_logs(self, task_id: str) -> list[TaskLog]:
+        """A task's log lines, oldest first (every attempt's)."""
+        ...
 
     async def finish(self, task_id: str, owner: str, attempt: int, outcome: Outcome) -> Task | None:
         """Record the one completion of a task; None when the claim is no longer current.
@@ -152,6 +167,18 @@ class Store(ConsoleStore, Protocol):
     # -- callbacks -----------------------------------------------------------
     # A task that ends with a `callback_url` owes a delivery, written by `finish` (and by the
     # reaper) in the same transaction that ends the task.
+    async def add_start_callback(self, task_id: str, owner: str, attempt: int) -> bool:
+        """Owe the task's `callback_url` a delivery now that it runs (Replicate's `start`
+        event), fenced like progress and once per task; False when not owed (no URL, the claim
+        is gone, or the task has a delivery already)."""
+        ...
+
+    async def add_logs_callback(self, task_id: str, owner: str, attempt: int, gap_ms: int) -> bool:
+        """Owe the task's `callback_url` a delivery for new log lines (Replicate's `logs` event),
+        fenced like progress: due `gap_ms` after the task's previous delivery at the soonest, and
+        not owed while one still waits for its first attempt (that one shows the new lines)."""
+        ...
+
     async def claim_deliveries(self, owner: str, limit: int, lease_ms: int) -> list[Delivery]: ...
 
     async def next_delivery_due(self) -> int | None:

@@ -62,10 +62,13 @@ class SqlConsole:
     async def model_loads(self, since_ms: int) -> list[ModelLoad]:
         return await self.driver.read(self._model_loads(since_ms))
 
-    def _model_loads(self, since_ms: int) -> Tx[list[ModelLoad]]:
+    async def model_counts(self) -> list[ModelLoad]:
+        return await self.driver.read(self._model_loads(None))
+
+    def _model_loads(self, since_ms: int | None) -> Tx[list[ModelLoad]]:
         pending = yield rows(self.q["pending_by_model"])
         processing = yield rows(self.q["processing_by_model"])
-        run_times = yield rows(self.q["run_times_since"], since=since_ms)
+        run_times = [] if since_ms is None else (yield rows(self.q["run_times_since"], since=since_ms))
         return loads_from(
             [(r[0], r[1]) for r in pending],
             [(r[0], r[1]) for r in processing],

@@ -24,7 +24,7 @@ Driver = Literal["sqlite", "postgres"]
 TASK_COLUMNS = (
     "id", "key_id", "model", "mode", "state", "input", "request", "request_type", "callback_url", "priority",
     "create_time", "start_time", "complete_time", "cost_time", "progress", "files", "fail_code", "fail_msg",
-    "attempts", "lease_owner", "lease_expires", "trace_id", "dialect", "upstream", "charge",
+    "attempts", "lease_owner", "lease_expires", "trace_id", "dialect", "upstream", "charge", "output",
 )  # fmt: skip
 KEY_COLUMNS = (
     "id", "name", "key_hash", "prefix", "disabled", "expires_at", "models", "created_at",

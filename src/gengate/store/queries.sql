@@ -8,10 +8,14 @@
 -- postgres/queries.sql, under the same kind of name.
 
 -- name: insert_task
-INSERT INTO tasks ({task_columns}) VALUES ({task_params})
+INSERT INTO tasks ({task_columns}, trace_context) VALUES ({task_params}, :trace_context)
 
 -- name: get_task
 SELECT {task_columns} FROM tasks WHERE id = :id
+
+-- The traced submit's context of a task (migration 0009), read apart from status reads.
+-- name: get_trace_context
+SELECT trace_context FROM tasks WHERE id = :id
 
 -- name: get_idempotency
 SELECT request_hash, task_id FROM idempotency_keys WHERE key_id = :key_id AND idem_key = :idem_key
@@ -53,6 +57,9 @@ RETURNING {task_columns}
 UPDATE tasks SET progress = :progress
  WHERE id = :id AND state = 'processing' AND lease_owner = :owner AND attempts = :attempt
 
+-- name: task_logs
+SELECT at, line, attempt FROM task_logs WHERE task_id = :id ORDER BY id
+
 -- name: set_upstream
 UPDATE tasks SET upstream = :upstream
  WHERE id = :id AND state = 'processing' AND lease_owner = :owner AND attempts = :attempt
@@ -60,7 +67,8 @@ UPDATE tasks SET upstream = :upstream
 -- name: finish_success
 UPDATE tasks
    SET state = 'success', complete_time = :now, cost_time = :now - start_time, progress = 100,
-       files = :files, fail_code = NULL, fail_msg = NULL, lease_owner = NULL, lease_expires = NULL
+       files = :files, output = :output, fail_code = NULL, fail_msg = NULL,
+       lease_owner = NULL, lease_expires = NULL
  WHERE id = :id AND {from processing to success} AND lease_owner = :owner AND attempts = :attempt
 RETURNING {task_columns}
 
@@ -181,6 +189,30 @@ SELECT {ledger_columns} FROM ledger
 INSERT INTO deliveries (id, task_id, key_id, url, dialect, state, next_attempt_at, created_at)
 VALUES (:id, :task_id, :key_id, :url, :dialect, 'pending', :now + :first_delay, :now)
 
+-- A running claim's `start` callback (a webhook event of Replicate's): fenced on the claim, and
+-- owed once per task, so never beside another delivery of the task (a retried claim's).
+-- name: insert_start_delivery
+INSERT INTO deliveries (id, task_id, key_id, url, dialect, state, next_attempt_at, created_at)
+SELECT :delivery_id, id, key_id, callback_url, dialect, 'pending', :now, :now
+  FROM tasks
+ WHERE id = :id AND state = 'processing' AND lease_owner = :owner AND attempts = :attempt
+   AND callback_url IS NOT NULL
+   AND NOT EXISTS (SELECT 1 FROM deliveries WHERE task_id = :id)
+
+-- A running claim's `logs` callback, due at :due: none while one of the task's is still waiting
+-- for its first attempt (sent, it shows every line written by then).
+-- name: insert_logs_delivery
+INSERT INTO deliveries (id, task_id, key_id, url, dialect, state, next_attempt_at, created_at)
+SELECT :delivery_id, id, key_id, callback_url, dialect, 'pending', :due, :now
+  FROM tasks
+ WHERE id = :id AND state = 'processing' AND lease_owner = :owner AND attempts = :attempt
+   AND callback_url IS NOT NULL
+   AND NOT EXISTS (SELECT 1 FROM deliveries WHERE task_id = :id AND state = 'pending' AND attempts = 0)
+
+-- When the task's latest delivery went out (or is due): the next `logs` one keeps its distance.
+-- name: last_delivery_at
+SELECT max(coalesce(completed_at, next_attempt_at, created_at)) FROM deliveries WHERE task_id = :id
+
 -- A delivery leased to a sender is due again only when its lease runs out.
 -- name: next_delivery_due
 SELECT min(CASE WHEN lease_expires >= :now THEN lease_expires ELSE next_attempt_at END)
@@ -193,7 +225,7 @@ VALUES (:delivery_id, :attempt, :started_at, :status_code, :latency_ms, :error)
 -- name: record_attempt
 UPDATE deliveries
    SET attempts = :attempt, state = :state, next_attempt_at = :next_attempt_at,
-       completed_at = CASE WHEN :state = 'pending' THEN NULL ELSE :now END,
+       completed_at = CASE WHEN :state = 'pending' THEN NULL ELSE CAST(:now AS BIGINT) END,
        lease_owner = NULL, lease_expires = NULL
  WHERE id = :id AND lease_owner = :owner AND attempts = :attempt - 1
 

@@ -72,8 +72,11 @@ def task_params(task: Task) -> dict[str, Any]:
         task.dialect,
         task.upstream,
         task.charge,
+        task.output_json,
     )
-    return dict(zip(TASK_COLUMNS, values, strict=True))
+    params = dict(zip(TASK_COLUMNS, values, strict=True))
+    params["trace_context"] = task.trace_context  # inserted, not among the columns reads select
+    return params
 
 
 def task_from_row(row: Row) -> Task:
@@ -104,7 +107,16 @@ def task_from_row(row: Row) -> Task:
         dialect=row[22],
         upstream=row[23],
         charge=row[24],
+        output_json=row[25],
     )
+
+
+def claimed_task_from_row(row: Row) -> Task:
+    """A claim's row: the task's columns, then its trace context (selected by claims only)."""
+    return msgspec.structs.replace(task_from_row(row), trace_context=row[_TRACE_CONTEXT_AT])
+
+
+_TRACE_CONTEXT_AT = len(TASK_COLUMNS)
 
 
 def file_names(files: str | None) -> tuple[str, ...]:

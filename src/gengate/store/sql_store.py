@@ -13,19 +13,21 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
+import orjson
 
 from gengate.domain import endings
 from gengate.domain.clock import now_ms
-from gengate.domain.deliveries import AttemptResult, Delivery, DeliveryAttempt
+from gengate.domain.deliveries import AttemptResult, Delivery, DeliveryAttempt, new_delivery_id
 from gengate.domain.endings import Ending, Outcome, Requeue, Succeeded
 from gengate.domain.keys import ApiKey, KeyChanges
 from gengate.domain.ledger import LedgerEntry
-from gengate.domain.task import Claim, Task
+from gengate.domain.task import Claim, Task, TaskLog
 from gengate.store import transactions as tx
 from gengate.store.base import Admission, ExpiredResult, Idempotency, Lease, ReapedTask, TaskQuery
 from gengate.store.console import SqlConsole
 from gengate.store.notify import ChangeHub
 from gengate.store.rows import (
+    claimed_task_from_row,
     delivery_from_row,
     file_names,
     files_json,
@@ -119,8 +121,12 @@ class SqlStore(SqlConsole):
         if not wanted or limit <= 0:
             return []
         claimed = await self.driver.claim(wanted, owner, limit, lease_ms, caps or {})
-        tasks = sorted(map(task_from_row, claimed), key=lambda t: (-t.priority, t.create_time))
+        tasks = sorted(map(claimed_task_from_row, claimed), key=lambda t: (-t.priority, t.create_time))
         return [Claim(task, task.attempts) for task in tasks]
+
+    async def trace_context(self, task_id: str) -> str | None:
+        found = await self.driver.fetch(row(self.q["get_trace_context"], id=task_id))
+        return found[0] if found is not None else None
 
     async def heartbeat(self, task_id: str, owner: str, attempt: int, lease_ms: int) -> Lease:
         beat = row(self.q["heartbeat"], id=task_id, owner=owner, attempt=attempt, expires=now_ms() + lease_ms)
@@ -163,6 +169,16 @@ class SqlStore(SqlConsole):
         stmt = count(self.q["set_progress"], id=task_id, owner=owner, attempt=attempt, progress=progress)
         return bool(await self.driver.write_one(stmt, _task_changed(task_id)) == 1)
 
+    async def append_logs(self, task_id: str, owner: str, attempt: int, lines: Sequence[TaskLog]) -> bool:
+        batch = orjson.dumps([(log.at, log.line) for log in lines]).decode()
+        stmt = count(self.q["append_logs"], id=task_id, owner=owner, attempt=attempt, lines=batch)
+        # Watchers of the task (a stream of its logs) look again; long-polls see no change.
+        return bool(await self.driver.write_one(stmt, _task_changed(task_id)) > 0)
+
+    async def task_logs(self, task_id: str) -> list[TaskLog]:
+        found = await self.driver.fetch(rows(self.q["task_logs"], id=task_id))
+        return [TaskLog(at, line, attempt) for at, line, attempt in found]
+
     async def finish(self, task_id: str, owner: str, attempt: int, outcome: Outcome) -> Task | None:
         return await self.driver.write(self._finish(task_id, owner, attempt, outcome), _ended)
 
@@ -171,7 +187,8 @@ class SqlStore(SqlConsole):
         now = now_ms()
         fence = {"id": task_id, "owner": owner, "attempt": attempt, "now": now}
         if isinstance(outcome, Succeeded):
-            done = yield row(self.q["finish_success"], **fence, files=files_json(outcome.files))
+            files, output = files_json(outcome.files), outcome.output_json
+            done = yield row(self.q["finish_success"], **fence, files=files, output=output)
         else:
             done = yield row(self.q["finish_failure"], **fence, **_failure(ending))
         if done is None:
@@ -211,12 +228,13 @@ class SqlStore(SqlConsole):
             decision = endings.lease_expired(attempts, max_attempts.get(model, 1), bool(cancel_requested))
             if isinstance(decision, Requeue):
                 if (yield count(self.q["requeue"], id=task_id, now=now)) == 1:
-                    reaped.append(ReapedTask(task_id, True))
+                    reaped.append(ReapedTask(task_id, True, model))
                 continue
             lost = yield row(self.q["fail_lost"], id=task_id, now=now, **_failure(decision))
             if lost is not None:
-                yield from self._end(task_from_row(lost), decision, now)
-                reaped.append(ReapedTask(task_id, False))
+                ended = task_from_row(lost)
+                yield from self._end(ended, decision, now)
+                reaped.append(ReapedTask(task_id, False, model, ended))
         return reaped
 
     async def expired_results(self, complete_before_ms: int, limit: int) -> list[ExpiredResult]:
@@ -271,6 +289,37 @@ class SqlStore(SqlConsole):
             history = yield rows(self.q["attempts_of_delivery"], delivery_id=found[0])
             deliveries.append(delivery_from_row(tuple(found), tuple(DeliveryAttempt(*a) for a in history)))
         return deliveries
+
+    async def add_start_callback(self, task_id: str, owner: str, attempt: int) -> bool:
+        stmt = count(
+            self.q["insert_start_delivery"],
+            delivery_id=new_delivery_id(),
+            id=task_id,
+            owner=owner,
+            attempt=attempt,
+            now=now_ms(),
+        )
+        return bool(await self.driver.write_one(stmt, lambda added: Changes(deliveries=added == 1)) == 1)
+
+    async def add_logs_callback(self, task_id: str, owner: str, attempt: int, gap_ms: int) -> bool:
+        added = await self.driver.write(
+            self._add_logs_callback(task_id, owner, attempt, gap_ms), lambda added: Changes(deliveries=added)
+        )
+        return bool(added)
+
+    def _add_logs_callback(self, task_id: str, owner: str, attempt: int, gap_ms: int) -> Tx[bool]:
+        now = now_ms()
+        last = yield value(self.q["last_delivery_at"], id=task_id)
+        added = yield count(
+            self.q["insert_logs_delivery"],
+            delivery_id=new_delivery_id(),
+            id=task_id,
+            owner=owner,
+            attempt=attempt,
+            now=now,
+            due=now if last is None else max(now, last + gap_ms),
+        )
+        return bool(added == 1)
 
     async def redeliver(self, delivery_id: str) -> bool:
         """Send a finished delivery again, same id, as a fresh run of the retry schedule;

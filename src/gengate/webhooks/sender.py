@@ -21,10 +21,11 @@ import httpx
 from standardwebhooks.webhooks import Webhook
 
 from gengate.background import report, spawn
-from gengate.dialects import Links, render_callback
+from gengate.dialects import CALLBACK_LOGS, Links, render_callback
 from gengate.domain.callback_schedule import delay_after
 from gengate.domain.clock import now_ms
 from gengate.domain.deliveries import AttemptResult, Delivery, DeliveryAttempt, DeliveryState
+from gengate.domain.task import Task
 from gengate.metrics import Metrics
 from gengate.net.bounded import ACCEPT_ENCODING, aread_prefix
 from gengate.net.guard import (
@@ -35,6 +36,8 @@ from gengate.net.guard import (
     parse_callback_url,
     resolve_and_check,
 )
+from gengate.observability import tracing
+from gengate.observability.context import bound_task, trace_headers
 from gengate.store.base import Store
 from gengate.store.notify import ChangeHub
 from gengate.wire import parse_retry_after
@@ -197,11 +200,25 @@ class WebhookSender:
         return min(self.idle_poll_s, max(0.0, (due - now_ms()) / 1000))
 
     async def deliver(self, delivery: Delivery) -> None:
+        """One attempt, recorded; its lines (httpx's too) name the task and its trace id."""
+        try:
+            task = await self.store.get_task(delivery.task_id)
+            traceparent = await self.store.trace_context(delivery.task_id) if tracing.active() else None
+        except Exception:  # the attempt reads it again, and records what goes wrong
+            task, traceparent = None, None
+        trace_id = task.trace_id if task else None
+        with (
+            bound_task(delivery.task_id, trace_id, callback=delivery.id),
+            tracing.callback_span(delivery, traceparent, trace_id),
+        ):
+            await self._deliver(delivery, task)
+
+    async def _deliver(self, delivery: Delivery, task: Task | None) -> None:
         attempt_no = delivery.attempts + 1
         started = now_ms()
         clock = time.perf_counter()
         try:
-            outcome = await self._attempt(delivery)
+            outcome = await self._attempt(delivery, task)
         except asyncio.CancelledError:
             # Stopping: record the attempt so that its lease ends now and the next start (or
             # another sender) retries on schedule instead of waiting the lease out.
@@ -213,6 +230,7 @@ class WebhookSender:
             # Still an attempt on the schedule: an unrecorded one would hold its lease and loop.
             report(log, f"callback {delivery.id} failed inside the gateway", exc)
             outcome = Outcome(None, "internal error in the gateway while sending")
+        tracing.answered(outcome.status_code, outcome.error)
         latency_ms = int((time.perf_counter() - clock) * 1000) if outcome.status_code is not None else None
         await self._record(delivery, attempt_no, started, outcome, latency_ms)
 
@@ -226,6 +244,8 @@ class WebhookSender:
             next_at,
         )
         self._count(state, delivery, latency_ms)
+        told = f"HTTP {outcome.status_code}" if outcome.status_code is not None else outcome.error
+        log.info("callback %s attempt %d: %s; now %s", delivery.id, attempt_no, told, state.value)
         if not await self.store.record_attempt(delivery, self.owner, result):
             log.warning("attempt %d of callback %s not recorded: its lease was lost", attempt_no, delivery.id)
 
@@ -235,19 +255,26 @@ class WebhookSender:
         if latency_ms is not None:
             self.metrics.webhook_latency.observe(latency_ms / 1000)
         if state is DeliveryState.DELIVERED:
-            self.metrics.webhook_delay.observe(max(0, now_ms() - delivery.created_at) / 1000)
+            now = now_ms()
+            self.metrics.webhook_delay.observe(max(0, now - delivery.created_at) / 1000)
+            due = delivery.next_attempt_at or delivery.created_at
+            self.metrics.webhook_lag.observe(max(0, now - due) / 1000)
 
-    async def _attempt(self, delivery: Delivery) -> Outcome:
+    async def _attempt(self, delivery: Delivery, task: Task | None = None) -> Outcome:
         assert self._client is not None, "sender not started"
-        task = await self.store.get_task(delivery.task_id)
+        if task is None:
+            task = await self.store.get_task(delivery.task_id)
         if task is None:
             return Outcome(None, "the task no longer exists")
         try:
             target = await resolve_and_check(delivery.url, self.policy)
         except UnsafeUrl as exc:
             return Outcome(None, f"refused: {exc}", permanent=_refused_for_good(delivery.url))
-        body = render_callback(task.dialect, task, self.links)
+        logs = await self.store.task_logs(task.id) if task.dialect in CALLBACK_LOGS else None
+        body = render_callback(task.dialect, task, self.links, logs)
         headers = signed_headers(target, delivery.id, body, await self.secret_for(delivery.key_id))
+        headers.update(trace_headers())  # the task's trace id, for the receiver's own logs
+        headers.update(tracing.span_headers())  # and the attempt's span, when tracing is on
         request = self._client.build_request(
             "POST", target.ip_url(), content=body, headers=headers, extensions={"sni_hostname": target.host}
         )

@@ -20,8 +20,11 @@ from gengate.domain.catalogue import Catalogue
 from gengate.domain.clock import now_ms
 from gengate.domain.task import Claim
 from gengate.files.base import FileStore
+from gengate.observability import tracing
+from gengate.observability.context import bound_task
+from gengate.observability.metrics_tasks import TaskMetrics
 from gengate.providers.base import Provider
-from gengate.store.base import Lease, Store
+from gengate.store.base import Lease, ReapedTask, Store
 from gengate.store.notify import ChangeHub
 from gengate.worker.run import TaskRun
 
@@ -52,6 +55,7 @@ class WorkerPool:
     #: The slow poll behind notifications: how long the dispatcher sleeps with nothing to do.
     idle_poll_s: float = 1.0
     owner: str = field(default_factory=lambda: "w_" + secrets.token_hex(6))
+    metrics: TaskMetrics | None = None
     _running: dict[str, _Running] = field(default_factory=dict)
     _loops: list[asyncio.Task[None]] = field(default_factory=list)
     _stopping: bool = False
@@ -80,7 +84,10 @@ class WorkerPool:
             left.task.cancel()
         await asyncio.gather(*(r.task for r in unfinished), return_exceptions=True)
         for left in unfinished:
-            await self.store.release(left.claim.task.id, self.owner, left.claim.attempt)
+            task = left.claim.task
+            await self.store.release(task.id, self.owner, left.claim.attempt)
+            with bound_task(task.id, task.trace_id, attempt=left.claim.attempt):
+                log.info("task %s handed back to the queue: this worker is stopping", task.id)
         self._running.clear()
 
     def _cancel_requested(self, task_id: str) -> None:
@@ -135,12 +142,13 @@ class WorkerPool:
             if spec.provider in self.providers
         }
         caps = {spec.id: spec.max_running for spec in self.catalogue if spec.max_running is not None}
+        started = tracing.claim_started()
         claims = await self.store.claim(capacity, self.owner, min(free, CLAIM_BATCH), self.lease_ms, caps)
         for claim in claims:
-            self._start(claim)
+            self._start(claim, started)
         return len(claims)
 
-    def _start(self, claim: Claim) -> None:
+    def _start(self, claim: Claim, claimed_ns: int | None = None) -> None:
         spec = self.catalogue.get(claim.task.model)
         run = TaskRun(
             claim=claim,
@@ -149,6 +157,8 @@ class WorkerPool:
             store=self.store,
             files=self.files,
             owner=self.owner,
+            metrics=self.metrics,
+            trace_parent=tracing.claim_span(claim.task, claim.attempt, self.owner, claimed_ns),
         )
         # A run that fails to record its end (a full disk) keeps its lease until it lapses; then
         # the reaper queues the task again. The failure is told once, here.
@@ -175,13 +185,24 @@ class WorkerPool:
                 return_exceptions=True,
             )
             for run, lease in zip(running, beats, strict=True):
-                if isinstance(lease, BaseException):
-                    log.error("heartbeat failed for %s: %s", run.claim.task.id, lease)
-                elif lease is Lease.CANCEL_REQUESTED:
-                    run.run.request_cancel()  # canceled through another process
-                elif lease is Lease.LOST and not run.run.finishing and not run.task.done():
-                    log.warning("lease on %s was lost; stopping its run", run.claim.task.id)
-                    run.run.lose_lease()
+                task = run.claim.task
+                with bound_task(task.id, task.trace_id, attempt=run.claim.attempt):
+                    if isinstance(lease, BaseException):
+                        log.error("heartbeat failed for %s: %s", task.id, lease)
+                    elif lease is Lease.CANCEL_REQUESTED:
+                        log.info("task %s was canceled: stopping its run", task.id)
+                        run.run.request_cancel()  # canceled through another process
+                    elif lease is Lease.LOST and not run.run.finishing and not run.task.done():
+                        log.warning("lease on %s was lost; stopping its run", task.id)
+                        run.run.lose_lease()
+
+    def _count_reaped(self, reaped: ReapedTask) -> None:
+        if self.metrics is None:
+            return
+        if reaped.ended is not None:
+            self.metrics.task_ended(reaped.ended)
+        elif reaped.requeued:
+            self.metrics.task_requeued(reaped.model)
 
     async def _reap(self) -> None:
         interval = max(self.lease_ms / 2000, 0.5)
@@ -189,9 +210,13 @@ class WorkerPool:
             with contextlib.suppress(Exception):
                 max_attempts = {spec.id: spec.max_attempts for spec in self.catalogue}
                 for reaped in await self.store.reap_expired(now_ms(), max_attempts):
-                    log.warning(
-                        "task %s lost its worker; %s",
-                        reaped.task_id,
-                        "queued again" if reaped.requeued else "failed WORKER_LOST",
-                    )
+                    self._count_reaped(reaped)
+                    # A task that failed here is at hand with its trace id; one queued again is not.
+                    trace_id = reaped.ended.trace_id if reaped.ended is not None else None
+                    with bound_task(reaped.task_id, trace_id):
+                        log.warning(
+                            "task %s lost its worker; %s",
+                            reaped.task_id,
+                            "queued again" if reaped.requeued else "failed WORKER_LOST",
+                        )
             await asyncio.sleep(interval)

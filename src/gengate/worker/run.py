@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
+from opentelemetry.context import Context
 
 from gengate.background import spawn
+from gengate.dialects import LOGS, START, callback_on
 from gengate.domain.catalogue import ModelSpec
 from gengate.domain.clock import now_ms
 from gengate.domain.endings import (
@@ -24,10 +28,14 @@ from gengate.domain.endings import (
 )
 from gengate.domain.files import OutputFile
 from gengate.domain.states import FailCode
-from gengate.domain.task import Claim
+from gengate.domain.task import Claim, ResultFile
 from gengate.files.base import FileStore
+from gengate.observability import tracing
+from gengate.observability.context import bound_task
+from gengate.observability.metrics_tasks import TaskMetrics
 from gengate.providers.base import Provider, ProviderFailure, RunContext
 from gengate.store.base import Store
+from gengate.worker.run_log import RunLog
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +60,9 @@ class TaskRun:
     store: Store
     files: FileStore
     owner: str
+    metrics: TaskMetrics | None = None
+    #: The context of the claim's span, the run's parent (None: tracing is off).
+    trace_parent: Context | None = None
     _lost: bool = False
     _canceled: bool = False
     _transient: bool = False
@@ -62,6 +73,7 @@ class TaskRun:
     _progress_wanted: int | None = None
     _progress_writer: asyncio.Task[None] | None = None
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
+    _log: RunLog | None = None
 
     _provider_run: asyncio.Future[Sequence[OutputFile]] | None = None
     _hard_stop: asyncio.TimerHandle | None = None
@@ -90,20 +102,44 @@ class TaskRun:
             self._provider_run.cancel()
 
     async def execute(self) -> None:
-        try:
-            await self._execute()
-        finally:
-            if self._hard_stop is not None:
-                self._hard_stop.cancel()
+        """Run the claim; every line logged meanwhile (the provider's upstream calls and file
+        saves included) names the task, its trace id and the attempt."""
+        task = self.claim.task
+        with (
+            bound_task(task.id, task.trace_id, attempt=self.claim.attempt),
+            tracing.run_span(self.trace_parent, task, self.claim.attempt, self.spec.provider),
+        ):
+            log.info(
+                "claimed task %s of model %s for %s (attempt %d)",
+                task.id,
+                task.model,
+                self.spec.provider,
+                self.claim.attempt,
+            )
+            try:
+                await self._execute()
+            finally:
+                if self._hard_stop is not None:
+                    self._hard_stop.cancel()
 
     async def _execute(self) -> None:
         task = self.claim.task
+        if self.metrics is not None:
+            self.metrics.task_claimed(task, self.spec.provider)
+        if callback_on(task, START):
+            await self._start_callback()
+        started = time.perf_counter()
         outcome = await self._outcome()
+        tracing.run_ended(outcome)
+        if self.metrics is not None:
+            self.metrics.task_ran(task.model, self.spec.provider, time.perf_counter() - started)
         if self._lost:
             return
         if self._canceled:  # however the run ended, the client asked for nothing more
             outcome = canceled()
         self.finishing = True
+        if self._log is not None:  # the whole log is in before the task ends
+            await self._log.flush()
         if self._transient and self.claim.attempt < self.spec.max_attempts and not self._canceled:
             delay_ms = retry_delay_ms(self.claim.attempt, self.spec.retry_backoff_s)
             if await self.store.retry_later(task.id, self.owner, self.claim.attempt, now_ms() + delay_ms):
@@ -118,11 +154,44 @@ class TaskRun:
         recorded = await self.store.finish(task.id, self.owner, self.claim.attempt, outcome)
         if recorded is None:
             log.warning("completion of %s refused: the claim is no longer ours", task.id)
+        else:
+            ending = f" ({recorded.fail_code}): {recorded.fail_msg}" if recorded.fail_code else ""
+            log.info("task %s ended %s%s", task.id, recorded.state.value, ending)
+            if self.metrics is not None:
+                self.metrics.task_ended(recorded)
         self._stop_progress()
+
+    async def _start_callback(self) -> None:
+        """Owe the task's callback URL a delivery now that it runs (Replicate's `start` event),
+        written before the provider starts: a claim lost before this is retried by the next
+        one, which owes it then. A store that fails here fails the finish too; the run goes on."""
+        task = self.claim.task
+        try:
+            await self.store.add_start_callback(task.id, self.owner, self.claim.attempt)
+        except Exception:
+            log.exception("the start callback of task %s was not recorded", task.id)
 
     def _stop_progress(self) -> None:
         if self._progress_writer is not None:
             self._progress_writer.cancel()
+        if self._log is not None:
+            self._log.stop()
+
+    @property
+    def _run_log(self) -> RunLog:
+        """The log and output of this claim, made when the provider first uses them."""
+        if self._log is None:
+            task = self.claim.task
+            self._log = RunLog(
+                self.store, task.id, self.owner, self.claim.attempt, callback_logs=callback_on(task, LOGS)
+            )
+        return self._log
+
+    def _add_log(self, text: str) -> None:
+        self._run_log.add(text)
+
+    def _set_output(self, value: Any) -> None:
+        self._run_log.set_output(value)
 
     async def _outcome(self) -> Outcome:
         task = self.claim.task
@@ -141,11 +210,13 @@ class TaskRun:
             cancel=self.cancel,
             on_progress=self._progress,
             on_upstream=self._upstream,
+            on_log=self._add_log,
+            on_output=self._set_output,
         )
         try:
             async with asyncio.timeout(self.spec.timeout_s) as deadline:
                 outputs = await self._run_provider(ctx)
-            return Succeeded(await self.files.save(task.id, outputs))
+            return Succeeded(await self._save(task.id, outputs), self._log.output_json if self._log else None)
         except ProviderFailure as failure:
             self._transient = failure.transient
             return Failed(failure.fail_code, failure.message)
@@ -155,6 +226,21 @@ class TaskRun:
             return self._internal_error()
         except Exception:
             return self._internal_error()
+
+    async def _save(self, task_id: str, outputs: Sequence[OutputFile]) -> tuple[ResultFile, ...]:
+        started = time.perf_counter()
+        saved = await self.files.save(task_id, outputs)
+        took = time.perf_counter() - started
+        if self.metrics is not None:
+            self.metrics.file_save.observe(took)
+        log.info(
+            "saved %d result file(s) of task %s, %d bytes, in %.1f ms",
+            len(saved),
+            task_id,
+            sum(file.size for file in saved),
+            took * 1000,
+        )
+        return saved
 
     async def _run_provider(self, ctx: RunContext) -> Sequence[OutputFile]:
         """The provider's run, stopped outright `CANCEL_GRACE_S` after a cancel it ignores."""

@@ -15,7 +15,7 @@ import re
 import httpx
 
 from gengate.domain.states import FailCode
-from gengate.net.bounded import BodyError, BodyTooLarge
+from gengate.net.bounded import BodyError, BodyTooLarge, send_capped
 from gengate.providers.base import ProviderFailure
 from gengate.wire import APIError
 
@@ -119,3 +119,15 @@ def failure_for_body(what: str, error: BodyError, option: str) -> ProviderFailur
     if isinstance(error, BodyTooLarge):
         return provider_fault(f"{what} is {error} (the provider's `{option}`)")
     return provider_fault(f"{what} could not be decoded: {error}")
+
+
+async def send_or_fail(client: httpx.AsyncClient, request: httpx.Request, limit: int) -> httpx.Response:
+    """`request`'s answer, read whole up to `limit` decoded bytes (option `max_answer_bytes`); no
+    answer, or one too large, is a transient failure."""
+    try:
+        return await send_capped(client, request, limit)
+    except httpx.TransportError as exc:
+        raise failure_for_transport(exc) from exc
+    except BodyError as exc:
+        what = f"the answer to {request.method} {request.url.path}"
+        raise failure_for_body(what, exc, "max_answer_bytes") from exc

@@ -8,6 +8,7 @@ results :mod:`.mirror`; `Upstream` offers both as methods, the interface a relay
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import random
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -17,9 +18,12 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import httpx
 import msgspec
 import stamina
+from opentelemetry.util.types import Attributes
 
 from gengate.domain.files import OutputFile
 from gengate.net.bounded import ACCEPT_ENCODING, BodyError, send_capped
+from gengate.observability import tracing
+from gengate.observability.context import trace_headers
 from gengate.providers.base import RunContext
 from gengate.providers.relay import follow as following
 from gengate.providers.relay import mirror as mirroring
@@ -155,7 +159,24 @@ class Upstream:
 
         Raises a transient :class:`ProviderFailure` when no answer came at all, or one too large.
         """
-        headers = {**self.auth, **(headers or {})}
+        span_of = functools.partial(self._span_attributes, method, self.http.base_url.host)
+        with tracing.client_span(f"{method} {path}", span_of):
+            response = await self._request(method, path, json, params, headers, retry_if)
+            tracing.answered(response.status_code)
+            return response
+
+    async def _request(  # noqa: PLR0917 - request()'s arguments, passed on
+        self,
+        method: str,
+        path: str,
+        json: dict[str, Any] | None,
+        params: dict[str, str] | None,
+        headers: dict[str, str] | None,
+        retry_if: Callable[[httpx.Response], bool],
+    ) -> httpx.Response:
+        # The task's trace goes along (`X-Trace-Id`, W3C `traceparent`), so the upstream's own
+        # log names it too and its spans join the task's trace.
+        headers = {**self.auth, **trace_headers(), **tracing.upstream_headers(), **(headers or {})}
         limit = self.options.max_answer_bytes
         try:
             async for attempt in self._retrier():
@@ -172,6 +193,10 @@ class Upstream:
         except BodyError as exc:
             raise failure_for_body(f"the answer to {method} {path}", exc, "max_answer_bytes") from exc
         raise AssertionError("retry_context ended without an attempt")  # pragma: no cover
+
+    def _span_attributes(self, method: str, host: str) -> Attributes:
+        """A provider call's span: the method, the host called, and which upstream it is."""
+        return {"http.request.method": method, "server.address": host, "gengate.upstream": self.name}
 
     async def call(self, method: str, path: str, **kwargs: Any) -> tuple[dict[str, Any], str | None]:
         """`data` of a `{code, message|msg, data}` envelope, and the answer's trace id."""
@@ -229,7 +254,14 @@ class Upstream:
         if target.scheme not in ("http", "https"):
             raise provider_fault(f"result URL {url[:100]!r} is not http(s)")
         same_origin = (target.scheme, target.host, target.port) == (base.scheme, base.host, base.port)
-        headers = self.auth if same_origin else {}
+        span_of = functools.partial(self._span_attributes, "GET", target.host)
+        with tracing.client_span("GET result", span_of):
+            saved = await self._download(target, folder, index, same_origin)
+            tracing.answered(200)
+            return saved
+
+    async def _download(self, target: httpx.URL, folder: Path, index: int, same_origin: bool) -> OutputFile:
+        headers = {**trace_headers(), **tracing.upstream_headers(), **(self.auth if same_origin else {})}
         try:
             async for attempt in self._retrier():
                 with attempt:

@@ -119,6 +119,14 @@ class PostgresDriver:
             await self._pool.close()
             self._pool = None
 
+    def pool_stats(self) -> tuple[int, int, int] | None:
+        """The pool's connections in use, open and at most (`/metrics`); None while closed."""
+        pool = self._pool
+        if pool is None:
+            return None
+        size = pool.get_size()
+        return size - pool.get_idle_size(), size, pool.get_max_size()
+
     @property
     def pool(self) -> asyncpg.Pool[asyncpg.Record]:
         assert self._pool is not None, "store not open"

@@ -23,7 +23,7 @@ UPDATE tasks AS t
        attempts = t.attempts + 1, start_time = :now, progress = NULL
   FROM picked
  WHERE t.id = picked.id
-RETURNING {t.task_columns}
+RETURNING {t.task_columns}, t.trace_context
 
 -- Serialises the claims of capped models over the cluster until the claiming transaction ends.
 -- name: lock_models
@@ -86,12 +86,13 @@ WITH key AS (
            :create_time::bigint
       FROM admitted WHERE ok AND :charge::bigint > 0
 ), inserted AS (
-    INSERT INTO tasks ({task_columns})
+    INSERT INTO tasks ({task_columns}, trace_context)
     SELECT :id::text, :key_id::text, :model::text, :mode::text, :state::text, :input::text,
            :request::text, :request_type::text, :callback_url::text, :priority::int, :create_time::bigint,
            :start_time::bigint, :complete_time::bigint, :cost_time::bigint, :progress::int, :files::text,
            :fail_code::text, :fail_msg::text, :attempts::int, :lease_owner::text, :lease_expires::bigint,
-           :trace_id::text, :dialect::text, :upstream::text, :charge::bigint
+           :trace_id::text, :dialect::text, :upstream::text, :charge::bigint, :output::text,
+           :trace_context::text
       FROM admitted WHERE ok
 )
 SELECT ok, EXISTS (SELECT 1 FROM key), (SELECT credits FROM key) FROM admitted
@@ -101,12 +102,14 @@ SELECT ok, EXISTS (SELECT 1 FROM key), (SELECT credits FROM key) FROM admitted
 -- not returned.
 -- name: finish_success_many
 WITH given AS (
-    SELECT * FROM unnest(:ids::text[], :owners::text[], :attempts::int[], :files::text[], :delivery_ids::text[])
-        AS g(id, owner, attempt, files, delivery_id)
+    SELECT * FROM unnest(:ids::text[], :owners::text[], :attempts::int[], :files::text[], :outputs::text[],
+                         :delivery_ids::text[])
+        AS g(id, owner, attempt, files, output, delivery_id)
 ), done AS (
     UPDATE tasks AS t
        SET state = 'success', complete_time = :now, cost_time = :now - t.start_time, progress = 100,
-           files = g.files, fail_code = NULL, fail_msg = NULL, lease_owner = NULL, lease_expires = NULL
+           files = g.files, output = g.output, fail_code = NULL, fail_msg = NULL, lease_owner = NULL,
+           lease_expires = NULL
       FROM given AS g
      WHERE t.id = g.id AND t.{from processing to success} AND t.lease_owner = g.owner
        AND t.attempts = g.attempt
@@ -117,3 +120,11 @@ WITH given AS (
       FROM done WHERE callback_url IS NOT NULL AND callback_url <> ''
 )
 SELECT {task_columns} FROM done
+
+-- A batch of a running claim's log lines (`lines`: JSON [[at, line], ...]), kept only while
+-- the claim is current (fenced like progress).
+-- name: append_logs
+INSERT INTO task_logs (task_id, attempt, at, line)
+SELECT :id, :attempt, (e->>0)::bigint, e->>1 FROM jsonb_array_elements(:lines::jsonb) AS e
+ WHERE EXISTS (SELECT 1 FROM tasks WHERE id = :id AND state = 'processing' AND lease_owner = :owner
+                                     AND attempts = :attempt)

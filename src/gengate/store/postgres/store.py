@@ -24,6 +24,8 @@ from gengate.store.sql_store import SqlStore
 
 _CHARGED = QUERIES["insert_task_charged"]
 _SUCCESSES = QUERIES["finish_success_many"]
+#: One success of a batch: task id, owner, attempt, files JSON, output JSON.
+_Success = tuple[str, str, int, str, str | None]
 
 
 class PostgresStore(SqlStore):
@@ -46,7 +48,7 @@ class PostgresStore(SqlStore):
         super().__init__(driver, hub, first_callback_delay_ms)
         self.dsn = dsn
         self._submits: Batcher[tuple[Any, ...], tuple[bool, bool, int | None]] = Batcher(self._insert_many)
-        self._successes: Batcher[tuple[str, str, int, str], Task | None] = Batcher(self._finish_successes)
+        self._successes: Batcher[_Success, Task | None] = Batcher(self._finish_successes)
 
     def prepare(self) -> None:
         """Wait for the server and migrate, once, before a server starts (see `build_store`)."""
@@ -65,14 +67,15 @@ class PostgresStore(SqlStore):
             records = await conn.fetchmany(_CHARGED.sql, rows)
         return [(record[0], record[1], record[2]) for record in records]
 
-    async def _finish_successes(self, batch: Sequence[tuple[str, str, int, str]]) -> list[Task | None]:
+    async def _finish_successes(self, batch: Sequence[_Success]) -> list[Task | None]:
         """Successes that arrived together, recorded in one statement (one WAL flush)."""
-        ids, owners, attempts, files = (list(column) for column in zip(*batch, strict=True))
+        ids, owners, attempts, files, outputs = (list(column) for column in zip(*batch, strict=True))
         params = {
             "ids": ids,
             "owners": owners,
             "attempts": attempts,
             "files": files,
+            "outputs": outputs,
             "delivery_ids": [new_delivery_id() for _ in batch],
             "now": now_ms(),
             "first_delay": self.first_callback_delay_ms,
@@ -103,7 +106,9 @@ class PostgresStore(SqlStore):
     async def finish(self, task_id: str, owner: str, attempt: int, outcome: Outcome) -> Task | None:
         if not isinstance(outcome, Succeeded):
             return await super().finish(task_id, owner, attempt, outcome)
-        done = await self._successes.submit((task_id, owner, attempt, files_json(outcome.files)))
+        done = await self._successes.submit(
+            (task_id, owner, attempt, files_json(outcome.files), outcome.output_json)
+        )
         if done is not None:
             self.driver.announce(Changes(tasks=(task_id,), deliveries=bool(done.callback_url)))
         return done

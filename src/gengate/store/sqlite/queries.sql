@@ -8,7 +8,7 @@ UPDATE tasks
    SET state = 'processing', lease_owner = :owner, lease_expires = :expires,
        attempts = attempts + 1, start_time = :now, progress = NULL
  WHERE id IN (SELECT id FROM ({{heads}}) ORDER BY priority DESC, create_time LIMIT :limit)
-RETURNING {task_columns}
+RETURNING {task_columns}, trace_context
 
 -- name: claim_head
 SELECT * FROM (SELECT id, priority, create_time FROM tasks
@@ -41,3 +41,11 @@ RETURNING {delivery_columns}
 
 -- name: mark_files_removed
 UPDATE tasks SET files_removed = 1 WHERE id = :id
+
+-- A batch of a running claim's log lines (`lines`: JSON [[at, line], ...]), kept only while
+-- the claim is current (fenced like progress).
+-- name: append_logs
+INSERT INTO task_logs (task_id, attempt, at, line)
+SELECT :id, :attempt, json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(:lines)
+ WHERE EXISTS (SELECT 1 FROM tasks WHERE id = :id AND state = 'processing' AND lease_owner = :owner
+                                     AND attempts = :attempt)

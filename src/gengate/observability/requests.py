@@ -1,0 +1,127 @@
+"""One observer of every HTTP request: the access line, and the hooks of metrics and tracing.
+
+It is the outermost layer of the app (outside the hot path that answers status polls before
+the framework), so every request is seen once. Per request it costs a clock read, a send
+wrapper and one context variable; the line itself is written by structlog's bytes logger
+(:mod:`gengate.observability.logs`).
+
+Observers implement :class:`RequestObserver`: `on_request_start(scope)` before the app runs
+(in the request's own context, so a span made current there is the parent of the request's
+work), `on_request(record)` once the response is sent or the app failed. Neither may raise.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.routing import Mount
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gengate.api.trace import trace_id_of
+from gengate.observability.context import REQUEST, RequestNotes
+from gengate.observability.logs import access_logger
+
+#: The route of a request no route took: one value, so that metrics and lines stay bounded.
+UNMATCHED = "unmatched"
+#: Methods named as they are; any other is `OTHER` (a client may send any token).
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """One answered request, every field bounded (no raw path, no query)."""
+
+    method: str
+    #: The template of the route that took it (`/api/v1/statusTask/{model}`), or `unmatched`.
+    route: str
+    #: The status sent; 500 when the app failed before answering.
+    status: int
+    duration_s: float
+    trace_id: str
+    key_id: str | None
+    task_id: str | None
+    #: The ASGI scope, for observers that read headers (a `traceparent`) or their own keys.
+    scope: Scope
+
+
+class RequestObserver:
+    """Hooks called for every HTTP request; subclass and override what you need."""
+
+    def on_request_start(self, scope: Scope) -> None:
+        """Before the app sees the request (same task and context as the app)."""
+
+    def on_request(self, record: RequestRecord) -> None:
+        """After the response was sent, or the app failed."""
+
+
+def route_template(scope: Scope) -> str:
+    """The template of the route that answered (the framework's or the hot path's), else `unmatched`."""
+    route: Any = scope.get("route")
+    path = getattr(route, "path", None)
+    if not isinstance(path, str):
+        return UNMATCHED
+    if isinstance(route, Mount):  # static files: the folder, not the file
+        return path + "/{path}"
+    return path
+
+
+class RequestLog:
+    """The outermost ASGI layer: times each HTTP request, writes its access line (unless
+    `access_log` is off) and calls the observers."""
+
+    def __init__(self, app: ASGIApp, observers: Sequence[RequestObserver] = (), *, access_log: bool = True):
+        self.app = app
+        self.observers = tuple(observers)
+        self.access_log = access_log
+        #: Bound now, with the logging configured by then (no lazy proxy on the hot path).
+        self._log = access_logger()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        notes = RequestNotes(trace_id_of(scope))
+        token = REQUEST.set(notes)
+        status = 0
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        for observer in self.observers:
+            observer.on_request_start(scope)
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            REQUEST.reset(token)
+            self._done(scope, notes, status or 500, time.perf_counter() - started)
+
+    def _done(self, scope: Scope, notes: RequestNotes, status: int, duration_s: float) -> None:
+        method: str = scope["method"]
+        if method not in _METHODS:
+            method = "OTHER"
+        route = route_template(scope)
+        # A client that left before its body arrived is told once, by the app's own line.
+        if self.access_log and not notes.client_gone:
+            self._log.info(
+                "request",
+                method=method,
+                route=route,
+                status=status,
+                duration_ms=round(duration_s * 1000, 3),
+                key_id=notes.key_id,
+                trace_id=notes.trace_id,
+                task_id=notes.task_id,
+            )
+        if self.observers:
+            record = RequestRecord(
+                method, route, status, duration_s, notes.trace_id, notes.key_id, notes.task_id, scope
+            )
+            for observer in self.observers:
+                observer.on_request(record)

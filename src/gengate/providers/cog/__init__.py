@@ -1,0 +1,1 @@
+"""`kind = "cog"`: models served by cog servers (Replicate's packaging), pooled behind the gateway."""
