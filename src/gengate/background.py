@@ -11,6 +11,7 @@ answer), a traceback only for what can only be a bug.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import sqlite3
@@ -29,6 +30,14 @@ _EXPECTED_PACKAGES = frozenset({"asyncpg", "psycopg", "httpx", "httpcore", "redi
 
 #: Tasks running now: the strong references asyncio does not keep.
 _running: set[asyncio.Task[Any]] = set()
+
+
+async def stop(task: asyncio.Task[Any] | None) -> None:
+    """Cancel a background loop (a health poll, a listener) and wait until it has ended."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def spawn(coro: Coroutine[Any, Any, T], what: str, *, name: str | None = None) -> asyncio.Task[T]:

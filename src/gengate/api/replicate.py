@@ -26,8 +26,7 @@ from gengate.api.params import MAX_WAIT_S
 from gengate.api.replicate_stream import prediction_events
 from gengate.api.responses import JSONResponse
 from gengate.api.routing import ApiRoutes, route
-from gengate.api.tasks_api import _decode_cursor as decode_cursor
-from gengate.api.tasks_api import _encode_cursor as encode_cursor
+from gengate.api.tasks_api import decode_cursor, encode_cursor
 from gengate.api.trace import trace_id_of
 from gengate.dialects.replicate import WEBHOOK_EVENTS, model_candidates, prediction
 from gengate.domain.dialect import Dialect

@@ -47,11 +47,11 @@ class TasksApi(ApiRoutes):
             model=params.get("model"),
             since=_int_param(params.get("since"), "since", None),
             until=_int_param(params.get("until"), "until", None),
-            before=_decode_cursor(params.get("cursor")),
+            before=decode_cursor(params.get("cursor")),
             limit=limit,
         )
         tasks = await self.ctx.tasks.list(key, query)
-        next_cursor = _encode_cursor(tasks[-1]) if len(tasks) == limit else None
+        next_cursor = encode_cursor(tasks[-1]) if len(tasks) == limit else None
         return success(
             {"tasks": [status_data(task, self.ctx.links) for task in tasks], "nextCursor": next_cursor}
         )
@@ -126,11 +126,11 @@ def _int_param(raw: str | None, name: str, default: int | None) -> Any:
     return int(raw)
 
 
-def _encode_cursor(task: Task) -> str:
+def encode_cursor(task: Task) -> str:
     return base64.urlsafe_b64encode(f"{task.create_time}:{task.id}".encode()).decode().rstrip("=")
 
 
-def _decode_cursor(raw: str | None) -> tuple[int, str] | None:
+def decode_cursor(raw: str | None) -> tuple[int, str] | None:
     if not raw:
         return None
     try:

@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gengate.api.routing import route
-from gengate.api.tasks_api import _decode_cursor, _encode_cursor
+from gengate.api.tasks_api import decode_cursor, encode_cursor
 from gengate.console.sessions import Viewer
 from gengate.console.views import task_view
 from gengate.console.web import PageGroup, origin_of, see_other
@@ -37,7 +37,7 @@ class TaskPages(PageGroup):
             state=state,
             model=params.get("model") or None,
             since=now_ms() - back if back is not None else None,
-            before=_decode_cursor(params.get("cursor")),
+            before=decode_cursor(params.get("cursor")),
             limit=PAGE,
         )
         tasks = await self.ctx.tasks.list(viewer.key, query)
@@ -51,7 +51,7 @@ class TaskPages(PageGroup):
             models=[spec.id for spec in self.ctx.catalogue],
             periods=list(PERIODS),
             cursor=params.get("cursor") or "",
-            next_cursor=_encode_cursor(tasks[-1]) if len(tasks) == PAGE else None,
+            next_cursor=encode_cursor(tasks[-1]) if len(tasks) == PAGE else None,
         )
 
     @route("/console/tasks", "GET")

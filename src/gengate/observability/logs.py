@@ -243,6 +243,9 @@ def configure(level: str = "info", fmt: str = "text", stream: TextIO | None = No
     _access.update(processors=[_timestamper, access_renderer], wrapper=wrapper, out=binary, text=out)
 
 
+#: The longest an access line waits in the buffer before it is written.
+FLUSH_DELAY_S = 0.1
+
 #: How the access logger is made; empty until :func:`configure` ran.
 _access: dict[str, Any] = {}
 
@@ -273,8 +276,10 @@ def access_logger() -> Any:
             wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
         )
     binary = _access["out"]
+    if binary is not None and _access["processors"][-1] is render_access_text:
+        return AccessLine(DelayFlushed(binary))
     logger = (
-        structlog.BytesLogger(cast(BinaryIO, TickFlushed(binary)))
+        structlog.BytesLogger(cast(BinaryIO, DelayFlushed(binary)))
         if binary is not None
         else structlog.WriteLogger(_access["text"])
     )
@@ -283,12 +288,32 @@ def access_logger() -> Any:
     ).bind(logger="gengate.access", level="info")
 
 
-class TickFlushed:
-    """A buffered binary stream whose `flush` is put off to the end of the event loop's current
-    round: under load, the lines of every request answered in one round go out in one write
-    (group commit, as the store's writers do); when idle, each at once. Outside a loop (another
-    thread) it flushes at once. Lines of other writers to the same stream (the stdlib handler
-    flushes stderr after each record) stay in order: all go through the one buffer."""
+class AccessLine:
+    """The text access line straight into the buffered stream, rendered as structlog's chain for
+    it would (:func:`render_access_text`), without the bound logger's call (a copy of its
+    context, a loop over the chain, a lock): 1.7 us of the line's 8 us on the status path, in
+    process. Every other line, the JSON access line included, goes through structlog."""
+
+    __slots__ = ("_out",)
+
+    def __init__(self, out: DelayFlushed) -> None:
+        self._out = out
+
+    def info(self, event: str, **fields: Any) -> None:
+        fields["event"] = event
+        _timestamper(None, "info", fields)
+        self._out.write(render_access_text(None, "info", fields) + b"\n")
+        self._out.flush()
+
+
+class DelayFlushed:
+    """A buffered binary stream whose `flush` is put off by up to `FLUSH_DELAY_S`: under load,
+    the lines of many requests go out in one write (group commit, as the store's writers do)
+    instead of one write each, which costs more than the line itself; a full buffer is written
+    at once by the buffer itself. Outside a loop (another thread) it flushes at once. Lines of
+    other writers to the same stream (the stdlib handler flushes stderr after each record, so a
+    warning goes out at once, with the access lines before it) stay in order: all go through
+    the one buffer. A process killed outright loses at most the last `FLUSH_DELAY_S` of lines."""
 
     def __init__(self, raw: Any) -> None:
         self._raw = raw
@@ -304,7 +329,7 @@ class TickFlushed:
             self._raw.flush()
             return
         self._pending = True
-        loop.call_soon(self._flush_now)
+        loop.call_later(FLUSH_DELAY_S, self._flush_now)
 
     def _flush_now(self) -> None:
         self._pending = False

@@ -9,11 +9,11 @@ starts with the first run (or the first input checked) and ends with the provide
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import logging
 from collections.abc import Mapping
 
+from gengate.background import stop
 from gengate.providers.cog.client import CogClient, Health
 from gengate.providers.cog.schema import CogSchema
 from gengate.providers.server_pool import ServerPool
@@ -85,11 +85,8 @@ class HealthWatch:
             log.info("%s: input schema learned from %s", self.pool.provider, url)
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop(self._task)
+        self._task = None
 
 
 def _marked(pool: ServerPool, url: str) -> bool:

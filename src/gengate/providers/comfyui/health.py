@@ -10,11 +10,10 @@ state, so `/readyz` and `/metrics` show it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping
 
-from gengate.background import spawn
+from gengate.background import spawn, stop
 from gengate.providers.base import ProviderFailure
 from gengate.providers.comfyui.client import ComfyServer
 from gengate.providers.server_pool import ServerPool
@@ -64,8 +63,5 @@ class HealthWatch:
                 await self.check(url)
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop(self._task)
+        self._task = None

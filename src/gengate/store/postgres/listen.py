@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from gengate.background import spawn
+from gengate.background import spawn, stop
 from gengate.store.notify import ChangeHub
 
 log = logging.getLogger(__name__)
@@ -43,11 +43,8 @@ class PgListener:
             await asyncio.wait_for(self._connected.wait(), timeout=10)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         backoff = 0.1
