@@ -191,3 +191,16 @@ def test_the_hot_path_names_its_routes_templates(gateway: Gateway) -> None:
     templates = [route.path for route in app.app.routes]  # type: ignore[attr-defined]
     assert {"/api/v1/statusTask/{model}", "/api/v1/jobs/recordInfo"} <= set(templates)
     assert all("{" not in t or t.endswith("}") for t in templates)
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+async def test_no_access_line_above_info(configure_logs: Any, gateway: Gateway, fmt: str) -> None:
+    """`GENGATE_LOG_LEVEL=warning` keeps access lines out, as it keeps out every `info` line;
+    the observers still see every request."""
+    captured = configure_logs("warning", fmt)
+    recorder = Recorder()
+    async with await _client(_app(gateway, request_observers=(recorder,))) as http:
+        await http.get("/healthz")
+        await http.get("/no/such/path")
+    assert "gengate.access" not in captured.text()
+    assert [r.status for r in recorder.records] == [200, 404]

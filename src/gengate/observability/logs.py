@@ -208,7 +208,10 @@ def configure(level: str = "info", fmt: str = "text", stream: TextIO | None = No
             _scrubbed(text_renderer),
         ],
     )
-    handler = logging.StreamHandler(out)
+    binary = getattr(out, "buffer", None)
+    handler: logging.Handler = (
+        BufferedLineHandler(DelayFlushed(binary)) if binary is not None else logging.StreamHandler(out)
+    )
     handler.setFormatter(formatter)
     handler.set_name("gengate")
     root = logging.getLogger()
@@ -226,7 +229,6 @@ def configure(level: str = "info", fmt: str = "text", stream: TextIO | None = No
     # Migrations are announced once by us; yoyo's step-by-step lines are noise at start.
     logging.getLogger("yoyo").setLevel(max(logging.WARNING, numeric))
 
-    binary = getattr(out, "buffer", None)
     renderer = bytes_renderer if binary is not None else text_renderer
     wrapper = structlog.make_filtering_bound_logger(numeric)
     structlog.configure(
@@ -240,7 +242,9 @@ def configure(level: str = "info", fmt: str = "text", stream: TextIO | None = No
     # The access line's fields are all bounded values of ours, given explicitly: no context to
     # merge, nothing to scrub; level, time and the renderer are all it needs.
     access_renderer = render_access_text if fmt == "text" and binary is not None else renderer
-    _access.update(processors=[_timestamper, access_renderer], wrapper=wrapper, out=binary, text=out)
+    _access.update(
+        processors=[_timestamper, access_renderer], wrapper=wrapper, out=binary, text=out, level=numeric
+    )
 
 
 #: The longest an access line waits in the buffer before it is written.
@@ -263,6 +267,12 @@ def reset() -> None:
 def event_logger(name: str) -> Any:
     """A structlog logger named `name`, bound now to the current configuration (fast: no proxy)."""
     return structlog.get_logger().bind(logger=name)
+
+
+def access_wanted() -> bool:
+    """Whether access lines are written at all: not above `info` (a level of `warning` keeps
+    them out, as it keeps out every other `info` line)."""
+    return not _access or _access["level"] <= logging.INFO
 
 
 def access_logger() -> Any:
@@ -306,6 +316,27 @@ class AccessLine:
         self._out.flush()
 
 
+class BufferedLineHandler(logging.Handler):
+    """The stdlib records' handler: each line into the same buffered binary stream as the access
+    lines, where a `StreamHandler` writes to stderr's text layer, which is line-buffered and so
+    makes one write syscall per line (on a drain, three lines a task). A line below WARNING waits
+    for the delayed flush; a warning or worse goes out at once, with every line before it."""
+
+    def __init__(self, out: DelayFlushed) -> None:
+        super().__init__()
+        self._out = out
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._out.write(self.format(record).encode("utf-8", "backslashreplace") + b"\n")
+            if record.levelno >= logging.WARNING:
+                self._out.flush_now()
+            else:
+                self._out.flush()
+        except Exception:
+            self.handleError(record)
+
+
 class DelayFlushed:
     """A buffered binary stream whose `flush` is put off by up to `FLUSH_DELAY_S`: under load,
     the lines of many requests go out in one write (group commit, as the store's writers do)
@@ -331,7 +362,10 @@ class DelayFlushed:
         self._pending = True
         loop.call_later(FLUSH_DELAY_S, self._flush_now)
 
-    def _flush_now(self) -> None:
-        self._pending = False
+    def flush_now(self) -> None:
         with contextlib.suppress(ValueError, OSError):  # closed, or the reader went away
             self._raw.flush()
+
+    def _flush_now(self) -> None:
+        self._pending = False
+        self.flush_now()

@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gengate.api.trace import trace_id_of
 from gengate.observability.context import REQUEST, RequestNotes
-from gengate.observability.logs import access_logger
+from gengate.observability.logs import access_logger, access_wanted
 
 #: The route of a request no route took: one value, so that metrics and lines stay bounded.
 UNMATCHED = "unmatched"
@@ -75,7 +75,7 @@ class RequestLog:
     def __init__(self, app: ASGIApp, observers: Sequence[RequestObserver] = (), *, access_log: bool = True):
         self.app = app
         self.observers = tuple(observers)
-        self.access_log = access_log
+        self.access_log = access_log and access_wanted()
         #: Bound now, with the logging configured by then (no lazy proxy on the hot path).
         self._log = access_logger()
 
