@@ -91,6 +91,11 @@ def test_model_own_fields_ride_along_and_null_fields_are_absent() -> None:
         ({"prompt": "p", "n": True}, "n"),
         ({"prompt": "p", "output_format": "png"}, "output_format"),
         ({"prompt": "p", "background": "transparent"}, "background"),
+        ({"prompt": "p", "background": 5}, "background"),
+        ({"prompt": "p", "quality": 2957}, "quality"),  # ignored hints keep OpenAI's types
+        ({"prompt": "p", "user": ["u"]}, "user"),
+        ({"prompt": "p", "output_compression": "high"}, "output_compression"),
+        ({"prompt": "p", "partial_images": True}, "partial_images"),
         ({"prompt": "p", "svg": {"model": "x"}}, "svg"),
         ({"prompt": "p", "stream": True}, "stream"),
         ({"prompt": ""}, "prompt"),

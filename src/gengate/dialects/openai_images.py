@@ -70,6 +70,10 @@ HINTS = frozenset(
         "partial_images",
     }
 )
+#: Hints of OpenAI's API whose value is a number; every other hint is text. Checked even when
+#: ignored, so a request OpenAI would refuse is refused here too.
+_NUMBER_HINTS = frozenset({"output_compression", "partial_images"})
+_BACKGROUNDS = ("auto", "opaque", "transparent")
 _SIZE = re.compile(r"^([1-9][0-9]{0,4})x([1-9][0-9]{0,4})$")
 #: A model input field as the client knows it (a validation message names the input's field).
 _PARAMS = {"width": "size", "height": "size", "image_url": "image", "image_urls": "image", "mask_url": "mask"}
@@ -123,6 +127,8 @@ def task_input(
         raise invalid(f"Model '{spec.id}' makes one image per request; `n` must be 1.", "n")
     value |= _size(given.pop("size", "auto"), takes, spec.id)
     background = given.pop("background", "auto")
+    if background not in _BACKGROUNDS:
+        raise invalid(f"`background` must be one of: {', '.join(_BACKGROUNDS)}.", "background")
     if "background" in takes:
         value["background"] = background
     elif background == "transparent":
@@ -132,7 +138,24 @@ def task_input(
             value[name] = _form_value(struct, name, raw) if form else raw
         elif name not in HINTS:
             raise invalid(f"Model '{spec.id}' does not take `{name}`; leave it out.", name)
+        else:
+            _check_hint(name, raw, form)
     return value
+
+
+def _check_hint(name: str, raw: Any, form: bool) -> None:
+    """An ignored hint still has the type OpenAI's API gives it (a form sends text)."""
+    if name in _NUMBER_HINTS:
+        number = raw.strip() if form and isinstance(raw, str) else raw
+        ok = (
+            number.isdigit()
+            if isinstance(number, str)
+            else isinstance(number, int) and not isinstance(number, bool)
+        )
+        if not ok:
+            raise invalid(f"`{name}` must be a whole number.", name)
+    elif not isinstance(raw, str):
+        raise invalid(f"`{name}` must be a string.", name)
 
 
 def image_fields(spec: ModelSpec, urls: list[str], mask_url: str | None) -> dict[str, Any]:
