@@ -9,17 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_worker_pool import FunctionProvider, Rig, spec
+from test_worker_pool import FunctionProvider, Rig, open_rig, spec
 
 from gengate.domain.catalogue import Catalogue
 from gengate.domain.files import OutputFile
 from gengate.domain.states import TaskState
-from gengate.files.local import LocalFileStore
-from gengate.files.signing import UrlSigner
 from gengate.providers.base import Provider, RunContext
-from gengate.store.sqlite import SQLiteStore
 from gengate.worker import run_log
-from gengate.worker.pool import WorkerPool
 
 
 def _file(ctx: RunContext) -> list[OutputFile]:
@@ -69,15 +65,10 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
             "text_only": text_only,
         }.items()
     }
-    catalogue = Catalogue({name: spec(name, name) for name in providers})
-    store = SQLiteStore(tmp_path / "db.sqlite")
-    await store.open()
-    files = LocalFileStore(tmp_path / "files", "http://test", UrlSigner(b"secret"))
-    pool = WorkerPool(store, store.hub, catalogue, providers, files, slots=4, lease_ms=600)
-    await pool.start()
-    yield Rig(store, pool)
-    await pool.stop(grace_s=0.1)
-    await store.close()
+    async with open_rig(
+        tmp_path, providers, Catalogue({name: spec(name, name) for name in providers})
+    ) as opened:
+        yield opened
 
 
 async def test_log_lines_and_output_are_kept_before_the_task_ends(rig: Rig) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +111,15 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
             "relay": spec("relay", "relay"),
         }
     )
+    async with open_rig(tmp_path, providers, catalogue) as opened:
+        yield opened
+
+
+@contextlib.asynccontextmanager
+async def open_rig(
+    tmp_path: Path, providers: dict[str, Provider], catalogue: Catalogue
+) -> AsyncIterator[Rig]:
+    """A SQLite store, local files and a started worker pool of four slots over `providers`."""
     store = SQLiteStore(tmp_path / "db.sqlite")
     await store.open()
     files = LocalFileStore(tmp_path / "files", "http://test", UrlSigner(b"secret"))
