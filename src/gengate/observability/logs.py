@@ -26,7 +26,7 @@ import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from gengate import logsafe
-from gengate.observability.context import add_request_notes
+from gengate.observability.context import add_request_notes, add_task_fields
 
 FORMATS = ("text", "json")
 #: Fields written by gengate itself from bounded values: not scanned for secrets.
@@ -149,7 +149,7 @@ def _encoded(render: Callable[[WrappedLogger, str, EventDict], str]) -> Processo
 def _chain(stdlib: bool) -> list[Processor]:
     """What every line gets before it is rendered: its context, level and time (a structlog
     event names its logger itself; a stdlib record by its logger's name)."""
-    head: list[Processor] = [structlog.contextvars.merge_contextvars, add_request_notes]
+    head: list[Processor] = [add_task_fields, add_request_notes]
     named: list[Processor] = [structlog.stdlib.add_logger_name] if stdlib else []
     return [*head, *named, structlog.processors.add_log_level, _timestamper]
 
