@@ -223,3 +223,12 @@ async def test_status_stream(http: httpx.AsyncClient, api_key: str) -> None:
                 events.append(orjson.loads(line[6:]))
     assert events[-1]["status"] == "COMPLETED"
     assert all(event["status"] in {"IN_QUEUE", "IN_PROGRESS", "COMPLETED"} for event in events)
+
+
+@pytest.mark.parametrize("webhook", ["", "  "])
+async def test_an_empty_webhook_is_refused(http: httpx.AsyncClient, api_key: str, webhook: str) -> None:
+    """`?fal_webhook=` with no URL is a mistake to report, not a request without a webhook."""
+    refused = await http.post(
+        APP, params={"fal_webhook": webhook}, json={"prompt": "p"}, headers=key(api_key)
+    )
+    assert_fal_error(refused, 400, "bad_request")

@@ -78,7 +78,9 @@ class FalRoutes(ApiRoutes):
         body = await read_json_object(request, ctx.max_body_bytes)
         priority = _priority(request.headers.get("x-fal-queue-priority"))
         timeout_s = _request_timeout(request.headers.get("x-fal-request-timeout"))
-        webhook = request.query_params.get("fal_webhook") or None
+        webhook = request.query_params.get("fal_webhook")
+        if webhook is not None and not webhook.strip():
+            raise BadRequest("`fal_webhook` is empty: give the URL to post the result to, or leave it out.")
         task = await ctx.tasks.submit(
             key,
             model,
