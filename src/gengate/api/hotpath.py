@@ -23,6 +23,7 @@ from gengate.api.trace import RESPONSE_HEADERS_KEY, trace_id_of
 from gengate.dialects import MODULES, error_envelope
 from gengate.domain.dialect import Dialect
 from gengate.domain.errors import ApiError, BadRequest, GatewayError
+from gengate.observability.context import note_status
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,7 @@ class HotPath:
         if extra:
             headers += extra
         headers.append((b"content-length", str(len(body)).encode()))
+        note_status(status)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 

@@ -13,6 +13,7 @@ import re
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gengate.domain.ids import new_trace_id
+from gengate.observability.context import note_status
 
 TRACE_KEY = "gengate.trace_id"
 #: A trace id a caller may choose: 8 to 64 letters, digits, `-`, `_`, `.` or `:`.
@@ -37,6 +38,7 @@ class TraceMiddleware:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
+                note_status(message["status"])
                 extra = scope.get(RESPONSE_HEADERS_KEY, ())
                 message["headers"] = [*message.get("headers", ()), header, *extra]
             await send(message)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import enum
-import secrets
 
 import msgspec
 
 from gengate.domain.dialect import Dialect
+from gengate.domain.randomness import token_urlsafe
 
 
 class DeliveryState(enum.StrEnum):
@@ -60,4 +60,4 @@ class AttemptResult(msgspec.Struct, frozen=True):
 
 
 def new_delivery_id() -> str:
-    return "msg_" + secrets.token_urlsafe(16)
+    return "msg_" + token_urlsafe(16)

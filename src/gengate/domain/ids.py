@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
+
+from gengate.domain.randomness import token_hex, token_urlsafe
 
 TASK_ID_PREFIX = "task_"
 KEY_PREFIX = "gg_"
@@ -14,11 +15,11 @@ KEY_DISPLAY_CHARS = 6
 
 def new_task_id() -> str:
     """`task_` and 22 URL-safe characters: 128 random bits, so ids cannot be guessed."""
-    return TASK_ID_PREFIX + secrets.token_urlsafe(16)
+    return TASK_ID_PREFIX + token_urlsafe(16)
 
 
 def new_key_id() -> str:
-    return "key_" + secrets.token_hex(8)
+    return "key_" + token_hex(8)
 
 
 def new_api_key() -> str:
@@ -31,7 +32,7 @@ def new_trace_id() -> str:
     Built from the hex of 16 random bytes: a third of the cost of `str(uuid.uuid4())`,
     paid on every request.
     """
-    h = os.urandom(16).hex()
+    h = token_hex(16)
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 

@@ -19,10 +19,12 @@ from typing import Any
 class RequestNotes:
     """The trace id of the request being answered, and its key and task once known."""
 
-    __slots__ = ("client_gone", "key_id", "task_id", "trace_id")
+    __slots__ = ("client_gone", "key_id", "status", "task_id", "trace_id")
 
     def __init__(self, trace_id: str) -> None:
         self.trace_id = trace_id
+        #: The status sent, once the response has started (0 before).
+        self.status = 0
         self.key_id: str | None = None
         self.task_id: str | None = None
         #: The client left before its body arrived; the app said so in a line of its own.
@@ -37,6 +39,15 @@ def note_key(key_id: str) -> None:
     notes = REQUEST.get()
     if notes is not None:
         notes.key_id = key_id
+
+
+def note_status(status: int) -> None:
+    """The response to the request being answered starts with this status (no-op outside a
+    request). The two layers that send every response call it, the hot path and the trace
+    middleware, so the request layer needs no send wrapper of its own."""
+    notes = REQUEST.get()
+    if notes is not None:
+        notes.status = status
 
 
 def note_task(task_id: str) -> None:

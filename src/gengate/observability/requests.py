@@ -1,8 +1,9 @@
 """One observer of every HTTP request: the access line, and the hooks of metrics and tracing.
 
 It is the outermost layer of the app (outside the hot path that answers status polls before
-the framework), so every request is seen once. Per request it costs a clock read, a send
-wrapper and one context variable; the line itself is written by structlog's bytes logger
+the framework), so every request is seen once. Per request it costs a clock read and one
+context variable: the two layers that send responses note the status there, so there is no
+send wrapper. The line itself is written by structlog's bytes logger
 (:mod:`gengate.observability.logs`).
 
 Observers implement :class:`RequestObserver`: `on_request_start(scope)` before the app runs
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.routing import Mount
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gengate.api.trace import trace_id_of
 from gengate.observability.context import REQUEST, RequestNotes
@@ -86,21 +87,13 @@ class RequestLog:
         started = time.perf_counter()
         notes = RequestNotes(trace_id_of(scope))
         token = REQUEST.set(notes)
-        status = 0
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
         for observer in self.observers:
             observer.on_request_start(scope)
         try:
-            await self.app(scope, receive, send_status)
+            await self.app(scope, receive, send)
         finally:
             REQUEST.reset(token)
-            self._done(scope, notes, status or 500, time.perf_counter() - started)
+            self._done(scope, notes, notes.status or 500, time.perf_counter() - started)
 
     def _done(self, scope: Scope, notes: RequestNotes, status: int, duration_s: float) -> None:
         method: str = scope["method"]

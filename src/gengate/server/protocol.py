@@ -17,6 +17,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gengate.server import replies
+from gengate.server.coalesce import CoalescingTransport
 from gengate.server.limits import ConnectionLimits
 
 #: How long a connection answered early (431, 400) keeps being read, and its bytes dropped,
@@ -56,9 +57,19 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     # -- the connection ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        # Responses (and the early answers below) leave in one write; uvicorn's flow control
+        # keeps the transport itself, set up above.
+        self.transport = CoalescingTransport(transport, self.loop)  # type: ignore[assignment]
         if len(self.connections) > self._max_connections:
             self.app = replies.reply_app(replies.over_capacity(len(self.connections)))
         self._head_timer = self.loop.call_later(self._head_timeout_s, self._head_timed_out)
+
+    def handle_websocket_upgrade(self) -> None:
+        # A websocket protocol gets the connection's own transport.
+        if isinstance(self.transport, CoalescingTransport):
+            self.transport.flush()
+            self.transport = self.transport.wrapped
+        super().handle_websocket_upgrade()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
