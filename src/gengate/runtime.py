@@ -134,6 +134,8 @@ class Gateway:
             metrics=self.metrics,
             timeout_s=settings.webhook_timeout_s,
             concurrency=settings.webhook_concurrency,
+            host_concurrency=settings.webhook_host_concurrency,
+            slow_s=settings.webhook_slow_s,
         )
         self._background: list[asyncio.Task[None]] = []
 

@@ -221,6 +221,15 @@ class Settings(BaseSettings):
     )
     webhook_timeout_s: float = Field(default=10.0, gt=0, le=120, description="Per callback attempt.")
     webhook_concurrency: int = Field(default=64, ge=1, description="Callback attempts in flight at once.")
+    webhook_host_concurrency: int = Field(
+        default=0,
+        ge=0,
+        description="Most callback attempts in flight to one receiver host (0: half of webhook_concurrency); "
+        "a host's window adapts below it.",
+    )
+    webhook_slow_s: float = Field(
+        default=1.0, gt=0, description="A receiver answering slower than this gets fewer callbacks at once."
+    )
     demo_models: bool = Field(default=True, description="Offer the built-in demo models.")
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     providers: dict[str, ProviderConfig] = Field(

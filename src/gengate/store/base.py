@@ -187,6 +187,22 @@ class Store(ConsoleStore, Protocol):
 
     async def record_attempt(self, delivery: Delivery, owner: str, result: AttemptResult) -> bool: ...
 
+    async def record_attempts(
+        self, owner: str, attempts: Sequence[tuple[Delivery, AttemptResult]]
+    ) -> list[bool]:
+        """:meth:`record_attempt` for a batch, in one transaction: one result per attempt, in order."""
+        ...
+
+    async def callback_tasks(self, task_ids: Sequence[str]) -> dict[str, tuple[Task, str | None]]:
+        """The tasks of a batch of callbacks (those that exist) with their submit's `traceparent`,
+        in one read."""
+        ...
+
+    async def defer_deliveries(self, owner: str, delivery_ids: Sequence[str], until_ms: int) -> int:
+        """Give claimed deliveries back unsent, due again at `until_ms`, no attempt counted (their
+        receiver's host is busy); how many were still `owner`'s."""
+        ...
+
     async def deliveries_of_task(self, task_id: str) -> list[Delivery]: ...
 
     async def redeliver(self, delivery_id: str) -> bool: ...

@@ -229,6 +229,12 @@ UPDATE deliveries
        lease_owner = NULL, lease_expires = NULL
  WHERE id = :id AND lease_owner = :owner AND attempts = :attempt - 1
 
+-- A claimed delivery the sender gives back unsent (its receiver's host is busy): due again at
+-- :until, no attempt counted.
+-- name: defer_delivery
+UPDATE deliveries SET lease_owner = NULL, lease_expires = NULL, next_attempt_at = :until
+ WHERE id = :id AND lease_owner = :owner AND state = 'pending'
+
 -- name: deliveries_of_task
 SELECT {delivery_columns} FROM deliveries WHERE task_id = :task_id ORDER BY created_at, id
 

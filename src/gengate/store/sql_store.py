@@ -264,6 +264,34 @@ class SqlStore(SqlConsole):
         """Record one attempt and what follows; False when the lease on it was lost meanwhile."""
         return await self.driver.write(self._record_attempt(delivery, owner, result))
 
+    async def record_attempts(
+        self, owner: str, attempts: Sequence[tuple[Delivery, AttemptResult]]
+    ) -> list[bool]:
+        """A batch of attempts in one transaction (SQLite: one operation of the group commit)."""
+        return await self.driver.write(self._record_attempts(owner, attempts))
+
+    def _record_attempts(
+        self, owner: str, attempts: Sequence[tuple[Delivery, AttemptResult]]
+    ) -> Tx[list[bool]]:
+        recorded = []
+        for delivery, result in attempts:
+            recorded.append((yield from self._record_attempt(delivery, owner, result)))
+        return recorded
+
+    async def callback_tasks(self, task_ids: Sequence[str]) -> dict[str, tuple[Task, str | None]]:
+        ids = orjson.dumps(list(task_ids)).decode()
+        found = await self.driver.fetch(rows(self.q["callback_tasks"], ids=ids))
+        return {task.id: (task, row[-1]) for row in found for task in (task_from_row(row),)}
+
+    async def defer_deliveries(self, owner: str, delivery_ids: Sequence[str], until_ms: int) -> int:
+        return await self.driver.write(self._defer_deliveries(owner, delivery_ids, until_ms))
+
+    def _defer_deliveries(self, owner: str, delivery_ids: Sequence[str], until: int) -> Tx[int]:
+        deferred = 0
+        for delivery_id in delivery_ids:
+            deferred += yield count(self.q["defer_delivery"], id=delivery_id, owner=owner, until=until)
+        return deferred
+
     def _record_attempt(self, delivery: Delivery, owner: str, result: AttemptResult) -> Tx[bool]:
         attempt = result.attempt
         recorded = yield count(

@@ -1,37 +1,35 @@
 """Delivering the callback outbox: signed, retried on a schedule, never to a forbidden address.
 
-Due deliveries are claimed under a lease (so several senders never send one twice at
-once), each sent in its own coroutine (a slow receiver holds up nobody else), and every
-attempt is recorded with what follows it. The sender connects to the address the SSRF guard
-checked, never resolving the name a second time, and follows no redirect.
+Due deliveries are claimed in batches under a lease (so several senders never send one twice at
+once); the batch's tasks are read in one query and the keys' secrets once per key. Each attempt
+runs in its own coroutine, within the global `concurrency` and its receiver host's window
+(:mod:`gengate.webhooks.hosts`), so a slow receiver holds up nobody else; attempts are recorded
+in batches (one transaction for whatever finished together). The sender connects to the address
+the SSRF guard checked for this attempt, never resolving the name a second time, and follows no
+redirect.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-
-import httpx
-from standardwebhooks.webhooks import Webhook
 
 from gengate.background import report, spawn
+from gengate.batcher import Batcher
 from gengate.dialects import CALLBACK_LOGS, Links, render_callback
-from gengate.domain.callback_schedule import delay_after
 from gengate.domain.clock import now_ms
 from gengate.domain.deliveries import AttemptResult, Delivery, DeliveryAttempt, DeliveryState
 from gengate.domain.task import Task
 from gengate.metrics import Metrics
-from gengate.net.bounded import ACCEPT_ENCODING, aread_prefix
 from gengate.net.guard import (
     RESOLVE_TIMEOUT_S,
     AddressPolicy,
-    CheckedTarget,
     UnsafeUrl,
     parse_callback_url,
     resolve_and_check,
@@ -40,80 +38,57 @@ from gengate.observability import tracing
 from gengate.observability.context import bound_task, trace_headers
 from gengate.store.base import Store
 from gengate.store.notify import ChangeHub
-from gengate.wire import parse_retry_after
+from gengate.webhooks.hosts import HostLimits
+from gengate.webhooks.resolving import DEFAULT_TTL_S, ResolutionCache
+from gengate.webhooks.retry import MAX_RETRY_AFTER_S, Outcome, next_step, refused_for_good
+from gengate.webhooks.signing import USER_AGENT, signed_headers
+from gengate.webhooks.transport import ANSWER_SCAN, ERROR_EXCERPT, Transport
+
+__all__ = [
+    "ANSWER_SCAN",
+    "ERROR_EXCERPT",
+    "MAX_RETRY_AFTER_S",
+    "USER_AGENT",
+    "Outcome",
+    "WebhookSender",
+    "next_step",
+    "signed_headers",
+]
 
 log = logging.getLogger(__name__)
 
-USER_AGENT = "gengate-webhooks/1"
-#: The longest a receiver's Retry-After may postpone the next attempt.
-MAX_RETRY_AFTER_S = 24 * 3600
 #: Added to the longest an attempt can take (resolve, then send) to make the delivery lease.
 LEASE_MARGIN_S = 30.0
-#: The most a receiver's error body is kept in the attempt record.
-ERROR_EXCERPT = 200
-#: The most of a receiver's answer read (raw bytes, about): a short answer is read whole, so its
-#: connection is kept alive; a longer one is cut off with its connection.
-ANSWER_SCAN = 4096
+#: Under load, how long the sender lets newly owed deliveries gather before claiming them.
+CLAIM_GATHER_S = 0.005
+#: How soon a delivery given back unsent (its host busy) is due again, at the least.
+BUSY_DELAY_MS = 250
+#: The old name of :func:`gengate.webhooks.retry.refused_for_good`.
+_refused_for_good = refused_for_good
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """An attempt's result as the retry policy sees it."""
+@dataclass(slots=True)
+class _Job:
+    """A claimed delivery with what its attempt needs, read for the whole batch at once."""
 
-    status_code: int | None
-    error: str | None
-    retry_after_s: float | None = None
-    #: No retry can succeed (a URL the guard refuses for good): fail now, not in a day and a half.
-    permanent: bool = False
-
-    @property
-    def delivered(self) -> bool:
-        return self.status_code is not None and 200 <= self.status_code < 300
-
-    @property
-    def gone(self) -> bool:
-        return self.status_code == 410
+    delivery: Delivery
+    host: str
+    claimed_at: float
+    task: Task | None = None
+    #: False when the batch's read failed: the attempt reads the task itself.
+    task_read: bool = True
+    traceparent: str | None = None
+    secret: str | BaseException = ""
 
 
-def signed_headers(
-    target: CheckedTarget, message_id: str, body: bytes, secret: str, user_agent: str = USER_AGENT
-) -> dict[str, str]:
-    """The headers of one signed POST to a checked address: Standard Webhooks' id, timestamp
-    and signature (one HMAC over the body), and the `Host` of the URL the address came from."""
-    sent_at = datetime.now(UTC)
-    return {
-        "content-type": "application/json",
-        "user-agent": user_agent,
-        "accept-encoding": ACCEPT_ENCODING,
-        "host": target.host_header(),
-        "webhook-id": message_id,
-        "webhook-timestamp": str(int(sent_at.timestamp())),
-        "webhook-signature": Webhook(secret).sign(message_id, sent_at, body.decode()),
-    }
-
-
-def next_step(
-    outcome: Outcome, attempts_in_round: int, schedule: Sequence[float], now: int
-) -> tuple[DeliveryState, int | None]:
-    """Delivered, failed for good, or when to try again: `schedule[k]` seconds after the k-th
-    attempt of this round, or later if the receiver's Retry-After asks for it."""
-    if outcome.delivered:
-        return DeliveryState.DELIVERED, None
-    delay = delay_after(schedule, attempts_in_round)
-    if outcome.gone or outcome.permanent or delay is None:
-        return DeliveryState.FAILED, None
-    if outcome.retry_after_s is not None:
-        delay = max(delay, min(outcome.retry_after_s, MAX_RETRY_AFTER_S))
-    return DeliveryState.PENDING, now + int(delay * 1000)
-
-
-def _refused_for_good(url: str) -> bool:
-    """A malformed URL, or an address literal the guard refuses, cannot become deliverable; a
-    name might resolve elsewhere later (or the operator admit its range), so it is retried."""
+@functools.lru_cache(maxsize=4096)
+def _host_of(url: str) -> str:
+    """The receiver host a URL names (its scheme, host and port): the unit of per-host bounds."""
     try:
-        return parse_callback_url(url).ip is not None
+        parsed = parse_callback_url(url)
     except UnsafeUrl:
-        return True
+        return ""
+    return f"{parsed.scheme}://{parsed.host}:{parsed.port}"
 
 
 @dataclass
@@ -128,30 +103,48 @@ class WebhookSender:
     schedule: Sequence[float]
     metrics: Metrics
     timeout_s: float = 10.0
+    #: Attempts in flight at once, over every receiver.
     concurrency: int = 64
+    #: The most attempts in flight to one receiver host (its window adapts below it); 0: half
+    #: of `concurrency`, so that one receiver never holds every slot.
+    host_concurrency: int = 0
+    #: An answer slower than this halves its host's window.
+    slow_s: float = 1.0
+    #: How long a resolved host name is used again (each delivery still checks its addresses).
+    resolve_ttl_s: float = DEFAULT_TTL_S
     #: Held while one attempt runs: past it (a sender that died mid-attempt) another takes over.
     #: 0 derives it from the longest an attempt can take, so a slow attempt is never sent twice.
     lease_ms: int = 0
     idle_poll_s: float = 5.0
     owner: str = field(default_factory=lambda: "s_" + secrets.token_hex(6))
-    _client: httpx.AsyncClient | None = None
     _loop_task: asyncio.Task[None] | None = None
     _inflight: set[asyncio.Task[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         if self.lease_ms <= 0:
             self.lease_ms = int((self.timeout_s + RESOLVE_TIMEOUT_S + LEASE_MARGIN_S) * 1000)
+        per_host = self.host_concurrency or max(1, self.concurrency // 2)
+        self._hosts: HostLimits[_Job] = HostLimits(min(per_host, self.concurrency), self.slow_s)
+        self._transport = Transport(self.timeout_s, self.concurrency, per_host)
+        self._resolver = ResolutionCache(ttl_s=self.resolve_ttl_s)
+        self._records: Batcher[tuple[Delivery, AttemptResult], bool] = Batcher(self._record_batch)
+        #: Claim again once this many slots are free (or none is busy): a claim per batch, not
+        #: one per finished attempt.
+        self._claim_at = max(1, self.concurrency // 4)
+        self._slots = asyncio.Event()
+        #: A waiting delivery may start only while its lease still covers a whole attempt.
+        self._start_within_s = self.lease_ms / 1000 - self.timeout_s - RESOLVE_TIMEOUT_S
+        self._stopping = False
+        #: Waiting deliveries not started because the sender stops: given back by `stop`.
+        self._unsent: list[_Job] = []
 
     async def start(self) -> None:
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(self.timeout_s),
-            follow_redirects=False,
-            trust_env=False,  # a proxy would resolve the name itself: the guard would be moot
-            limits=httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency),
-        )
+        self._stopping = False
+        self._transport.open()
         self._loop_task = spawn(self._run(), "the callback sender", name="gengate-webhooks")
 
     async def stop(self, grace_s: float = 5.0) -> None:
+        self._stopping = True  # waiting deliveries are given back, not started
         if self._loop_task is not None:
             self._loop_task.cancel()
             await asyncio.gather(self._loop_task, return_exceptions=True)
@@ -160,25 +153,35 @@ class WebhookSender:
             for task in pending:
                 task.cancel()  # its lease expires and another sender (or the next start) retries
             await asyncio.gather(*pending, return_exceptions=True)
-        if self._client is not None:
-            await self._client.aclose()
+        if self._unsent:
+            await self._give_back(self._unsent)
+            self._unsent.clear()
+        await self._records.close()
+        await self._transport.close()
+
+    # -- claiming --------------------------------------------------------------------------
+    def _free(self) -> int:
+        return self.concurrency - len(self._inflight) - self._hosts.waiting
 
     async def _run(self) -> None:
         while True:
-            claimed = 0
             try:
-                free = self.concurrency - len(self._inflight)
-                if free > 0:
-                    for delivery in await self.store.claim_deliveries(self.owner, free, self.lease_ms):
-                        claimed += 1
-                        task = spawn(
-                            self.deliver(delivery),
-                            f"callback {delivery.id} of task {delivery.task_id}",
-                            name=f"gengate-webhook-{delivery.id}",
-                        )
-                        self._inflight.add(task)
-                        task.add_done_callback(self._done)
-                if claimed:
+                free = self._free()
+                busy = bool(self._inflight)
+                if free >= self._claim_at or (free > 0 and not busy):
+                    if busy:
+                        # Under load: let the deliveries owed meanwhile gather into one claim.
+                        await asyncio.sleep(CLAIM_GATHER_S)
+                        free = self._free()
+                    claimed = await self.store.claim_deliveries(self.owner, free, self.lease_ms)
+                    if claimed:
+                        await self._dispatch(claimed)
+                        continue
+                if busy and free < self._claim_at:
+                    # Full: the next claim comes when a batch of slots is free again.
+                    self._slots.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._slots.wait(), self.idle_poll_s)
                     continue
                 await self.hub.wait_deliveries(await self._idle_wait())
             except asyncio.CancelledError:
@@ -187,67 +190,174 @@ class WebhookSender:
                 report(log, "claiming callbacks failed (trying again)", exc)
                 await asyncio.sleep(1.0)
 
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._inflight.discard(task)
-        self.hub.deliveries_added()  # a slot is free
-
     async def _idle_wait(self) -> float:
-        if len(self._inflight) >= self.concurrency:
-            return self.idle_poll_s
         due = await self.store.next_delivery_due()
         if due is None:
             return self.idle_poll_s
         return min(self.idle_poll_s, max(0.0, (due - now_ms()) / 1000))
 
-    async def deliver(self, delivery: Delivery) -> None:
-        """One attempt, recorded; its lines (httpx's too) name the task and its trace id."""
+    async def _dispatch(self, claimed: Sequence[Delivery]) -> None:
+        """Start, queue by their host, or give back the deliveries of one claim."""
+        clock = time.monotonic()
+        jobs = [_Job(delivery, _host_of(delivery.url), clock) for delivery in claimed]
+        await self._prepare(jobs)
+        given_back: list[_Job] = []
+        for job in jobs:
+            admitted = self._hosts.admit(job.host, job)
+            if admitted:
+                self._launch(job)
+            elif admitted is None:
+                given_back.append(job)
+        if given_back:
+            await self._give_back(given_back)
+
+    async def _prepare(self, jobs: Sequence[_Job]) -> None:
+        """The batch's tasks (one read) and its keys' secrets (one lookup per key)."""
         try:
-            task = await self.store.get_task(delivery.task_id)
-            traceparent = await self.store.trace_context(delivery.task_id) if tracing.active() else None
-        except Exception:  # the attempt reads it again, and records what goes wrong
-            task, traceparent = None, None
-        trace_id = task.trace_id if task else None
+            found = await self.store.callback_tasks(list({job.delivery.task_id for job in jobs}))
+        except Exception as exc:  # each attempt reads its task again, and records what goes wrong
+            report(log, "reading the tasks of a batch of callbacks failed", exc)
+            found = None
+        for job in jobs:
+            if found is None:
+                job.task_read = False
+            else:
+                job.task, job.traceparent = found.get(job.delivery.task_id, (None, None))
+        keys: dict[str, str | BaseException] = {}
+        for key_id in {job.delivery.key_id for job in jobs}:
+            try:
+                keys[key_id] = await self.secret_for(key_id)
+            except Exception as exc:  # its attempts fail with it, and are recorded
+                keys[key_id] = exc
+        for job in jobs:
+            job.secret = keys[job.delivery.key_id]
+
+    async def _give_back(self, jobs: Sequence[_Job]) -> None:
+        """Back to the outbox unsent, no attempt counted: due again in a moment."""
+        by_host: dict[str, int] = {}
+        for job in jobs:
+            by_host[job.host] = by_host.get(job.host, 0) + 1
+        until = now_ms() + BUSY_DELAY_MS
+        try:
+            await self.store.defer_deliveries(self.owner, [job.delivery.id for job in jobs], until)
+        except Exception as exc:  # their leases run out and they are claimed again then
+            report(log, "giving back callbacks of busy hosts failed", exc)
+        log.debug("%d callbacks given back for later, their hosts busy: %s", len(jobs), by_host)
+
+    def _launch(self, job: _Job) -> None:
+        delivery = job.delivery
+        task = spawn(
+            self._deliver(job),
+            f"callback {delivery.id} of task {delivery.task_id}",
+            name=f"gengate-webhook-{delivery.id}",
+        )
+        self._inflight.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        if self._free() >= self._claim_at or not self._inflight:
+            self._slots.set()
+        if not self._inflight:
+            self.hub.deliveries_added()  # idle now: look at what is due (a retry, say)
+
+    def _host_done(self, job: _Job, latency_s: float | None, overloaded: bool) -> None:
+        """The host's slot is free: its waiting deliveries go, unless their lease is running out."""
+        ready = self._hosts.done(job.host, latency_s, overloaded)
+        late = time.monotonic() - self._start_within_s
+        stale = [waiting for waiting in ready if waiting.claimed_at < late or self._stopping]
+        for waiting in ready:
+            if waiting.claimed_at >= late and not self._stopping:
+                self._launch(waiting)
+        for waiting in stale:  # they held a slot each: hand it on
+            self._host_done(waiting, None, False)
+        if stale and self._stopping:
+            self._unsent.extend(stale)
+        elif stale:
+            spawn(self._give_back(stale), "giving back late callbacks")
+
+    # -- one attempt -----------------------------------------------------------------------
+    async def _deliver(self, job: _Job) -> None:
+        """One attempt, recorded; its lines name the task and its trace id."""
+        delivery = job.delivery
+        trace_id = job.task.trace_id if job.task else None
         with (
             bound_task(delivery.task_id, trace_id, callback=delivery.id),
-            tracing.callback_span(delivery, traceparent, trace_id),
+            tracing.callback_span(delivery, job.traceparent, trace_id),
         ):
-            await self._deliver(delivery, task)
+            await self._attempt_and_record(job)
 
-    async def _deliver(self, delivery: Delivery, task: Task | None) -> None:
+    async def _attempt_and_record(self, job: _Job) -> None:
+        delivery = job.delivery
         attempt_no = delivery.attempts + 1
         started = now_ms()
         clock = time.perf_counter()
+        sent: list[float] = []  # when the request went out, once it did
+        outcome: Outcome | None = None
         try:
-            outcome = await self._attempt(delivery, task)
+            outcome = await self._attempt(job, sent)
         except asyncio.CancelledError:
             # Stopping: record the attempt so that its lease ends now and the next start (or
             # another sender) retries on schedule instead of waiting the lease out.
-            outcome = Outcome(None, "interrupted: the gateway stopped during the attempt")
+            interrupted = Outcome(None, "interrupted: the gateway stopped during the attempt")
             with contextlib.suppress(Exception):
-                await self._record(delivery, attempt_no, started, outcome, None)
+                result = self._result(delivery, attempt_no, started, interrupted, None)
+                await self.store.record_attempts(self.owner, [(delivery, result)])
             raise
         except Exception as exc:
             # Still an attempt on the schedule: an unrecorded one would hold its lease and loop.
             report(log, f"callback {delivery.id} failed inside the gateway", exc)
             outcome = Outcome(None, "internal error in the gateway while sending")
+        finally:
+            # The host's slot is free as soon as it answered (recording is the store's business).
+            took = time.perf_counter() - sent[0] if sent else None
+            self._host_done(job, took, bool(sent) and outcome is not None and outcome.overloaded)
         tracing.answered(outcome.status_code, outcome.error)
         latency_ms = int((time.perf_counter() - clock) * 1000) if outcome.status_code is not None else None
-        await self._record(delivery, attempt_no, started, outcome, latency_ms)
+        await self._record(job, attempt_no, started, outcome, latency_ms)
+
+    async def _attempt(self, job: _Job, sent: list[float]) -> Outcome:
+        delivery = job.delivery
+        task = job.task if job.task_read else await self.store.get_task(delivery.task_id)
+        if task is None:
+            return Outcome(None, "the task no longer exists")
+        try:
+            target = await resolve_and_check(delivery.url, self.policy, resolver=self._resolver)
+        except UnsafeUrl as exc:
+            return Outcome(None, f"refused: {exc}", permanent=refused_for_good(delivery.url))
+        logs = await self.store.task_logs(task.id) if task.dialect in CALLBACK_LOGS else None
+        body = render_callback(task.dialect, task, self.links, logs)
+        if isinstance(job.secret, BaseException):
+            raise job.secret
+        headers = signed_headers(target, delivery.id, body, job.secret)
+        headers.update(trace_headers())  # the task's trace id, for the receiver's own logs
+        headers.update(tracing.span_headers())  # and the attempt's span, when tracing is on
+        sent.append(time.perf_counter())
+        return await self._transport.post(target, body, headers)
+
+    # -- recording -------------------------------------------------------------------------
+    def _result(
+        self, delivery: Delivery, attempt_no: int, started: int, outcome: Outcome, latency_ms: int | None
+    ) -> AttemptResult:
+        state, next_at = next_step(outcome, attempt_no - delivery.round_start, self.schedule, now_ms())
+        attempt = DeliveryAttempt(attempt_no, started, outcome.status_code, latency_ms, outcome.error)
+        return AttemptResult(attempt, state, next_at)
 
     async def _record(
-        self, delivery: Delivery, attempt_no: int, started: int, outcome: Outcome, latency_ms: int | None
+        self, job: _Job, attempt_no: int, started: int, outcome: Outcome, latency_ms: int | None
     ) -> None:
-        state, next_at = next_step(outcome, attempt_no - delivery.round_start, self.schedule, now_ms())
-        result = AttemptResult(
-            DeliveryAttempt(attempt_no, started, outcome.status_code, latency_ms, outcome.error),
-            state,
-            next_at,
-        )
-        self._count(state, delivery, latency_ms)
+        delivery = job.delivery
+        result = self._result(delivery, attempt_no, started, outcome, latency_ms)
+        self._count(result.state, delivery, latency_ms)
         told = f"HTTP {outcome.status_code}" if outcome.status_code is not None else outcome.error
-        log.info("callback %s attempt %d: %s; now %s", delivery.id, attempt_no, told, state.value)
-        if not await self.store.record_attempt(delivery, self.owner, result):
+        log.info("callback %s attempt %d: %s; now %s", delivery.id, attempt_no, told, result.state.value)
+        if not await self._records.submit((delivery, result)):
             log.warning("attempt %d of callback %s not recorded: its lease was lost", attempt_no, delivery.id)
+        elif result.state is DeliveryState.PENDING:
+            self.hub.deliveries_added()  # a retry is due: the sender's next wait counts it
+
+    async def _record_batch(self, batch: Sequence[tuple[Delivery, AttemptResult]]) -> list[bool]:
+        return await self.store.record_attempts(self.owner, batch)
 
     def _count(self, state: DeliveryState, delivery: Delivery, latency_ms: int | None) -> None:
         outcome = {DeliveryState.PENDING: "retry"}.get(state, state.value)
@@ -259,47 +369,3 @@ class WebhookSender:
             self.metrics.webhook_delay.observe(max(0, now - delivery.created_at) / 1000)
             due = delivery.next_attempt_at or delivery.created_at
             self.metrics.webhook_lag.observe(max(0, now - due) / 1000)
-
-    async def _attempt(self, delivery: Delivery, task: Task | None = None) -> Outcome:
-        assert self._client is not None, "sender not started"
-        if task is None:
-            task = await self.store.get_task(delivery.task_id)
-        if task is None:
-            return Outcome(None, "the task no longer exists")
-        try:
-            target = await resolve_and_check(delivery.url, self.policy)
-        except UnsafeUrl as exc:
-            return Outcome(None, f"refused: {exc}", permanent=_refused_for_good(delivery.url))
-        logs = await self.store.task_logs(task.id) if task.dialect in CALLBACK_LOGS else None
-        body = render_callback(task.dialect, task, self.links, logs)
-        headers = signed_headers(target, delivery.id, body, await self.secret_for(delivery.key_id))
-        headers.update(trace_headers())  # the task's trace id, for the receiver's own logs
-        headers.update(tracing.span_headers())  # and the attempt's span, when tracing is on
-        request = self._client.build_request(
-            "POST", target.ip_url(), content=body, headers=headers, extensions={"sni_hostname": target.host}
-        )
-        try:
-            # httpx's timeout bounds each read; this bounds the whole attempt, so a receiver
-            # trickling its answer a byte at a time cannot hold the attempt (and its lease).
-            async with asyncio.timeout(self.timeout_s):
-                response = await self._client.send(request, stream=True)
-                try:
-                    # Only an error's excerpt is kept: read a few KB of the answer, inflate only the
-                    # excerpt. A receiver's gigabyte (or gzip bomb) is never read, on any status.
-                    keep = 0 if response.is_success else ERROR_EXCERPT
-                    excerpt = await aread_prefix(response, keep, scan=ANSWER_SCAN)
-                finally:
-                    await response.aclose()
-        except (httpx.TimeoutException, TimeoutError):
-            return Outcome(None, f"no answer within {self.timeout_s:g} s")
-        except httpx.HTTPError as exc:
-            return Outcome(None, f"{type(exc).__name__}: {exc}"[:ERROR_EXCERPT] or type(exc).__name__)
-        status = response.status_code
-        if 200 <= status < 300:
-            return Outcome(status, None)
-        error = f"HTTP {status}"
-        if response.is_redirect:
-            error += " (redirects are not followed)"
-        if text := excerpt.text():
-            error += f": {text}"
-        return Outcome(status, error, parse_retry_after(response.headers.get("retry-after")))

@@ -62,6 +62,33 @@ UPDATE deliveries SET lease_owner = :owner, lease_expires = :expires
                FOR UPDATE SKIP LOCKED)
 RETURNING {delivery_columns}
 
+-- The tasks of a claimed batch of callbacks, with their trace contexts (`ids`: a JSON array).
+-- name: callback_tasks
+SELECT {task_columns}, trace_context FROM tasks
+ WHERE id = ANY(ARRAY(SELECT jsonb_array_elements_text(:ids::jsonb)))
+
+-- A batch of callback attempts in one statement (one transaction, one WAL flush): each recorded,
+-- with what follows it, only while its lease is still `owner`'s; answers the ids recorded.
+-- name: record_attempts
+WITH input AS (
+    SELECT * FROM jsonb_to_recordset(:attempts::jsonb)
+        AS i(id text, attempt int, state text, next_attempt_at bigint, started_at bigint,
+             status_code int, latency_ms int, error text)
+), updated AS (
+    UPDATE deliveries d
+       SET attempts = i.attempt, state = i.state, next_attempt_at = i.next_attempt_at,
+           completed_at = CASE WHEN i.state = 'pending' THEN NULL ELSE CAST(:now AS BIGINT) END,
+           lease_owner = NULL, lease_expires = NULL
+      FROM input i
+     WHERE d.id = i.id AND d.lease_owner = :owner AND d.attempts = i.attempt - 1
+    RETURNING d.id
+), inserted AS (
+    INSERT INTO delivery_attempts (delivery_id, attempt, started_at, status_code, latency_ms, error)
+    SELECT i.id, i.attempt, i.started_at, i.status_code, i.latency_ms, i.error
+      FROM input i JOIN updated u ON u.id = i.id
+)
+SELECT id FROM updated
+
 -- name: mark_files_removed
 UPDATE tasks SET files_removed = 1 WHERE id = ANY(:ids::text[])
 

@@ -7,10 +7,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
+import orjson
+
 from gengate.batcher import Batcher
 from gengate.domain import admission as refusals
 from gengate.domain.clock import now_ms
-from gengate.domain.deliveries import new_delivery_id
+from gengate.domain.deliveries import AttemptResult, Delivery, new_delivery_id
 from gengate.domain.endings import Outcome, Succeeded
 from gengate.domain.errors import InvalidToken
 from gengate.domain.task import Task
@@ -24,6 +27,7 @@ from gengate.store.sql_store import SqlStore
 
 _CHARGED = QUERIES["insert_task_charged"]
 _SUCCESSES = QUERIES["finish_success_many"]
+_ATTEMPTS = QUERIES["record_attempts"]
 #: One success of a batch: task id, owner, attempt, files JSON, output JSON.
 _Success = tuple[str, str, int, str, str | None]
 
@@ -112,3 +116,24 @@ class PostgresStore(SqlStore):
         if done is not None:
             self.driver.announce(Changes(tasks=(task_id,), deliveries=bool(done.callback_url)))
         return done
+
+    @unavailable_on_error
+    async def record_attempts(
+        self, owner: str, attempts: Sequence[tuple[Delivery, AttemptResult]]
+    ) -> list[bool]:
+        """A batch of callback attempts in one statement: one round trip, one WAL flush."""
+        if not attempts:
+            return []
+        batch = [
+            {
+                "id": delivery.id,
+                "state": result.state.value,
+                "next_attempt_at": result.next_attempt_at,
+                **msgspec.structs.asdict(result.attempt),
+            }
+            for delivery, result in attempts
+        ]
+        params = {"attempts": orjson.dumps(batch).decode(), "owner": owner, "now": now_ms()}
+        found = await self.driver.pool.fetch(_ATTEMPTS.sql, *_ATTEMPTS.args(params))
+        recorded = {record[0] for record in found}
+        return [delivery.id in recorded for delivery, _result in attempts]

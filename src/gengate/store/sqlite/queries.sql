@@ -39,6 +39,10 @@ UPDATE deliveries SET lease_owner = :owner, lease_expires = :expires
                ORDER BY next_attempt_at LIMIT :limit)
 RETURNING {delivery_columns}
 
+-- The tasks of a claimed batch of callbacks, with their trace contexts (`ids`: a JSON array).
+-- name: callback_tasks
+SELECT {task_columns}, trace_context FROM tasks WHERE id IN (SELECT value FROM json_each(:ids))
+
 -- name: mark_files_removed
 UPDATE tasks SET files_removed = 1 WHERE id = :id
 
