@@ -5,7 +5,10 @@ Measures, with the gateway pinned to one core and the clients on the other:
   (waiting should cost a future per request, no polling);
 - the time from a state change (a cancel) to all waiters answered.
 
-    .venv/bin/python -m bench.longpoll [--waiters 10000] [--idle-seconds 5]
+    .venv/bin/python -m bench.longpoll [--waiters 10000] [--idle-seconds 5] [--profile FILE]
+
+With `--profile`, py-spy samples the gateway from just before the change until all are
+answered (a raw collapsed-stack file; idle time is not sampled).
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
+import uvloop
 
 from bench.run import LOAD_CPU, RESULTS, SERVER_CPU, free_port, gengate_executable, stop, wait_ready
 
@@ -32,61 +36,111 @@ from bench.run import LOAD_CPU, RESULTS, SERVER_CPU, free_port, gengate_executab
 CONNECT_BATCH = 500
 #: The bar we hold ourselves to: idle waiters cost (almost) nothing.
 IDLE_CPU_BAR = 0.05
+#: Seconds py-spy samples from just before the change: longer than the fan-out.
+PROFILE_S = 4
 
 
 def cpu_seconds(pid: int) -> float:
+    return sum(cpu_times(pid))
+
+
+def cpu_times(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of a process."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
-async def open_waiter(port: int, request: bytes) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(request)
-    await writer.drain()
-    return reader, writer
+class Waiter(asyncio.Protocol):
+    """One long-poll client: sends its request, notes when the whole answer is in. A bare
+    protocol on uvloop, so that the clients' core keeps up with the gateway's answers."""
+
+    def __init__(self, request: bytes) -> None:
+        self.request = request
+        self.answered: asyncio.Future[tuple[float, int]] = asyncio.get_running_loop().create_future()
+        self.transport: asyncio.Transport | None = None
+        self._buffer = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        self.transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        head, found, body = self._buffer.partition(b"\r\n\r\n")
+        if not found or self.answered.done():
+            return
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":", 1)[1])
+        if len(body) >= length:
+            self.answered.set_result((time.perf_counter(), int(head.split(b" ", 2)[1])))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.answered.done():
+            self.answered.set_exception(exc or ConnectionError("closed before the answer"))
 
 
-async def read_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> tuple[float, int]:
-    head = await reader.readuntil(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":", 1)[1])
-    await reader.readexactly(length)
-    answered = time.perf_counter()
-    writer.close()
-    return answered, status
+def start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy on the gateway for the fan-out; returns once it samples. It may run on any core:
+    on the clients' alone it would get no time while they read the answers."""
+    spy = Path(sys.executable).parent / "py-spy"
+    argv = [str(spy), "record", "--pid", str(pid), "--duration", str(PROFILE_S), "--rate", "200"]
+    proc = subprocess.Popen(
+        ["taskset", "-c", f"{SERVER_CPU},{LOAD_CPU}", *argv, "-f", "raw", "-o", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert proc.stdout is not None
+    proc.stdout.readline()  # "Sampling process ..." once attached
+    return proc
 
 
-async def run(port: int, auth: str, task_id: str, *, waiters: int, idle_s: float, pid: int) -> dict[str, Any]:
+async def run(
+    port: int, auth: str, task_id: str, *, waiters: int, idle_s: float, pid: int, profile: Path | None
+) -> dict[str, Any]:
     request = (
         f"GET /api/v1/statusTask/demo-echo?taskId={task_id}&wait=60 HTTP/1.1\r\n"
         f"Host: 127.0.0.1:{port}\r\nAuthorization: {auth}\r\n\r\n"
     ).encode()
-    connections: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    loop = asyncio.get_running_loop()
+    clients: list[Waiter] = []
     opened = time.perf_counter()
     for start in range(0, waiters, CONNECT_BATCH):
         batch = min(CONNECT_BATCH, waiters - start)
-        connections += await asyncio.gather(*(open_waiter(port, request) for _ in range(batch)))
+        made = await asyncio.gather(
+            *(loop.create_connection(lambda: Waiter(request), "127.0.0.1", port) for _ in range(batch))
+        )
+        clients += [protocol for _transport, protocol in made]
     open_s = time.perf_counter() - opened
-    answers = [asyncio.create_task(read_answer(r, w)) for r, w in connections]
     await asyncio.sleep(1.0)  # let the gateway read every request and park its waiter
-    early = sum(task.done() for task in answers)
+    early = sum(waiter.answered.done() for waiter in clients)
 
     before, wall = cpu_seconds(pid), time.perf_counter()
     await asyncio.sleep(idle_s)
     idle_cpu = (cpu_seconds(pid) - before) / (time.perf_counter() - wall)
 
+    spy = start_profiler(pid, profile) if profile is not None else None
+    # Set up before the change, so that the clients' core is idle when the answers come.
+    answers = asyncio.gather(*(waiter.answered for waiter in clients))
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", trust_env=False) as client:
-        changed = time.perf_counter()
+        changed, cpu_at_change = time.perf_counter(), cpu_times(pid)
         response = await client.post(
             "/api/v1/cancelTask/demo-echo", params={"taskId": task_id}, headers={"Authorization": auth}
         )
         response.raise_for_status()
-    results = await asyncio.gather(*answers)
+    results = await asyncio.wait_for(answers, 120)
+    fanout_user, fanout_sys = (
+        after - before for after, before in zip(cpu_times(pid), cpu_at_change, strict=True)
+    )
+    for waiter in clients:  # only now: the gateway's work on closes is not part of the fan-out
+        if waiter.transport is not None:
+            waiter.transport.close()
     delays = sorted((answered - changed) * 1000 for answered, _ in results)
     statuses = {status for _, status in results}
+    if spy is not None:
+        spy.communicate()
     return {
         "waiters": waiters,
         "connect_s": round(open_s, 2),
@@ -96,6 +150,10 @@ async def run(port: int, auth: str, task_id: str, *, waiters: int, idle_s: float
         "change_to_first_ms": round(delays[0], 1),
         "change_to_p50_ms": round(statistics.median(delays), 1),
         "change_to_all_ms": round(delays[-1], 1),
+        # The fan-out alone, without the cancel's own request and commit before it.
+        "first_to_all_ms": round(delays[-1] - delays[0], 1),
+        "gateway_user_cpu_fanout_ms": round(fanout_user * 1000),
+        "gateway_sys_cpu_fanout_ms": round(fanout_sys * 1000),
         "statuses": sorted(statuses),
     }
 
@@ -106,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--waiters", type=int, default=10_000)
     parser.add_argument("--idle-seconds", type=float, default=5.0)
+    parser.add_argument("--profile", type=Path, help="write a py-spy raw profile of the fan-out here")
     args = parser.parse_args(argv)
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -156,8 +215,16 @@ def main(argv: list[str] | None = None) -> int:
                 task_id = client.post(
                     "/api/v1/generateTask/demo-echo", headers={"Authorization": auth}, json=body
                 ).json()["data"]["taskId"]
-            result = asyncio.run(
-                run(port, auth, task_id, waiters=args.waiters, idle_s=args.idle_seconds, pid=proc.pid)
+            result = uvloop.run(
+                run(
+                    port,
+                    auth,
+                    task_id,
+                    waiters=args.waiters,
+                    idle_s=args.idle_seconds,
+                    pid=proc.pid,
+                    profile=args.profile,
+                )
             )
         finally:
             stop(proc)
@@ -167,7 +234,10 @@ def main(argv: list[str] | None = None) -> int:
         f"  idle CPU while they wait: {result['idle_cpu_fraction'] * 100:.1f}% of a core "
         f"({'PASS' if result['idle_cpu_pass'] else 'ABOVE'} <= {IDLE_CPU_BAR * 100:.0f}%)\n"
         f"  change -> answered: first {result['change_to_first_ms']} ms, "
-        f"median {result['change_to_p50_ms']} ms, all {result['change_to_all_ms']} ms"
+        f"median {result['change_to_p50_ms']} ms, all {result['change_to_all_ms']} ms "
+        f"(first to all {result['first_to_all_ms']} ms)\n"
+        f"  gateway CPU from change to all answered: {result['gateway_user_cpu_fanout_ms']} ms user, "
+        f"{result['gateway_sys_cpu_fanout_ms']} ms system"
     )
     (RESULTS / "longpoll.json").write_text(json.dumps(result, indent=2) + "\n")
     if result["answered_before_change"] or result["statuses"] != [200]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -217,25 +216,23 @@ class TaskService:
 
     async def wait_for_change(self, task: Task, wait_s: float) -> Task:
         """Long-poll: the task as soon as its state or progress differs from `task`, or as it
-        stands after `wait_s` seconds. Waiting costs a future and no CPU."""
+        stands after `wait_s` seconds. Waiting costs a future and no CPU, and the waiters of a
+        task share one read after each change (:class:`~gengate.store.notify.TaskFollower`)."""
         if task.state.is_terminal() or wait_s <= 0:
             return task
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         seen = (task.state, task.progress)
-        while True:
-            waiter = self.hub.watch(task.id)
-            try:
-                current = await self.store.get_task(task.id)
-                if current is None:
+        with self.hub.follow(task.id) as follower:
+            while True:
+                current = await follower.read(self.store.get_task)
+                if current is None:  # removed under us: report what we last saw
                     return task
-                remaining = deadline - loop.time()
-                if (current.state, current.progress) != seen or remaining <= 0:
+                if (current.state, current.progress) != seen or loop.time() >= deadline:
                     return current
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(waiter, remaining)
-            finally:
-                self.hub.unwatch(task.id, waiter)
+                if not await follower.wait(deadline):
+                    # The deadline: a last look of our own, then the task as it stands.
+                    return await follower.read(self.store.get_task) or task
 
     async def changes(self, task: Task, keepalive_s: float) -> AsyncIterator[Task | None]:
         """A stream's view of a task: `task`, then the task after each state or progress change
@@ -251,20 +248,17 @@ class TaskService:
 
     async def wait_until_done(self, task: Task, wait_s: float) -> Task:
         """The task once terminal, or as it stands when `wait_s` seconds have passed."""
+        if task.state.is_terminal():
+            return task
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
-        while not task.state.is_terminal():
-            waiter = self.hub.watch(task.id)
-            try:
-                current = await self.store.get_task(task.id)
+        with self.hub.follow(task.id) as follower:
+            while True:
+                current = await follower.read(self.store.get_task)
                 if current is None:  # removed under us: report what we last saw
                     return task
                 task = current
-                remaining = deadline - loop.time()
-                if task.state.is_terminal() or remaining <= 0:
+                if task.state.is_terminal() or loop.time() >= deadline:
                     return task
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(waiter, remaining)
-            finally:
-                self.hub.unwatch(task.id, waiter)
-        return task
+                if not await follower.wait(deadline):
+                    return await follower.read(self.store.get_task) or task

@@ -3,50 +3,125 @@
 Waiting costs a future in a dict and no CPU; a change wakes exactly the waiters of that
 task. The SQLite store calls it after each commit; a networked store feeds it from its
 own notifications (PostgreSQL LISTEN/NOTIFY).
+
+Waiters of one task share their reads of it (10,000 long-polls woken by one change make
+one read, not 10,000). What makes that safe is one rule on a clock of the hub that ticks
+on every change (a watched task's version is the stamp of its last change): a read may
+answer a waiter only if it started once the hub had heard of every change that waiter must
+see. A change is heard after its commit (in this process, or from another one through a
+notification), so such a read sees it; a read that started earlier, even one that ends
+later, may not, and is never used for it. Beginning to follow a task ticks the clock too:
+a caller's first look is a read that began after it, never older than its own last read.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar, cast
+
+T = TypeVar("T")
+
+#: A waiter's wake-up: True for a change, False for its deadline.
+_CHANGED, _EXPIRED = True, False
+#: Waiters of a change woken per turn of the loop.
+WAKE_BATCH = 256
+
+
+class _Read:
+    """A read of a task in flight: when it started on the hub's clock, and who joined it."""
+
+    __slots__ = ("joiners", "started")
+
+    def __init__(self, started: int) -> None:
+        self.started = started
+        self.joiners: list[asyncio.Future[Any]] = []
+
+
+class _Watched:
+    """One task that someone waits on: its waiters, the stamp of its last change, the read in
+    flight and the latest read that ended. Kept while anyone follows or waits on the task."""
+
+    __slots__ = ("changed", "flight", "followers", "latest", "latest_started", "waiters")
+
+    def __init__(self) -> None:
+        self.waiters: dict[asyncio.Future[bool], None] = {}
+        self.followers = 0
+        self.changed = 0
+        self.flight: _Read | None = None
+        self.latest: Any = None
+        self.latest_started = -1
+
+
+class _Retry:
+    """What joiners of a read get when its reader was canceled: they read again."""
+
+
+_RETRY = _Retry()
 
 
 class ChangeHub:
     def __init__(self) -> None:
-        self._task_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        #: Ticks on every change of a task, and when a caller begins to follow one.
+        self._clock = 0
+        self._watched: dict[str, _Watched] = {}
         self._work = asyncio.Event()
         self._deliveries = asyncio.Event()
         self._cancel_listeners: list[Callable[[str], None]] = []
 
     # -- tasks ---------------------------------------------------------------
     def task_changed(self, task_id: str) -> None:
-        waiters = self._task_waiters.pop(task_id, None)
+        """Called once a change of the task is committed (here or in another process)."""
+        self._clock += 1
+        watched = self._watched.get(task_id)
+        if watched is None:
+            return
+        watched.changed = self._clock
+        waiters = watched.waiters
         if waiters:
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
+            watched.waiters = {}
+            # Woken on the loop's next turn, with one callback per WAKE_BATCH: the committer
+            # (a worker ending the task) carries on first, so its own bookkeeping after the
+            # commit (log line, metrics, span) is done before any long-poll answers; and the
+            # first waiters answer before the last are woken.
+            next(iter(waiters)).get_loop().call_soon(_wake, list(waiters), 0)
+            self._forget_if_idle(task_id, watched)
 
     def wake_all_tasks(self) -> None:
         """Every waiter re-reads its task: after changes may have been missed (a lost listener)."""
-        for task_id in list(self._task_waiters):
+        for task_id in list(self._watched):
             self.task_changed(task_id)
 
-    def watch(self, task_id: str) -> asyncio.Future[None]:
-        """Register interest before reading the task, so no change slips between read and wait."""
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._task_waiters.setdefault(task_id, []).append(waiter)
+    def watch(self, task_id: str) -> asyncio.Future[bool]:
+        """A future done at the task's next change. Register before reading the task, so no
+        change slips between read and wait; `unwatch` it when done waiting."""
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._entry(task_id).waiters[waiter] = None
         return waiter
 
-    def unwatch(self, task_id: str, waiter: asyncio.Future[None]) -> None:
-        waiters = self._task_waiters.get(task_id)
-        if waiters is None:
-            return
-        try:
-            waiters.remove(waiter)
-        except ValueError:
-            return
-        if not waiters:
-            del self._task_waiters[task_id]
+    def unwatch(self, task_id: str, waiter: asyncio.Future[bool]) -> None:
+        watched = self._watched.get(task_id)
+        if watched is not None and waiter in watched.waiters:
+            del watched.waiters[waiter]
+            self._forget_if_idle(task_id, watched)
+
+    def follow(self, task_id: str) -> TaskFollower:
+        """A caller's view of one task, for long-polls: reads shared with the task's other
+        followers, and waits for its next change. Close it (a `with` block) when done."""
+        self._clock += 1
+        watched = self._entry(task_id)
+        watched.followers += 1
+        return TaskFollower(self, task_id, watched, self._clock)
+
+    def _entry(self, task_id: str) -> _Watched:
+        watched = self._watched.get(task_id)
+        if watched is None:
+            watched = self._watched[task_id] = _Watched()
+        return watched
+
+    def _forget_if_idle(self, task_id: str, watched: _Watched) -> None:
+        if not watched.followers and not watched.waiters and self._watched.get(task_id) is watched:
+            del self._watched[task_id]
 
     # -- cancel ----------------------------------------------------------------
     def on_cancel(self, listener: Callable[[str], None]) -> None:
@@ -82,3 +157,117 @@ class ChangeHub:
             return
         finally:
             self._work.clear()
+
+
+class TaskFollower:
+    """One caller following one task: `read` gives the task as fresh as this caller needs it
+    (shared with the task's other followers), `wait` returns at its next change or a deadline.
+
+    Every follower of a hub reads with the same function (the store's `get_task`)."""
+
+    __slots__ = ("_hub", "_need", "_open", "_seen", "_watched", "task_id")
+
+    def __init__(self, hub: ChangeHub, task_id: str, watched: _Watched, need: int) -> None:
+        self._hub = hub
+        self.task_id = task_id
+        self._watched = watched
+        #: A read may answer this follower if it started at or after this stamp.
+        self._need = need
+        #: When the read last returned started (before any: when following began).
+        self._seen = need
+        self._open = True
+
+    def __enter__(self) -> TaskFollower:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            self._watched.followers -= 1
+            self._hub._forget_if_idle(self.task_id, self._watched)
+
+    async def read(self, fetch: Callable[[str], Awaitable[T]]) -> T:
+        """The task as a read that started once the hub had heard every change this follower
+        must see: the latest read of any follower if it did, else the read in flight if it
+        did, else a new read that later followers may join."""
+        watched = self._watched
+        while True:
+            if watched.latest_started >= self._need:
+                self._seen = watched.latest_started
+                return cast(T, watched.latest)
+            flight = watched.flight
+            if flight is None or flight.started < self._need:
+                return await self._lead(fetch)
+            joiner: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            flight.joiners.append(joiner)
+            value = await joiner
+            if value is not _RETRY:
+                self._seen = flight.started
+                return cast(T, value)
+
+    async def _lead(self, fetch: Callable[[str], Awaitable[T]]) -> T:
+        watched = self._watched
+        flight = watched.flight = _Read(self._hub._clock)
+        try:
+            value = await fetch(self.task_id)
+        except BaseException as exc:
+            if watched.flight is flight:
+                watched.flight = None
+            # A failed read fails its joiners too; a canceled reader leaves them to read again.
+            for joiner in flight.joiners:
+                if not joiner.done():
+                    if isinstance(exc, Exception):
+                        joiner.set_exception(exc)
+                    else:
+                        joiner.set_result(_RETRY)
+            raise
+        if watched.flight is flight:
+            watched.flight = None
+        if flight.started >= watched.latest_started:
+            watched.latest, watched.latest_started = value, flight.started
+        for joiner in flight.joiners:
+            if not joiner.done():
+                joiner.set_result(value)
+        self._seen = flight.started
+        return value
+
+    async def wait(self, deadline: float) -> bool:
+        """Until the task changes after the read last returned started (True), or until
+        `deadline` on the loop's clock (False). Either way the next `read` is a newer one;
+        after the deadline a new read of this follower's own, as a long-poll's last look."""
+        watched = self._watched
+        if watched.changed > self._seen:
+            self._need = watched.changed
+            return True
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        watched.waiters[waiter] = None
+        timer = loop.call_at(deadline, _expire, waiter)
+        try:
+            changed = await waiter
+        finally:
+            timer.cancel()
+            watched.waiters.pop(waiter, None)
+        if changed:
+            self._need = watched.changed
+        else:
+            self._hub._clock += 1
+            self._need = self._hub._clock
+        return changed
+
+
+def _wake(waiters: list[asyncio.Future[bool]], start: int) -> None:
+    end = start + WAKE_BATCH
+    for waiter in waiters[start:end]:
+        if not waiter.done():
+            waiter.set_result(_CHANGED)
+    if end < len(waiters):  # after the ones just woken have run
+        waiters[0].get_loop().call_soon(_wake, waiters, end)
+
+
+def _expire(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(_EXPIRED)
