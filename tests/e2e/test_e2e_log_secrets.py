@@ -7,13 +7,12 @@ URL with a token in it; then its whole output is searched for each secret.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+
+from recording_http import RecordingServer, recording_receiver
 
 pytestmark = pytest.mark.e2e
 
@@ -27,32 +26,13 @@ CALLBACK_SECRETS = {
 }
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    arrived: list[str]
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("content-length", "0")))
-        self.server.arrived.append(self.path)  # type: ignore[attr-defined]
-        self.send_response(200)
-        self.send_header("content-length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
-def receiver() -> Iterator[ThreadingHTTPServer]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    server.arrived = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+def receiver() -> Iterator[RecordingServer]:
+    with recording_receiver() as server:
+        yield server
 
 
-def test_no_secret_reaches_the_log(start_gengate: Any, receiver: ThreadingHTTPServer) -> None:
+def test_no_secret_reaches_the_log(start_gengate: Any, receiver: RecordingServer) -> None:
     server = start_gengate(
         "log-secrets",
         env={"GENGATE_LOG_LEVEL": "debug", "GENGATE_WEBHOOK_ALLOW": "127.0.0.0/8"},
@@ -63,14 +43,11 @@ def test_no_secret_reaches_the_log(start_gengate: Any, receiver: ThreadingHTTPSe
     rotated = server.http.post("/api/v1/account/rotateWebhookSecret", headers=server.auth(key))
     whsec_new = rotated.json()["data"]["webhook_secret"]
 
-    port = receiver.server_address[1]
+    port = receiver.port
     params = "&".join(f"{name}={value}" for name, value in CALLBACK_SECRETS.items())
     callback = f"http://127.0.0.1:{port}/hook?token={CALLBACK_TOKEN}&{params}"
     server.submit_ok(key, "demo-echo", {"prompt": "hi"}, request_type="callback", callback_url=callback)
-    deadline = time.monotonic() + 20
-    while not receiver.arrived:  # type: ignore[attr-defined]
-        assert time.monotonic() < deadline, "the callback never arrived"
-        time.sleep(0.05)
+    receiver.first(timeout_s=20)
     # Wrong keys of every shape, a key in a query string, an admin call with a user's key.
     for token in (key[:-1], key + "x", key[:12] + "x" * 31, server.admin_key[:-1]):
         assert server.http.get("/api/v1/account", headers=server.auth(token)).status_code == 401
@@ -97,11 +74,11 @@ def test_no_secret_reaches_the_log(start_gengate: Any, receiver: ThreadingHTTPSe
 
 
 def test_at_info_a_callback_url_is_logged_without_its_query(
-    start_gengate: Any, receiver: ThreadingHTTPServer
+    start_gengate: Any, receiver: RecordingServer
 ) -> None:
     server = start_gengate("log-callback-query", env={"GENGATE_WEBHOOK_ALLOW": "127.0.0.0/8"})
     key = server.create_key("logged", credits=10)["key"]
-    port = receiver.server_address[1]
+    port = receiver.port
     query = "&".join(f"{name}={value}" for name, value in CALLBACK_SECRETS.items())
     server.submit_ok(
         key,
@@ -110,11 +87,8 @@ def test_at_info_a_callback_url_is_logged_without_its_query(
         request_type="callback",
         callback_url=f"http://127.0.0.1:{port}/hook/in?{query}&page=2",
     )
-    deadline = time.monotonic() + 20
-    while not receiver.arrived:  # type: ignore[attr-defined]
-        assert time.monotonic() < deadline, "the callback never arrived"
-        time.sleep(0.05)
-    assert receiver.arrived[0].endswith("&page=2"), "the receiver got the whole URL"  # type: ignore[attr-defined]
+    receiver.first(timeout_s=20)
+    assert receiver.arrived[0].path.endswith("&page=2"), "the receiver got the whole URL"
     server.stop()
     log = server.stdout() + server.stderr()
     assert f"HTTP Request: POST http://127.0.0.1:{port}/hook/in?[9 params] " in log

@@ -14,14 +14,13 @@ import json
 import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from recording_http import RecordingServer, recording_receiver
 
 pytestmark = pytest.mark.e2e
 
@@ -32,26 +31,10 @@ UPSTREAM_KEY_ENV = "TRACE_STORY_UPSTREAM_KEY"
 BANNER = ("gengate listening on", "  API docs:", "admin key")
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("content-length", "0")))
-        self.server.arrived.append({k.lower(): v for k, v in self.headers.items()})  # type: ignore[attr-defined]
-        self.send_response(200)
-        self.send_header("content-length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
-def receiver() -> Iterator[ThreadingHTTPServer]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    server.arrived = []  # type: ignore[attr-defined]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server
-    server.shutdown()
-    server.server_close()
+def receiver() -> Iterator[RecordingServer]:
+    with recording_receiver() as server:
+        yield server
 
 
 def _config(upstream_url: str) -> str:
@@ -89,7 +72,7 @@ def _one(records: list[dict[str, Any]], what: str, **fields: Any) -> dict[str, A
 
 
 def test_one_trace_id_tells_a_relayed_task_and_its_callback(
-    start_gengate: Any, receiver: ThreadingHTTPServer, tmp_path: Path
+    start_gengate: Any, receiver: RecordingServer, tmp_path: Path
 ) -> None:
     upstream = start_gengate("trace-b", env=JSON_LOGS)
     upstream_key = upstream.create_key("relay")["key"]
@@ -106,7 +89,7 @@ def test_one_trace_id_tells_a_relayed_task_and_its_callback(
         )
     try:
         key = api.create_key("story")
-        callback = f"http://127.0.0.1:{receiver.server_address[1]}/hook?page=1"
+        callback = f"http://127.0.0.1:{receiver.port}/hook?page=1"
         response = api.submit(
             key["key"],
             "fox",
@@ -119,10 +102,7 @@ def test_one_trace_id_tells_a_relayed_task_and_its_callback(
         task_id = response.json()["data"]["taskId"]
         data = api.wait_task(key["key"], "fox", task_id, timeout=30)
         assert data["state"] == "success", (data, worker_log.read_text(errors="replace"))
-        deadline = time.monotonic() + 20
-        while not receiver.arrived:  # type: ignore[attr-defined]
-            assert time.monotonic() < deadline, "the callback never arrived"
-            time.sleep(0.05)
+        receiver.first(timeout_s=20)
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(30)
@@ -130,7 +110,7 @@ def test_one_trace_id_tells_a_relayed_task_and_its_callback(
     upstream.stop()
 
     # The headers the upstream and the receiver got.
-    assert receiver.arrived[0]["x-trace-id"] == trace_id  # type: ignore[attr-defined]
+    assert receiver.arrived[0].headers["x-trace-id"] == trace_id
     api_lines = _parsed(api.stdout() + api.stderr(), "A's API process")
     worker_lines = _parsed(worker_log.read_text(errors="replace"), "A's worker")
     upstream_lines = _parsed(upstream.stdout() + upstream.stderr(), "B")
