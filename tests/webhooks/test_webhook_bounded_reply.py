@@ -20,7 +20,7 @@ import pytest
 
 from gengate.runtime import Gateway
 from gengate.settings import Settings, load_settings
-from gengate.webhooks.sender import ERROR_EXCERPT
+from gengate.webhooks.transport import ERROR_EXCERPT
 from hostile_http import FILL, MIB, HostileServer, Reply, bomb_reply, endless_reply, gzip_bomb, traced_peak
 
 ADMIN_KEY = "gga_test_admin_key"

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from gengate.domain.callback_schedule import DEFAULT_RETRY_SCHEDULE
 from gengate.domain.deliveries import DeliveryState
-from gengate.webhooks.sender import MAX_RETRY_AFTER_S, Outcome, next_step
+from gengate.webhooks.retry import MAX_RETRY_AFTER_S, Outcome, next_step
 
 NOW = 1_800_000_000_000
 

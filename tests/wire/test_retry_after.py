@@ -80,11 +80,11 @@ def test_digit_like_characters_are_ignored(value: str) -> None:
 
 def test_refused_literal_addresses_fail_at_once_names_are_retried() -> None:
     from gengate.domain.deliveries import DeliveryState
-    from gengate.webhooks.sender import Outcome, _refused_for_good, next_step
+    from gengate.webhooks.retry import Outcome, next_step, refused_for_good
 
-    assert _refused_for_good("http://127.0.0.1/hook")
-    assert _refused_for_good("ftp://example.com/")
-    assert not _refused_for_good("https://hooks.example.com/x")
+    assert refused_for_good("http://127.0.0.1/hook")
+    assert refused_for_good("ftp://example.com/")
+    assert not refused_for_good("https://hooks.example.com/x")
     permanent = Outcome(None, "refused", permanent=True)
     assert next_step(permanent, 1, [0, 5, 300], now=0) == (DeliveryState.FAILED, None)
     assert next_step(Outcome(None, "refused"), 1, [0, 5, 300], now=0) == (DeliveryState.PENDING, 5000)

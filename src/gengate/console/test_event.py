@@ -18,7 +18,8 @@ import orjson
 
 from gengate.net.bounded import BodyError, aread_prefix
 from gengate.net.guard import AddressPolicy, UnsafeUrl, resolve_and_check
-from gengate.webhooks.sender import ANSWER_SCAN, signed_headers
+from gengate.webhooks.signing import signed_headers
+from gengate.webhooks.transport import ANSWER_SCAN
 
 TIMEOUT_S = 10.0
 EXCERPT = 300

@@ -40,20 +40,9 @@ from gengate.store.base import Store
 from gengate.store.notify import ChangeHub
 from gengate.webhooks.hosts import HostLimits
 from gengate.webhooks.resolving import DEFAULT_TTL_S, ResolutionCache
-from gengate.webhooks.retry import MAX_RETRY_AFTER_S, Outcome, next_step, refused_for_good
-from gengate.webhooks.signing import USER_AGENT, signed_headers
-from gengate.webhooks.transport import ANSWER_SCAN, ERROR_EXCERPT, Transport
-
-__all__ = [
-    "ANSWER_SCAN",
-    "ERROR_EXCERPT",
-    "MAX_RETRY_AFTER_S",
-    "USER_AGENT",
-    "Outcome",
-    "WebhookSender",
-    "next_step",
-    "signed_headers",
-]
+from gengate.webhooks.retry import Outcome, next_step, refused_for_good
+from gengate.webhooks.signing import signed_headers
+from gengate.webhooks.transport import Transport
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +52,6 @@ LEASE_MARGIN_S = 30.0
 CLAIM_GATHER_S = 0.005
 #: How soon a delivery given back unsent (its host busy) is due again, at the least.
 BUSY_DELAY_MS = 250
-#: The old name of :func:`gengate.webhooks.retry.refused_for_good`.
-_refused_for_good = refused_for_good
 
 
 @dataclass(slots=True)
