@@ -1,10 +1,10 @@
-"""The connection transport that sends a response's head and body in one write."""
+"""The connection transport that sends what a connection writes in one loop turn in one write."""
 
 from __future__ import annotations
 
 import asyncio
 
-from gengate.server.coalesce import CoalescingTransport
+from gengate.server.coalesce import HOLD_BYTES, CoalescingTransport
 
 
 class Recorder(asyncio.Transport):
@@ -30,14 +30,27 @@ class Recorder(asyncio.Transport):
         return ("127.0.0.1", 1) if name == "peername" else default
 
 
-async def test_a_head_and_its_body_leave_in_one_write() -> None:
+async def test_a_head_and_its_body_leave_in_one_write_when_the_loop_turns() -> None:
     raw = Recorder()
     transport = CoalescingTransport(raw, asyncio.get_running_loop())
     transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
     transport.write(b"{}")
+    assert raw.calls == []  # held until every ready connection of this turn was read
+    await asyncio.sleep(0)
     assert raw.calls == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"]
     await asyncio.sleep(0)
-    assert len(raw.calls) == 1  # the armed flush finds nothing held
+    assert len(raw.calls) == 1
+
+
+async def test_a_large_piece_leaves_at_once() -> None:
+    raw = Recorder()
+    transport = CoalescingTransport(raw, asyncio.get_running_loop())
+    transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    transport.write(b"a" * HOLD_BYTES)
+    assert raw.calls == [b"HTTP/1.1 200 OK\r\n\r\n" + b"a" * HOLD_BYTES]
+    transport.write(b"tail")
+    await asyncio.sleep(0)
+    assert raw.calls[1:] == [b"tail"]
 
 
 async def test_a_lone_write_leaves_when_the_loop_turns() -> None:

@@ -19,6 +19,7 @@ from gengate.api.docs import DocsRoutes
 from gengate.api.errors import EXCEPTION_HANDLERS
 from gengate.api.fal import FalRoutes
 from gengate.api.guard import RequestGuard
+from gengate.api.hot_lane import AppHotLane
 from gengate.api.hotpath import HotPath
 from gengate.api.kie import KieRoutes
 from gengate.api.openai_images import OpenAIImagesRoutes
@@ -64,7 +65,9 @@ def build_app(
     app.router.redirect_slashes = False  # a wrong path is `no_api`, not a redirect
     guarded = RequestGuard(app, ctx.max_body_bytes)
     hot = HotPath(TraceMiddleware(guarded), [*apixo.hot_routes(), *kie.hot_routes(), *replicate.hot_routes()])
-    return RequestLog(hot, ctx.request_observers, access_log=ctx.access_log)
+    requests = RequestLog(hot, ctx.request_observers, access_log=ctx.access_log)
+    requests.hot_lane = AppHotLane(hot, requests)
+    return requests
 
 
 def _ready_route(ctx: ApiContext) -> ReadyRoute:

@@ -71,18 +71,27 @@ class HotPath:
         self.app = app
         self.routes = tuple(routes)
 
+    def route_for(self, method: str, path: str) -> HotRoute | None:
+        for route in self.routes:
+            if route.matches(method, path):
+                return route
+        return None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            method: str = scope["method"]
-            path: str = scope["path"]
-            for route in self.routes:
-                if route.matches(method, path):
-                    scope["route"] = route
-                    await self._answer(route, scope, send)
-                    return
+            route = self.route_for(scope["method"], scope["path"])
+            if route is not None:
+                scope["route"] = route
+                status, headers, body = await self.reply(route, scope)
+                note_status(status)
+                await send({"type": "http.response.start", "status": status, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                return
         await self.app(scope, receive, send)
 
-    async def _answer(self, route: HotRoute, scope: Scope, send: Send) -> None:
+    async def reply(self, route: HotRoute, scope: Scope) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """The whole answer to a hot request: its status, headers (content length last) and body.
+        It never raises: an unexpected error is logged and answered in the envelope."""
         trace_id = trace_id_of(scope)
         headers = [_JSON, (b"x-trace-id", trace_id.encode())]
         try:
@@ -105,9 +114,7 @@ class HotPath:
         if extra:
             headers += extra
         headers.append((b"content-length", str(len(body)).encode()))
-        note_status(status)
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        return status, headers, body
 
 
 def header_value(scope: Scope, name: bytes) -> str | None:

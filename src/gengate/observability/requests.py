@@ -79,6 +79,9 @@ class RequestLog:
         self.access_log = access_log and access_wanted()
         #: Bound now, with the logging configured by then (no lazy proxy on the hot path).
         self._log = access_logger()
+        #: The hot routes answered by the server's protocol below ASGI, when the app has them
+        #: (:mod:`gengate.server.hot_lane`); set by the app's builder.
+        self.hot_lane: object | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -93,9 +96,9 @@ class RequestLog:
             await self.app(scope, receive, send)
         finally:
             REQUEST.reset(token)
-            self._done(scope, notes, notes.status or 500, time.perf_counter() - started)
+            self.done(scope, notes, notes.status or 500, time.perf_counter() - started)
 
-    def _done(self, scope: Scope, notes: RequestNotes, status: int, duration_s: float) -> None:
+    def done(self, scope: Scope, notes: RequestNotes, status: int, duration_s: float) -> None:
         method: str = scope["method"]
         if method not in _METHODS:
             method = "OTHER"

@@ -1,19 +1,24 @@
-"""One write per response instead of two.
+"""What a connection writes in one turn of the event loop leaves in one `send`, after the turn.
 
 uvicorn writes a response's head and its body with a `transport.write` each, and uvloop sends
-each at once: two `send` system calls for every status read. In a virtual machine a
-system call costs about what the rest of the read does; in a profile of the status path the
-two writes were a sixth of the server's time. This transport holds a write back until the
-next one, or until the event loop turns, and sends what it holds in one call: a head and a
-body written one after the other (as every plain response is) leave in one segment. Anything
-that ends or inspects the connection's output (close, write_eof, the buffer size) flushes
-first, so bytes never pass one another nor stay behind.
-"""
+each at once. This transport holds what is written until the loop turns (or until a 64 KiB
+piece is held) and sends it in one call. Two things come of it. A response's head and body
+leave in one segment: one system call instead of two, which in a virtual machine costs about
+what the rest of a status read does. And the answers of one turn are sent after every ready
+connection was read: measured in pairs (CPU per request over a status run of 64 connections),
+a status read cost 77 µs of server CPU written at once and 49 µs written after the turn, the
+reads then arriving in larger batches per wake-up. Anything that ends or inspects the
+connection's output (close, write_eof, the buffer size) flushes first, so bytes never pass
+one another nor stay behind."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
+
+#: Past this many bytes held, a write goes out at once (a large body gains nothing by waiting,
+#: and joining ever larger pieces would cost more than the system call saved).
+HOLD_BYTES = 64 * 1024
 
 
 class CoalescingTransport:
@@ -34,9 +39,11 @@ class CoalescingTransport:
             if not self._flush_armed:
                 self._flush_armed = True
                 self._loop.call_soon(self._flush_soon)
-            return
-        self._held = None
-        self._transport.write(held + data)
+        elif len(held) + len(data) < HOLD_BYTES:
+            self._held = held + data
+        else:
+            self._held = None
+            self._transport.write(held + data)
 
     def writelines(self, lines: Any) -> None:
         for data in lines:

@@ -1,0 +1,37 @@
+"""The app's side of the hot lane (:mod:`gengate.server.hot_lane`): the hot routes of
+:class:`~gengate.api.hotpath.HotPath`, answered for the server's protocol with what the request
+layer does around every request (its notes, observers and access line)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from gengate.api.hotpath import HotPath, HotRoute
+from gengate.api.trace import trace_id_of
+from gengate.observability.context import REQUEST, RequestNotes
+from gengate.observability.requests import RequestLog
+
+
+class AppHotLane:
+    def __init__(self, hot: HotPath, requests: RequestLog) -> None:
+        self.route_for = hot.route_for
+        self._reply = hot.reply
+        self._requests = requests
+
+    async def answer(self, route: HotRoute, scope: Any) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        requests = self._requests
+        started = time.perf_counter()
+        scope["route"] = route
+        notes = RequestNotes(trace_id_of(scope))
+        token = REQUEST.set(notes)
+        for observer in requests.observers:
+            observer.on_request_start(scope)
+        status = 500
+        try:
+            status, headers, body = await self._reply(route, scope)
+            notes.status = status
+            return status, headers, body
+        finally:
+            REQUEST.reset(token)
+            requests.done(scope, notes, status, time.perf_counter() - started)
