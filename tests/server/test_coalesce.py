@@ -74,6 +74,16 @@ async def test_ending_the_output_sends_what_is_held_first() -> None:
         assert raw.calls == [b"HTTP/1.1 503 Service Unavailable\r\n\r\n", marker]
 
 
+async def test_what_is_written_after_the_output_ended_is_dropped() -> None:
+    raw = Recorder()
+    transport = CoalescingTransport(raw, asyncio.get_running_loop())
+    transport.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+    transport.write_eof()
+    transport.write(b"HTTP/1.1 200 OK\r\n\r\n")  # the answer to a request before the bad one
+    await asyncio.sleep(0)
+    assert raw.calls == [b"HTTP/1.1 400 Bad Request\r\n\r\n", "eof"]
+
+
 async def test_the_rest_goes_straight_through() -> None:
     raw = Recorder()
     transport = CoalescingTransport(raw, asyncio.get_running_loop())

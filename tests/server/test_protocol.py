@@ -5,112 +5,23 @@ The app behind it echoes what it received, so each test sees what reached the ap
 
 from __future__ import annotations
 
-import contextlib
 import json
-import select
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from typing import Any
 
-import orjson
 import pytest
-import uvicorn
 
 from gengate.server.limits import ConnectionLimits
-from gengate.server.listen import address_of, listen
-from gengate.server.protocol import GatewayConfig
+from raw_http import PATIENCE_S, closed_by_server, connect, response, responses, serving
 
-PATIENCE_S = 10.0
 LIMITS = ConnectionLimits(max_header_bytes=4096, header_timeout_s=0.5, keep_alive_s=0.5, max_connections=3)
-
-
-async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """Answers 200 with the path and the size of the body it read."""
-    size, more = 0, True
-    while more:
-        message = await receive()
-        size += len(message.get("body", b""))
-        more = message.get("more_body", False)
-    body = orjson.dumps({"path": scope["path"], "body_bytes": size})
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-@contextlib.contextmanager
-def serving(limits: ConnectionLimits = LIMITS) -> Iterator[int]:
-    sock = listen("127.0.0.1", 0)
-    config = GatewayConfig(
-        echo,
-        limits=limits,
-        loop="uvloop",
-        lifespan="off",
-        log_level="warning",
-        timeout_keep_alive=limits.keep_alive_s,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + PATIENCE_S
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    try:
-        yield address_of(sock)[1]
-    finally:
-        server.should_exit = True
-        thread.join(PATIENCE_S)
-        sock.close()
 
 
 @pytest.fixture(scope="module")
 def port() -> Iterator[int]:
-    with serving() as bound:
+    with serving(LIMITS) as bound:
         yield bound
-
-
-def connect(port: int) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", port), timeout=PATIENCE_S)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
-
-
-def responses(sock: socket.socket, count: int = 1) -> list[tuple[int, dict[str, str], bytes]]:
-    """`count` responses, read by Content-Length."""
-    data = b""
-    found: list[tuple[int, dict[str, str], bytes]] = []
-    while len(found) < count:
-        if b"\r\n\r\n" in data:
-            head, _, rest = data.partition(b"\r\n\r\n")
-            status_line, *lines = head.decode("latin-1").split("\r\n")
-            headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
-            length = int(headers.get("content-length", "0"))
-            if len(rest) >= length:
-                found.append((int(status_line.split()[1]), headers, rest[:length]))
-                data = rest[length:]
-                continue
-        chunk = sock.recv(65536)
-        assert chunk, f"closed after {len(found)} responses; pending {data!r}"
-        data += chunk
-    return found
-
-
-def response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
-    return responses(sock)[0]
-
-
-def closed_by_server(sock: socket.socket, within: float = PATIENCE_S) -> bool:
-    deadline = time.monotonic() + within
-    while (left := deadline - time.monotonic()) > 0:
-        if not select.select([sock], [], [], left)[0]:
-            return False
-        try:
-            if not sock.recv(65536):
-                return True
-        except ConnectionResetError:
-            return True
-    return False
 
 
 def disconnected_while_trickling(sock: socket.socket, piece: bytes) -> bool:
@@ -228,7 +139,7 @@ def test_blank_lines_do_not_keep_a_connection_open(port: int) -> None:
 
 # -- connections at once -------------------------------------------------------------------
 def test_past_the_cap_requests_get_503_in_their_route_envelope() -> None:
-    with serving() as bound:
+    with serving(LIMITS) as bound:
         held = [connect(bound) for _ in range(LIMITS.max_connections)]
         try:
             for sock in held:

@@ -24,15 +24,20 @@ HOLD_BYTES = 64 * 1024
 class CoalescingTransport:
     """Wraps one connection's transport; everything but writing goes straight through."""
 
-    __slots__ = ("_flush_armed", "_held", "_loop", "_transport")
+    __slots__ = ("_ended", "_flush_armed", "_held", "_loop", "_transport")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
         self._loop = loop
         self._held: bytes | None = None
         self._flush_armed = False
+        #: The server ended the output (an early answer, `write_eof`): a response still being
+        #: made for a request before it has nowhere to go, and is dropped.
+        self._ended = False
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._ended:
+            return
         held = self._held
         if held is None:
             self._held = bytes(data)
@@ -65,6 +70,7 @@ class CoalescingTransport:
 
     def write_eof(self) -> None:
         self.flush()
+        self._ended = True
         self._transport.write_eof()
 
     def abort(self) -> None:

@@ -205,7 +205,9 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             log.exception("unexpected error answering %s", scope["path"])
             self._close()
             return
-        if cycle.disconnected:
+        if cycle.disconnected or self._answered or self.transport.is_closing():
+            # (a request pipelined behind this one holds `self.cycle`, so look at the connection
+            # too: closing, or answered early by `send_400_response`, its output ended by EOF)
             return
         if self.flow.write_paused:
             await self.flow.drain()
