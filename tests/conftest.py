@@ -13,6 +13,8 @@ from hypothesis import settings as hypothesis_settings
 import pgcluster
 from gengate.runtime import Gateway
 from gengate.settings import Settings, load_settings
+from gengate.store.postgres import PostgresStore
+from gengate.store.sqlite import SQLiteStore
 
 ADMIN_KEY = "gga_test_admin_key"
 
@@ -95,6 +97,20 @@ def pg_url(pg_server: pgcluster.PgCluster) -> Iterator[str]:
     yield pg_server.url(name)
     if pg_server.is_running():
         pg_server.drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SQLiteStore | PostgresStore]:
+    """The store under test, once per backend: SQLite in a temp folder, and a real PostgreSQL
+    (a module or folder with a `store` of its own overrides it)."""
+    opened: SQLiteStore | PostgresStore
+    if request.param == "sqlite":
+        opened = SQLiteStore(tmp_path / "db.sqlite")
+    else:
+        opened = PostgresStore(request.getfixturevalue("pg_url"))
+    await opened.open()
+    yield opened
+    await opened.close()
 
 
 @pytest.fixture

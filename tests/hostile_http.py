@@ -23,7 +23,7 @@ import tracemalloc
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Self
 
 from loopback_http import LoopbackServer
 
@@ -89,9 +89,6 @@ class HostileServer(LoopbackServer):
     requests: list[tuple[str, str]] = field(default_factory=list)
     #: Body bytes written per request, in arrival order; a client that stops reading cuts it short.
     sent: list[int] = field(default_factory=list)
-    port: int = 0
-    _server: asyncio.Server | None = None
-    _handlers: set[asyncio.Task[Any]] = field(default_factory=set)
 
     @property
     def base_url(self) -> str:

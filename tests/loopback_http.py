@@ -6,15 +6,18 @@ connection open."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass, field
 from typing import Any
 
 
+@dataclass(kw_only=True)
 class LoopbackServer:
-    """The connection loop; subclasses (dataclasses) declare `port`, `_server` and `_handlers`."""
+    """The connection loop; subclasses are dataclasses too (these fields are keyword-only, so a
+    subclass may add fields without defaults)."""
 
-    port: int
-    _server: asyncio.Server | None
-    _handlers: set[asyncio.Task[Any]]
+    port: int = 0
+    _server: asyncio.Server | None = None
+    _handlers: set[asyncio.Task[Any]] = field(default_factory=set)
 
     async def listen(self, port: int = 0) -> None:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", port)

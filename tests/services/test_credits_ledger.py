@@ -7,7 +7,6 @@ the charge, the caps and the refund are SQL in the transactions that insert and 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
@@ -23,23 +22,10 @@ from gengate.domain.states import TaskState
 from gengate.domain.task import ResultFile, Task
 from gengate.services.keys import KeyService
 from gengate.store.base import Admission, Idempotency, Store, TaskQuery
-from gengate.store.postgres import PostgresStore
 from gengate.store.sqlite import SQLiteStore
 
 MODEL = "m"
 LEASE = 60_000
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    opened: SQLiteStore | PostgresStore
-    if request.param == "sqlite":
-        opened = SQLiteStore(tmp_path / "db.sqlite")
-    else:
-        opened = PostgresStore(request.getfixturevalue("pg_url"))
-    await opened.open()
-    yield opened
-    await opened.close()
 
 
 async def new_key(store: Store, credits: int | None) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, cast
 
@@ -82,18 +82,6 @@ async def until(condition: Callable[[], bool]) -> None:
             await asyncio.sleep(0)
     for _ in range(5):  # and let whoever got there park
         await asyncio.sleep(0)
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AnyStore]:
-    opened: AnyStore
-    if request.param == "sqlite":
-        opened = SQLiteStore(tmp_path / "db.sqlite")
-    else:
-        opened = PostgresStore(request.getfixturevalue("pg_url"))
-    await opened.open()
-    yield opened
-    await opened.close()
 
 
 def wait_for_change(tasks: TaskService, task: Task) -> Coroutine[Any, Any, Task]:

@@ -71,9 +71,6 @@ class Receiver(LoopbackServer):
     default: Reply = field(default_factory=Reply)
     arrivals: list[Arrival] = field(default_factory=list)
     connections: int = 0
-    port: int = 0
-    _server: asyncio.Server | None = None
-    _handlers: set[asyncio.Task[Any]] = field(default_factory=set)
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property

@@ -31,9 +31,6 @@ class HeldReceiver(LoopbackServer):
     arrivals_ns: list[int] = field(default_factory=list)
     open_now: int = 0
     most_open: int = 0
-    port: int = 0
-    _server: asyncio.Server | None = None
-    _handlers: set[asyncio.Task[Any]] = field(default_factory=set)
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
