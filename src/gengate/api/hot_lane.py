@@ -4,12 +4,9 @@ layer does around every request (its notes, observers and access line)."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from gengate.api.hotpath import HotPath, HotRoute
-from gengate.api.trace import trace_id_of
-from gengate.observability.context import REQUEST, RequestNotes
 from gengate.observability.requests import RequestLog
 
 
@@ -23,18 +20,11 @@ class AppHotLane:
         self._requests = requests
 
     async def answer(self, route: HotRoute, scope: Any) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        requests = self._requests
-        started = time.perf_counter()
         scope["route"] = route
-        notes = RequestNotes(trace_id_of(scope))
-        token = REQUEST.set(notes)
-        for observer in requests.observers:
-            observer.on_request_start(scope)
-        status = 500
+        started, notes, token = self._requests.begin(scope)
         try:
             status, headers, body = await self._reply(route, scope)
             notes.status = status
             return status, headers, body
         finally:
-            REQUEST.reset(token)
-            requests.done(scope, notes, status, time.perf_counter() - started)
+            self._requests.end(scope, started, notes, token)

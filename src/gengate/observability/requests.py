@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from contextvars import Token
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,18 +88,30 @@ class RequestLog:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started, notes, token = self.begin(scope)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.end(scope, started, notes, token)
+
+    def begin(self, scope: Scope) -> tuple[float, RequestNotes, Token[RequestNotes | None]]:
+        """Before the app sees a request: its clock, its notes (current from here on), the
+        observers' start. The server's hot lane calls this and :meth:`end` around its answer."""
         started = time.perf_counter()
         notes = RequestNotes(trace_id_of(scope))
         token = REQUEST.set(notes)
         for observer in self.observers:
             observer.on_request_start(scope)
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            REQUEST.reset(token)
-            self.done(scope, notes, notes.status or 500, time.perf_counter() - started)
+        return started, notes, token
 
-    def done(self, scope: Scope, notes: RequestNotes, status: int, duration_s: float) -> None:
+    def end(
+        self, scope: Scope, started: float, notes: RequestNotes, token: Token[RequestNotes | None]
+    ) -> None:
+        """Once the response was sent or the app failed (no status noted: 500)."""
+        REQUEST.reset(token)
+        self._done(scope, notes, notes.status or 500, time.perf_counter() - started)
+
+    def _done(self, scope: Scope, notes: RequestNotes, status: int, duration_s: float) -> None:
         method: str = scope["method"]
         if method not in _METHODS:
             method = "OTHER"
