@@ -163,3 +163,36 @@ async def test_a_burst_is_claimed_and_recorded_in_batches(
     assert len(batches) < 20, f"one write per attempt: {batches}"
     assert sum(claims) == 20, f"claimed again: {claims}"
     assert len([n for n in claims if n]) < 20, f"one claim per delivery: {claims}"
+
+
+async def test_a_slow_record_does_not_hold_the_sending_slots(
+    start_gateway: StartGateway, receivers: list[HeldReceiver], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two slots, and the store's writes of attempts held back: the six callbacks owed all go out
+    meanwhile, since an attempt frees its slot once answered, not once recorded. Nothing is lost
+    for it: once the writes go through, every delivery reads as delivered after one attempt.
+    Before, the two answered attempts kept both slots until their record was written."""
+    gate = await start_gateway(webhook_concurrency=2, webhook_host_concurrency=2)
+    receiver = await held(receivers, released=True)
+    sender, store = gate.gateway.webhooks, gate.gateway.store
+    await sender.stop()
+    task_ids = [await gate.submit(receiver.url) for _ in range(6)]
+    for task_id in task_ids:
+        await gate.wait_delivery(task_id, lambda d: d["state"] == "pending")
+    writes_open = asyncio.Event()
+    record_attempts = store.record_attempts
+
+    async def held_record(owner: str, attempts: Sequence[Any]) -> list[bool]:
+        await writes_open.wait()
+        return await record_attempts(owner, attempts)
+
+    monkeypatch.setattr(store, "record_attempts", held_record)
+    await sender.start()
+    sent_all = await receiver.wait_for(6, timeout=20)
+    writes_open.set()
+    assert sent_all, f"{len(receiver.arrivals_ns)} of 6 callbacks went out while the records waited"
+    await all_delivered(gate, task_ids)
+    for task_id in task_ids:
+        [delivery] = await gate.deliveries(task_id)
+        assert [a["statusCode"] for a in delivery["attempts"]] == [200]
+    assert len(receiver.arrivals_ns) == 6

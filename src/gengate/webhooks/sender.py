@@ -66,6 +66,8 @@ class _Job:
     task_read: bool = True
     traceparent: str | None = None
     secret: str | BaseException = ""
+    #: Its attempt no longer holds a slot of the sender's `concurrency`.
+    answered: bool = False
 
 
 @functools.lru_cache(maxsize=4096)
@@ -105,7 +107,11 @@ class WebhookSender:
     idle_poll_s: float = 5.0
     owner: str = field(default_factory=lambda: "s_" + secrets.token_hex(6))
     _loop_task: asyncio.Task[None] | None = None
+    #: Every delivery's coroutine until its attempt is recorded (what `stop` waits for).
     _inflight: set[asyncio.Task[None]] = field(default_factory=set)
+    #: Attempts not yet answered: what holds a slot of `concurrency`. The record is written
+    #: after the slot is free, so that the commit's flush does not hold the sender back.
+    _sending: int = 0
 
     def __post_init__(self) -> None:
         if self.lease_ms <= 0:
@@ -148,13 +154,13 @@ class WebhookSender:
 
     # -- claiming --------------------------------------------------------------------------
     def _free(self) -> int:
-        return self.concurrency - len(self._inflight) - self._hosts.waiting
+        return self.concurrency - self._sending - self._hosts.waiting
 
     async def _run(self) -> None:
         while True:
             try:
                 free = self._free()
-                busy = bool(self._inflight)
+                busy = self._sending > 0
                 if free >= self._claim_at or (free > 0 and not busy):
                     if busy:
                         # Under load: let the deliveries owed meanwhile gather into one claim.
@@ -239,12 +245,22 @@ class WebhookSender:
             name=f"gengate-webhook-{delivery.id}",
         )
         self._inflight.add(task)
-        task.add_done_callback(self._done)
+        self._sending += 1
+        task.add_done_callback(functools.partial(self._done, job))
 
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._inflight.discard(task)
-        if self._free() >= self._claim_at or not self._inflight:
+    def _answered(self, job: _Job) -> None:
+        """The attempt's slot is free (answered, failed or cancelled): claim again once a batch
+        of slots is."""
+        if job.answered:
+            return
+        job.answered = True
+        self._sending -= 1
+        if self._free() >= self._claim_at or not self._sending:
             self._slots.set()
+
+    def _done(self, job: _Job, task: asyncio.Task[None]) -> None:
+        self._answered(job)  # a coroutine cancelled before its attempt began
+        self._inflight.discard(task)
         if not self._inflight:
             self.hub.deliveries_added()  # idle now: look at what is due (a retry, say)
 
@@ -299,6 +315,7 @@ class WebhookSender:
             # The host's slot is free as soon as it answered (recording is the store's business).
             took = time.perf_counter() - sent[0] if sent else None
             self._host_done(job, took, bool(sent) and outcome is not None and outcome.overloaded)
+            self._answered(job)
         tracing.answered(outcome.status_code, outcome.error)
         latency_ms = int((time.perf_counter() - clock) * 1000) if outcome.status_code is not None else None
         await self._record(job, attempt_no, started, outcome, latency_ms)
