@@ -218,17 +218,6 @@ SELECT max(coalesce(completed_at, next_attempt_at, created_at)) FROM deliveries 
 SELECT min(CASE WHEN lease_expires >= :now THEN lease_expires ELSE next_attempt_at END)
   FROM deliveries WHERE state = 'pending'
 
--- name: insert_attempt
-INSERT INTO delivery_attempts (delivery_id, attempt, started_at, status_code, latency_ms, error)
-VALUES (:delivery_id, :attempt, :started_at, :status_code, :latency_ms, :error)
-
--- name: record_attempt
-UPDATE deliveries
-   SET attempts = :attempt, state = :state, next_attempt_at = :next_attempt_at,
-       completed_at = CASE WHEN :state = 'pending' THEN NULL ELSE CAST(:now AS BIGINT) END,
-       lease_owner = NULL, lease_expires = NULL
- WHERE id = :id AND lease_owner = :owner AND attempts = :attempt - 1
-
 -- A claimed delivery the sender gives back unsent (its receiver's host is busy): due again at
 -- :until, no attempt counted.
 -- name: defer_delivery

@@ -7,9 +7,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import msgspec
-import orjson
-
 from gengate.batcher import Batcher
 from gengate.domain import admission as refusals
 from gengate.domain.clock import now_ms
@@ -23,7 +20,7 @@ from gengate.store.postgres.driver import QUERIES, PostgresDriver
 from gengate.store.postgres.edge import unavailable_on_error
 from gengate.store.rows import files_json, task_from_row, task_params
 from gengate.store.sql import Changes
-from gengate.store.sql_store import SqlStore
+from gengate.store.sql_store import SqlStore, attempts_json
 
 _CHARGED = QUERIES["insert_task_charged"]
 _SUCCESSES = QUERIES["finish_success_many"]
@@ -124,16 +121,7 @@ class PostgresStore(SqlStore):
         """A batch of callback attempts in one statement: one round trip, one WAL flush."""
         if not attempts:
             return []
-        batch = [
-            {
-                "id": delivery.id,
-                "state": result.state.value,
-                "next_attempt_at": result.next_attempt_at,
-                **msgspec.structs.asdict(result.attempt),
-            }
-            for delivery, result in attempts
-        ]
-        params = {"attempts": orjson.dumps(batch).decode(), "owner": owner, "now": now_ms()}
+        params = {"attempts": attempts_json(attempts), "owner": owner, "now": now_ms()}
         found = await self.driver.pool.fetch(_ATTEMPTS.sql, *_ATTEMPTS.args(params))
         recorded = {record[0] for record in found}
         return [delivery.id in recorded for delivery, _result in attempts]

@@ -39,6 +39,28 @@ UPDATE deliveries SET lease_owner = :owner, lease_expires = :expires
                ORDER BY next_attempt_at LIMIT :limit)
 RETURNING {delivery_columns}
 
+-- A batch of callback attempts (`attempts`: a JSON array of objects), each recorded, with what
+-- follows it, only while its lease is still `owner`'s; answers the ids recorded. Two statements
+-- per batch (with `insert_attempts`), not two per attempt.
+-- name: record_attempts
+UPDATE deliveries
+   SET attempts = i.attempt, state = i.state, next_attempt_at = i.next_attempt_at,
+       completed_at = CASE WHEN i.state = 'pending' THEN NULL ELSE :now END,
+       lease_owner = NULL, lease_expires = NULL
+  FROM (SELECT value ->> 'id' AS id, value ->> 'attempt' AS attempt, value ->> 'state' AS state,
+               value ->> 'next_attempt_at' AS next_attempt_at
+          FROM json_each(:attempts)) AS i
+ WHERE deliveries.id = i.id AND deliveries.lease_owner = :owner AND deliveries.attempts = i.attempt - 1
+RETURNING deliveries.id
+
+-- The history rows of the attempts `record_attempts` recorded (`recorded`: their ids, JSON).
+-- name: insert_attempts
+INSERT INTO delivery_attempts (delivery_id, attempt, started_at, status_code, latency_ms, error)
+SELECT value ->> 'id', value ->> 'attempt', value ->> 'started_at', value ->> 'status_code',
+       value ->> 'latency_ms', value ->> 'error'
+  FROM json_each(:attempts)
+ WHERE value ->> 'id' IN (SELECT value FROM json_each(:recorded))
+
 -- The tasks of a claimed batch of callbacks, with their trace contexts (`ids`: a JSON array).
 -- name: callback_tasks
 SELECT {task_columns}, trace_context FROM tasks WHERE id IN (SELECT value FROM json_each(:ids))
