@@ -139,7 +139,8 @@ class ChangeHub:
     async def wait_deliveries(self, wait_s: float) -> None:
         """Return when a callback may be due, or after `wait_s`."""
         try:
-            await asyncio.wait_for(self._deliveries.wait(), max(wait_s, 0))
+            async with asyncio.timeout(max(wait_s, 0)):
+                await self._deliveries.wait()
         except TimeoutError:
             return
         finally:
@@ -152,7 +153,8 @@ class ChangeHub:
     async def wait_work(self, wait_s: float) -> None:
         """Return when work may be there, or after `wait_s`: the slow poll is the safety net."""
         try:
-            await asyncio.wait_for(self._work.wait(), wait_s)
+            async with asyncio.timeout(wait_s):
+                await self._work.wait()
         except TimeoutError:
             return
         finally:

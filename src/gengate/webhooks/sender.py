@@ -174,7 +174,8 @@ class WebhookSender:
                     # Full: the next claim comes when a batch of slots is free again.
                     self._slots.clear()
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._slots.wait(), self.idle_poll_s)
+                        async with asyncio.timeout(self.idle_poll_s):
+                            await self._slots.wait()
                     continue
                 await self.hub.wait_deliveries(await self._idle_wait())
             except asyncio.CancelledError:

@@ -125,7 +125,8 @@ class WorkerPool:
                 return
             self._slot_freed.clear()
             try:
-                await asyncio.wait_for(self._slot_freed.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._slot_freed.wait()
             except TimeoutError:
                 return
 

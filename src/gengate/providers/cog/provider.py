@@ -184,7 +184,8 @@ class CogProvider:
     async def _cancel(self, client: CogClient, prediction_id: str, job: asyncio.Future[Any]) -> None:
         """Ask the server to stop, then give it a while to do so: the slot frees when it has."""
         try:
-            await asyncio.wait_for(client.cancel(prediction_id), self.options.cancel_wait_s)
+            async with asyncio.timeout(self.options.cancel_wait_s):
+                await client.cancel(prediction_id)
             await asyncio.wait({job}, timeout=self.options.cancel_wait_s)
         except Exception as exc:
             log.warning("cancel of prediction %s on %s failed: %s", prediction_id, client.url, exc)

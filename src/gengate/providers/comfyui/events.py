@@ -168,6 +168,7 @@ async def follow(watch: Watch, ws: ClientConnection | None, ctx: RunContext, pol
 async def quietly(work: Callable[[], Awaitable[None]], seconds: float, what: str) -> None:
     """Best effort, bounded: a failure or a slow answer is only logged."""
     try:
-        await asyncio.wait_for(work(), seconds)
+        async with asyncio.timeout(seconds):
+            await work()
     except Exception as exc:
         log.warning("%s failed: %s", what, exc)

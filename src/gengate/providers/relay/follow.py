@@ -174,6 +174,7 @@ class TaskRelay(UpstreamModel):
 async def _quietly(work: Awaitable[None], seconds: float) -> None:
     """Best effort, bounded: a failure or a slow answer is only logged."""
     try:
-        await asyncio.wait_for(work, seconds)
+        async with asyncio.timeout(seconds):
+            await work
     except Exception:
         log.warning("best-effort upstream call failed", exc_info=True)

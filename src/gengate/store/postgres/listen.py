@@ -40,7 +40,8 @@ class PgListener:
         self._task = spawn(self._run(), "listening for changes", name="gengate-pg-listen")
         # The first connection is made before start returns, so no early change is missed.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._connected.wait(), timeout=10)
+            async with asyncio.timeout(10):
+                await self._connected.wait()
 
     async def stop(self) -> None:
         await stop(self._task)
@@ -72,7 +73,8 @@ class PgListener:
                 await asyncio.sleep(backoff)
             finally:
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(conn.close(), timeout=1)
+                    async with asyncio.timeout(1):
+                        await conn.close()
 
     def _notified(self, _conn: Any, pid: int, channel: str, payload: object) -> None:
         if pid == self._own_pid():

@@ -65,7 +65,8 @@ class PgNotifier:
             self._task = None
         if self._conn is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._conn.close(), timeout=1)
+                async with asyncio.timeout(1):
+                    await self._conn.close()
             self._conn = None
 
     def publish(self, channel: str, item: str = "") -> None:
