@@ -196,3 +196,38 @@ async def test_a_slow_record_does_not_hold_the_sending_slots(
         [delivery] = await gate.deliveries(task_id)
         assert [a["statusCode"] for a in delivery["attempts"]] == [200]
     assert len(receiver.arrivals_ns) == 6
+
+
+async def test_callbacks_of_tasks_ending_here_are_handed_over_not_claimed(
+    start_gateway: StartGateway, receivers: list[HeldReceiver], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sender runs in the process where the tasks end: each callback comes to it with its task
+    in the ending's transaction, so no claim (a write) and no read of the task is made for it.
+    Before, every callback was claimed from the outbox and its task read again."""
+    gate = await start_gateway(webhook_concurrency=8, webhook_host_concurrency=8)
+    receiver = await held(receivers, released=True)
+    store = gate.gateway.store
+    claimed: list[int] = []
+    reads: list[int] = []
+    claim_deliveries, callback_tasks = store.claim_deliveries, store.callback_tasks
+
+    async def counting_claim(owner: str, limit: int, lease_ms: int) -> Sequence[Any]:
+        found = await claim_deliveries(owner, limit, lease_ms)
+        claimed.append(len(found))
+        return found
+
+    async def counting_read(task_ids: Sequence[str]) -> Any:
+        reads.append(len(task_ids))
+        return await callback_tasks(task_ids)
+
+    monkeypatch.setattr(store, "claim_deliveries", counting_claim)
+    monkeypatch.setattr(store, "callback_tasks", counting_read)
+    task_ids = [await gate.submit(receiver.url) for _ in range(6)]
+    await all_delivered(gate, task_ids)
+
+    assert len(receiver.arrivals_ns) == 6
+    assert sum(claimed) == 0, f"claimed from the outbox: {claimed}"
+    assert sum(reads) == 0, f"tasks read again: {reads}"
+    for task_id in task_ids:
+        [delivery] = await gate.deliveries(task_id)
+        assert [a["statusCode"] for a in delivery["attempts"]] == [200]

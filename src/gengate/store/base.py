@@ -19,6 +19,7 @@ from gengate.domain.keys import ApiKey, KeyChanges
 from gengate.domain.ledger import LedgerEntry
 from gengate.domain.task import Claim, Task, TaskLog
 from gengate.store.console_base import ConsoleStore
+from gengate.store.handover import CallbackIntake
 
 
 class Lease(enum.Enum):
@@ -81,6 +82,9 @@ class ExpiredResult(msgspec.Struct, frozen=True):
 
 class Store(ConsoleStore, Protocol):
     """Tasks, callbacks, keys and the ledger here; the web console's part in `ConsoleStore`."""
+
+    #: This process's callback sender while it runs (:mod:`gengate.store.handover`).
+    callback_intake: CallbackIntake | None
 
     async def open(self) -> None: ...
 

@@ -185,9 +185,13 @@ SELECT {ledger_columns} FROM ledger
  LIMIT :limit
 
 -- -- callbacks --------------------------------------------------------------------------------
+-- Leased from the start (`owner`, `expires`) when handed over to this process's sender. The casts:
+-- PostgreSQL cannot type `$1 + $2` of two parameters (a failed or cancelled task's ending failed so).
 -- name: insert_delivery
-INSERT INTO deliveries (id, task_id, key_id, url, dialect, state, next_attempt_at, created_at)
-VALUES (:id, :task_id, :key_id, :url, :dialect, 'pending', :now + :first_delay, :now)
+INSERT INTO deliveries (id, task_id, key_id, url, dialect, state, next_attempt_at, created_at,
+                        lease_owner, lease_expires)
+VALUES (:id, :task_id, :key_id, :url, :dialect, 'pending', CAST(:now AS BIGINT) + CAST(:first_delay AS BIGINT),
+        :now, :owner, :expires)
 
 -- A running claim's `start` callback (a webhook event of Replicate's): fenced on the claim, and
 -- owed once per task, so never beside another delivery of the task (a retried claim's).

@@ -25,6 +25,7 @@ from gengate.domain.task import Claim, Task, TaskLog
 from gengate.store import transactions as tx
 from gengate.store.base import Admission, ExpiredResult, Idempotency, Lease, ReapedTask, TaskQuery
 from gengate.store.console import SqlConsole
+from gengate.store.handover import CallbackIntake, CallbackLease
 from gengate.store.notify import ChangeHub
 from gengate.store.rows import (
     claimed_task_from_row,
@@ -54,6 +55,14 @@ def _ended(task: Task | None) -> Changes:
     return Changes(tasks=(task.id,), deliveries=bool(task.callback_url))
 
 
+def _ended_handing(ended: tuple[Task | None, Delivery | None]) -> Changes:
+    """A callback handed over is this process's sender's already: no sender is woken to claim it."""
+    task, handed = ended
+    if task is None:
+        return NOTHING
+    return Changes(tasks=(task.id,), deliveries=bool(task.callback_url) and handed is None)
+
+
 class SqlStore(SqlConsole):
     """Tasks, callbacks, keys and the ledger; the console's part in `SqlConsole`."""
 
@@ -63,6 +72,9 @@ class SqlStore(SqlConsole):
         self.hub = hub
         #: The first delay of the callback retry schedule: when a newly owed callback is due.
         self.first_callback_delay_ms = first_callback_delay_ms
+        #: This process's callback sender while it runs: the callbacks of the tasks ending here
+        #: are handed to it (:mod:`gengate.store.handover`).
+        self.callback_intake: CallbackIntake | None = None
 
     async def open(self) -> None:
         await self.driver.open()
@@ -180,9 +192,23 @@ class SqlStore(SqlConsole):
         return [TaskLog(at, line, attempt) for at, line, attempt in found]
 
     async def finish(self, task_id: str, owner: str, attempt: int, outcome: Outcome) -> Task | None:
-        return await self.driver.write(self._finish(task_id, owner, attempt, outcome), _ended)
+        intake = self.callback_intake
+        lease = intake.lease() if intake is not None else None
+        handed: Delivery | None = None
+        try:
+            task, handed = await self.driver.write(
+                self._finish(task_id, owner, attempt, outcome, lease), _ended_handing
+            )
+        finally:
+            if intake is not None and lease is not None and handed is None:
+                intake.unlease()
+        if intake is not None and handed is not None and task is not None:
+            intake.take(handed, task)
+        return task
 
-    def _finish(self, task_id: str, owner: str, attempt: int, outcome: Outcome) -> Tx[Task | None]:
+    def _finish(
+        self, task_id: str, owner: str, attempt: int, outcome: Outcome, lease: CallbackLease | None = None
+    ) -> Tx[tuple[Task | None, Delivery | None]]:
         ending = endings.ending_of(outcome)
         now = now_ms()
         fence = {"id": task_id, "owner": owner, "attempt": attempt, "now": now}
@@ -192,8 +218,12 @@ class SqlStore(SqlConsole):
         else:
             done = yield row(self.q["finish_failure"], **fence, **_failure(ending))
         if done is None:
-            return None
-        return (yield from self._end(task_from_row(done), ending, now))
+            return None, None
+        return (
+            yield from tx.end_task_handing(
+                self.q, task_from_row(done), ending, now, self.first_callback_delay_ms, lease=lease
+            )
+        )
 
     async def retry_later(self, task_id: str, owner: str, attempt: int, run_after_ms: int) -> bool:
         stmt = count(self.q["retry_later"], id=task_id, owner=owner, attempt=attempt, run_after=run_after_ms)

@@ -12,13 +12,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from gengate.domain import admission as refusals
-from gengate.domain.deliveries import new_delivery_id
+from gengate.domain.deliveries import Delivery, DeliveryState, new_delivery_id
 from gengate.domain.endings import Ending
 from gengate.domain.errors import BadRequest, Conflict, InvalidToken
 from gengate.domain.ledger import MAX_CREDITS, LedgerKind, topup_amount
 from gengate.domain.states import TaskState
 from gengate.domain.task import Task
 from gengate.store.base import IDEMPOTENCY_TTL_MS, Admission, Idempotency
+from gengate.store.handover import CallbackLease
 from gengate.store.queries import Query
 from gengate.store.rows import task_from_row, task_params
 from gengate.store.sql import Tx, count, row, value
@@ -91,17 +92,43 @@ def charge(q: Queries, task: Task) -> Tx[None]:
 def end_task(q: Queries, task: Task, ending: Ending, now: int, first_delay_ms: int) -> Tx[Task]:
     """What follows a task's end, in the transaction that ended it: the outbox row of its
     callback (no crash can lose it), and the refund an ending owes, at most once per task."""
+    ended, _handed = yield from end_task_handing(q, task, ending, now, first_delay_ms, lease=None)
+    return ended
+
+
+def end_task_handing(
+    q: Queries, task: Task, ending: Ending, now: int, first_delay_ms: int, *, lease: CallbackLease | None
+) -> Tx[tuple[Task, Delivery | None]]:
+    """:func:`end_task`, its callback's row leased by `lease` when one is given and the callback is
+    due at once: that delivery is returned, to be handed over once committed
+    (:mod:`gengate.store.handover`)."""
+    handed = None
     if task.callback_url:
+        delivery_id = new_delivery_id()
+        leased = lease if first_delay_ms <= 0 else None
         yield count(
             q["insert_delivery"],
-            id=new_delivery_id(),
+            id=delivery_id,
             task_id=task.id,
             key_id=task.key_id,
             url=task.callback_url,
             dialect=task.dialect,
             now=now,
             first_delay=first_delay_ms,
+            owner=leased.owner if leased else None,
+            expires=now + leased.lease_ms if leased else None,
         )
+        if leased:
+            handed = Delivery(
+                id=delivery_id,
+                task_id=task.id,
+                key_id=task.key_id,
+                url=task.callback_url,
+                dialect=task.dialect,
+                state=DeliveryState.PENDING,
+                next_attempt_at=now,
+                created_at=now,
+            )
     if ending.refund and task.charge > 0 and task.state is TaskState.FAILED:
         entry = yield value(
             q["insert_refund"], key_id=task.key_id, task_id=task.id, amount=task.charge, now=now
@@ -110,7 +137,7 @@ def end_task(q: Queries, task: Task, ending: Ending, now: int, first_delay_ms: i
             credited = yield value(q["credit_key"], key_id=task.key_id, amount=task.charge)
             if credited is not None:
                 yield count(q["set_ledger_balance"], id=entry, balance=credited)
-    return task
+    return task, handed
 
 
 def add_credits(q: Queries, key_id: str, amount: int, now: int) -> Tx[bool]:

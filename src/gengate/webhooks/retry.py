@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gengate.domain.callback_schedule import delay_after
-from gengate.domain.deliveries import DeliveryState
+from gengate.domain.clock import now_ms
+from gengate.domain.deliveries import AttemptResult, Delivery, DeliveryAttempt, DeliveryState
 from gengate.net.guard import UnsafeUrl, parse_callback_url
 
 #: The longest a receiver's Retry-After may postpone the next attempt.
@@ -60,3 +61,18 @@ def refused_for_good(url: str) -> bool:
         return parse_callback_url(url).ip is not None
     except UnsafeUrl:
         return True
+
+
+def attempt_result(
+    delivery: Delivery,
+    attempt_no: int,
+    started: int,
+    outcome: Outcome,
+    latency_ms: int | None,
+    *,
+    schedule: Sequence[float],
+) -> AttemptResult:
+    """The attempt's record and what follows it (the schedule counts from the latest redelivery)."""
+    state, next_at = next_step(outcome, attempt_no - delivery.round_start, schedule, now_ms())
+    attempt = DeliveryAttempt(attempt_no, started, outcome.status_code, latency_ms, outcome.error)
+    return AttemptResult(attempt, state, next_at)

@@ -24,23 +24,25 @@ from gengate.background import report, spawn
 from gengate.batcher import Batcher
 from gengate.dialects import CALLBACK_LOGS, Links, render_callback
 from gengate.domain.clock import now_ms
-from gengate.domain.deliveries import AttemptResult, Delivery, DeliveryAttempt, DeliveryState
+from gengate.domain.deliveries import AttemptResult, Delivery, DeliveryState
 from gengate.domain.task import Task
 from gengate.metrics import Metrics
 from gengate.net.guard import (
     RESOLVE_TIMEOUT_S,
     AddressPolicy,
     UnsafeUrl,
-    parse_callback_url,
     resolve_and_check,
 )
 from gengate.observability import tracing
 from gengate.observability.context import bound_task, trace_headers
 from gengate.store.base import Store
+from gengate.store.handover import CallbackLease
 from gengate.store.notify import ChangeHub
+from gengate.webhooks.accounting import count_attempt
 from gengate.webhooks.hosts import HostLimits
+from gengate.webhooks.jobs import Job, host_of
 from gengate.webhooks.resolving import DEFAULT_TTL_S, ResolutionCache
-from gengate.webhooks.retry import Outcome, next_step, refused_for_good
+from gengate.webhooks.retry import Outcome, attempt_result, refused_for_good
 from gengate.webhooks.signing import signed_headers
 from gengate.webhooks.transport import Transport
 
@@ -55,32 +57,6 @@ CLAIM_GATHER_S = 0.005
 BURST_S = 3 * CLAIM_GATHER_S
 #: How soon a delivery given back unsent (its host busy) is due again, at the least.
 BUSY_DELAY_MS = 250
-
-
-@dataclass(slots=True)
-class _Job:
-    """A claimed delivery with what its attempt needs, read for the whole batch at once."""
-
-    delivery: Delivery
-    host: str
-    claimed_at: float
-    task: Task | None = None
-    #: False when the batch's read failed: the attempt reads the task itself.
-    task_read: bool = True
-    traceparent: str | None = None
-    secret: str | BaseException = ""
-    #: Its attempt no longer holds a slot of the sender's `concurrency`.
-    answered: bool = False
-
-
-@functools.lru_cache(maxsize=4096)
-def _host_of(url: str) -> str:
-    """The receiver host a URL names (its scheme, host and port): the unit of per-host bounds."""
-    try:
-        parsed = parse_callback_url(url)
-    except UnsafeUrl:
-        return ""
-    return f"{parsed.scheme}://{parsed.host}:{parsed.port}"
 
 
 @dataclass
@@ -115,12 +91,15 @@ class WebhookSender:
     #: Attempts not yet answered: what holds a slot of `concurrency`. The record is written
     #: after the slot is free, so that the commit's flush does not hold the sender back.
     _sending: int = 0
+    #: Slots reserved for callbacks being handed over: leased in a task's ending, not started yet.
+    _reserved: int = 0
+    _taking: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
         if self.lease_ms <= 0:
             self.lease_ms = int((self.timeout_s + RESOLVE_TIMEOUT_S + LEASE_MARGIN_S) * 1000)
         per_host = self.host_concurrency or max(1, self.concurrency // 2)
-        self._hosts: HostLimits[_Job] = HostLimits(min(per_host, self.concurrency), self.slow_s)
+        self._hosts: HostLimits[Job] = HostLimits(min(per_host, self.concurrency), self.slow_s)
         self._transport = Transport(self.timeout_s, self.concurrency, per_host)
         self._resolver = ResolutionCache(ttl_s=self.resolve_ttl_s)
         self._records: Batcher[tuple[Delivery, AttemptResult], bool] = Batcher(self._record_batch)
@@ -131,21 +110,29 @@ class WebhookSender:
         #: A waiting delivery may start only while its lease still covers a whole attempt.
         self._start_within_s = self.lease_ms / 1000 - self.timeout_s - RESOLVE_TIMEOUT_S
         self._stopping = False
+        self._lease = CallbackLease(self.owner, self.lease_ms)
+        #: Callbacks handed over, to be started on the next turn of the loop.
+        self._handed: list[Job] = []
         #: When the last claim found deliveries (monotonic): see BURST_S.
         self._claimed_at = 0.0
         #: Waiting deliveries not started because the sender stops: given back by `stop`.
-        self._unsent: list[_Job] = []
+        self._unsent: list[Job] = []
 
     async def start(self) -> None:
         self._stopping = False
         self._transport.open()
         self._loop_task = spawn(self._run(), "the callback sender", name="gengate-webhooks")
+        self.store.callback_intake = self
 
     async def stop(self, grace_s: float = 5.0) -> None:
         self._stopping = True  # waiting deliveries are given back, not started
+        if self.store.callback_intake is self:
+            self.store.callback_intake = None
         if self._loop_task is not None:
             self._loop_task.cancel()
             await asyncio.gather(self._loop_task, return_exceptions=True)
+        if self._taking is not None:
+            await asyncio.gather(self._taking, return_exceptions=True)
         if self._inflight:
             _done, pending = await asyncio.wait(self._inflight, timeout=grace_s)
             for task in pending:
@@ -157,9 +144,42 @@ class WebhookSender:
         await self._records.close()
         await self._transport.close()
 
+    # -- callbacks handed over by the store (gengate.store.handover) ---------------------------
+    def lease(self) -> CallbackLease | None:
+        # Not with tracing on: a handed-over callback comes without its task's trace context.
+        if self._stopping or self._loop_task is None or self._free() <= 0 or tracing.active():
+            return None
+        self._reserved += 1
+        return self._lease
+
+    def unlease(self) -> None:
+        self._unreserve(1)
+
+    def take(self, delivery: Delivery, task: Task) -> None:
+        self._handed.append(Job(delivery, host_of(delivery.url), time.monotonic(), task=task))
+        if self._taking is None or self._taking.done():
+            # The endings committed together are started together, on the next turn.
+            self._taking = spawn(self._take_handed(), "starting callbacks handed over")
+
+    async def _take_handed(self) -> None:
+        while self._handed:
+            jobs, self._handed = self._handed, []
+            try:
+                if self._stopping:
+                    self._unsent.extend(jobs)
+                else:
+                    await self._start(jobs)
+            finally:
+                self._unreserve(len(jobs))  # started, waiting for their host, or given back
+
+    def _unreserve(self, count: int) -> None:
+        self._reserved -= count
+        if self._free() >= self._claim_at or not self._sending:
+            self._slots.set()
+
     # -- claiming --------------------------------------------------------------------------
     def _free(self) -> int:
-        return self.concurrency - self._sending - self._hosts.waiting
+        return self.concurrency - self._sending - self._hosts.waiting - self._reserved
 
     async def _run(self) -> None:
         while True:
@@ -197,11 +217,13 @@ class WebhookSender:
         return min(self.idle_poll_s, max(0.0, (due - now_ms()) / 1000))
 
     async def _dispatch(self, claimed: Sequence[Delivery]) -> None:
-        """Start, queue by their host, or give back the deliveries of one claim."""
         clock = time.monotonic()
-        jobs = [_Job(delivery, _host_of(delivery.url), clock) for delivery in claimed]
+        await self._start([Job(delivery, host_of(delivery.url), clock) for delivery in claimed])
+
+    async def _start(self, jobs: Sequence[Job]) -> None:
+        """Start, queue by their host, or give back the deliveries of one claim."""
         await self._prepare(jobs)
-        given_back: list[_Job] = []
+        given_back: list[Job] = []
         for job in jobs:
             admitted = self._hosts.admit(job.host, job)
             if admitted:
@@ -211,14 +233,17 @@ class WebhookSender:
         if given_back:
             await self._give_back(given_back)
 
-    async def _prepare(self, jobs: Sequence[_Job]) -> None:
-        """The batch's tasks (one read) and its keys' secrets (one lookup per key)."""
+    async def _prepare(self, jobs: Sequence[Job]) -> None:
+        """The batch's tasks (one read; handed over ones come with theirs) and its keys' secrets
+        (one lookup per key)."""
+        unread = [job for job in jobs if job.task is None]
         try:
-            found = await self.store.callback_tasks(list({job.delivery.task_id for job in jobs}))
+            ids = list({job.delivery.task_id for job in unread})
+            found = await self.store.callback_tasks(ids) if ids else {}
         except Exception as exc:  # each attempt reads its task again, and records what goes wrong
             report(log, "reading the tasks of a batch of callbacks failed", exc)
             found = None
-        for job in jobs:
+        for job in unread:
             if found is None:
                 job.task_read = False
             else:
@@ -232,7 +257,7 @@ class WebhookSender:
         for job in jobs:
             job.secret = keys[job.delivery.key_id]
 
-    async def _give_back(self, jobs: Sequence[_Job]) -> None:
+    async def _give_back(self, jobs: Sequence[Job]) -> None:
         """Back to the outbox unsent, no attempt counted: due again in a moment."""
         by_host: dict[str, int] = {}
         for job in jobs:
@@ -244,7 +269,7 @@ class WebhookSender:
             report(log, "giving back callbacks of busy hosts failed", exc)
         log.debug("%d callbacks given back for later, their hosts busy: %s", len(jobs), by_host)
 
-    def _launch(self, job: _Job) -> None:
+    def _launch(self, job: Job) -> None:
         delivery = job.delivery
         task = spawn(
             self._deliver(job),
@@ -255,7 +280,7 @@ class WebhookSender:
         self._sending += 1
         task.add_done_callback(functools.partial(self._done, job))
 
-    def _answered(self, job: _Job) -> None:
+    def _answered(self, job: Job) -> None:
         """The attempt's slot is free (answered, failed or cancelled): claim again once a batch
         of slots is."""
         if job.answered:
@@ -265,13 +290,13 @@ class WebhookSender:
         if self._free() >= self._claim_at or not self._sending:
             self._slots.set()
 
-    def _done(self, job: _Job, task: asyncio.Task[None]) -> None:
+    def _done(self, job: Job, task: asyncio.Task[None]) -> None:
         self._answered(job)  # a coroutine cancelled before its attempt began
         self._inflight.discard(task)
         if not self._inflight:
             self.hub.deliveries_added()  # idle now: look at what is due (a retry, say)
 
-    def _host_done(self, job: _Job, latency_s: float | None, overloaded: bool) -> None:
+    def _host_done(self, job: Job, latency_s: float | None, overloaded: bool) -> None:
         """The host's slot is free: its waiting deliveries go, unless their lease is running out."""
         ready = self._hosts.done(job.host, latency_s, overloaded)
         late = time.monotonic() - self._start_within_s
@@ -287,7 +312,7 @@ class WebhookSender:
             spawn(self._give_back(stale), "giving back late callbacks")
 
     # -- one attempt -----------------------------------------------------------------------
-    async def _deliver(self, job: _Job) -> None:
+    async def _deliver(self, job: Job) -> None:
         """One attempt, recorded; its lines name the task and its trace id."""
         delivery = job.delivery
         trace_id = job.task.trace_id if job.task else None
@@ -297,7 +322,7 @@ class WebhookSender:
         ):
             await self._attempt_and_record(job)
 
-    async def _attempt_and_record(self, job: _Job) -> None:
+    async def _attempt_and_record(self, job: Job) -> None:
         delivery = job.delivery
         attempt_no = delivery.attempts + 1
         started = now_ms()
@@ -311,7 +336,9 @@ class WebhookSender:
             # another sender) retries on schedule instead of waiting the lease out.
             interrupted = Outcome(None, "interrupted: the gateway stopped during the attempt")
             with contextlib.suppress(Exception):
-                result = self._result(delivery, attempt_no, started, interrupted, None)
+                result = attempt_result(
+                    delivery, attempt_no, started, interrupted, None, schedule=self.schedule
+                )
                 await self.store.record_attempts(self.owner, [(delivery, result)])
             raise
         except Exception as exc:
@@ -327,7 +354,7 @@ class WebhookSender:
         latency_ms = int((time.perf_counter() - clock) * 1000) if outcome.status_code is not None else None
         await self._record(job, attempt_no, started, outcome, latency_ms)
 
-    async def _attempt(self, job: _Job, sent: list[float]) -> Outcome:
+    async def _attempt(self, job: Job, sent: list[float]) -> Outcome:
         delivery = job.delivery
         task = job.task if job.task_read else await self.store.get_task(delivery.task_id)
         if task is None:
@@ -347,19 +374,12 @@ class WebhookSender:
         return await self._transport.post(target, body, headers)
 
     # -- recording -------------------------------------------------------------------------
-    def _result(
-        self, delivery: Delivery, attempt_no: int, started: int, outcome: Outcome, latency_ms: int | None
-    ) -> AttemptResult:
-        state, next_at = next_step(outcome, attempt_no - delivery.round_start, self.schedule, now_ms())
-        attempt = DeliveryAttempt(attempt_no, started, outcome.status_code, latency_ms, outcome.error)
-        return AttemptResult(attempt, state, next_at)
-
     async def _record(
-        self, job: _Job, attempt_no: int, started: int, outcome: Outcome, latency_ms: int | None
+        self, job: Job, attempt_no: int, started: int, outcome: Outcome, latency_ms: int | None
     ) -> None:
         delivery = job.delivery
-        result = self._result(delivery, attempt_no, started, outcome, latency_ms)
-        self._count(result.state, delivery, latency_ms)
+        result = attempt_result(delivery, attempt_no, started, outcome, latency_ms, schedule=self.schedule)
+        count_attempt(self.metrics, result.state, delivery, latency_ms)
         told = f"HTTP {outcome.status_code}" if outcome.status_code is not None else outcome.error
         log.info("callback %s attempt %d: %s; now %s", delivery.id, attempt_no, told, result.state.value)
         if not await self._records.submit((delivery, result)):
@@ -369,14 +389,3 @@ class WebhookSender:
 
     async def _record_batch(self, batch: Sequence[tuple[Delivery, AttemptResult]]) -> list[bool]:
         return await self.store.record_attempts(self.owner, batch)
-
-    def _count(self, state: DeliveryState, delivery: Delivery, latency_ms: int | None) -> None:
-        outcome = {DeliveryState.PENDING: "retry"}.get(state, state.value)
-        self.metrics.webhook_attempts.labels(outcome).inc()
-        if latency_ms is not None:
-            self.metrics.webhook_latency.observe(latency_ms / 1000)
-        if state is DeliveryState.DELIVERED:
-            now = now_ms()
-            self.metrics.webhook_delay.observe(max(0, now - delivery.created_at) / 1000)
-            due = delivery.next_attempt_at or delivery.created_at
-            self.metrics.webhook_lag.observe(max(0, now - due) / 1000)
