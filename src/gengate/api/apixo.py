@@ -6,10 +6,10 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Scope
+from starlette.types import Receive, Scope
 
-from gengate.api.body import optional_string, read_json_object
-from gengate.api.hotpath import HotRoute, query_value
+from gengate.api.body import optional_string, receive_json_object
+from gengate.api.hotpath import HotRoute, header_value, query_value
 from gengate.api.openapi_parts import (
     TASK_ID_QUERY,
     WAIT_PARAM,
@@ -31,16 +31,20 @@ from gengate.domain.errors import BadRequest
 from gengate.domain.states import FailCode, TaskState
 
 STATUS_PREFIX = "/api/v1/statusTask/"
+GENERATE_PREFIX = "/api/v1/generateTask/"
 
 
 class ApixoRoutes(ApiRoutes):
     @route("/api/v1/generateTask/{model}", "POST")
     async def generate_task(self, request: Request) -> Response:
+        return success(await self.generate(request.scope, request.receive, request.path_params["model"]))
+
+    async def generate(self, scope: Scope, receive: Receive, model: str) -> dict[str, Any]:
+        """`data` of `generateTask`; shared by the route and the hot path in front of the framework."""
         ctx = self.ctx
-        key = await ctx.authenticate(request.scope)
-        model = request.path_params["model"]
+        key = await ctx.authenticate(scope)
         ctx.catalogue.get(model)
-        body = await read_json_object(request, ctx.max_body_bytes)
+        body = await receive_json_object(receive, ctx.max_body_bytes)
         if "input" not in body:
             raise BadRequest("`input` is required.")
         request_type = optional_string(body, "request_type") if "request_type" in body else "async"
@@ -54,13 +58,16 @@ class ApixoRoutes(ApiRoutes):
             request=body,
             request_type=request_type,
             callback_url=callback_url,
-            trace_id=trace_id_of(request.scope),
-            idempotency_key=request.headers.get("idempotency-key"),
+            trace_id=trace_id_of(scope),
+            idempotency_key=header_value(scope, b"idempotency-key"),
         )
         if request_type == "sync":
             task = await ctx.tasks.wait_until_done(task, ctx.sync_wait_s)
-            return success(status_data(task, ctx.links))
-        return success({"taskId": task.id})
+            return status_data(task, ctx.links)
+        return {"taskId": task.id}
+
+    async def hot_generate(self, scope: Scope, receive: Receive) -> dict[str, Any]:
+        return await self.generate(scope, receive, scope["path"][len(GENERATE_PREFIX) :])
 
     @route("/api/v1/cancelTask/{model}", "POST")
     async def cancel_task(self, request: Request) -> Response:
@@ -119,7 +126,10 @@ class ApixoRoutes(ApiRoutes):
         )
 
     def hot_routes(self) -> list[HotRoute]:
-        return [HotRoute("GET", STATUS_PREFIX, self.hot_status)]
+        return [
+            HotRoute("GET", STATUS_PREFIX, self.hot_status),
+            HotRoute("POST", GENERATE_PREFIX, self.hot_generate, body=True),
+        ]
 
 
 TASK_STATUS = {

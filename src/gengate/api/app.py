@@ -64,7 +64,8 @@ def build_app(
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     app.router.redirect_slashes = False  # a wrong path is `no_api`, not a redirect
     guarded = RequestGuard(app, ctx.max_body_bytes)
-    hot = HotPath(TraceMiddleware(guarded), [*apixo.hot_routes(), *kie.hot_routes(), *replicate.hot_routes()])
+    hot_routes = [*apixo.hot_routes(), *kie.hot_routes(), *replicate.hot_routes()]
+    hot = HotPath(TraceMiddleware(guarded), hot_routes, guard=guarded)
     requests = RequestLog(hot, ctx.request_observers, access_log=ctx.access_log)
     requests.hot_lane = AppHotLane(hot, requests)
     return requests

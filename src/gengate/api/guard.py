@@ -29,16 +29,27 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        admitted = self.admit(scope, receive)
+        if isinstance(admitted, GatewayError):
+            status, headers, body = self.refusal(admitted, scope)
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, admitted, send)
+
+    def admit(self, scope: Scope, receive: Receive) -> Receive | GatewayError:
+        """The error that refuses a request before a byte of its body is read, or the `receive`
+        to read the body with (cut past the limit when no length was declared). The hot path
+        (:mod:`gengate.api.hotpath`) asks this too, for the hot routes with a body."""
         declared = header_value(scope, b"content-length")
         error = _declared_problem(declared, self.limit) if declared is not None else None
         if error is None and b"=" in scope["query_string"]:
             error = repeated_parameter(scope["query_string"])
         if error is not None:
-            await _refuse(error, scope, send)
-            return
+            return error
         if declared is not None:  # the server reads no further than the declared length
-            await self.app(scope, receive, send)
-            return
+            return receive
+        limit = self.limit
         received = 0
 
         async def counted() -> Message:
@@ -46,11 +57,20 @@ class RequestGuard:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:  # raised inside the route: rendered like its own errors
-                    raise too_large(self.limit)
+                if received > limit:  # raised inside the route: rendered like its own errors
+                    raise too_large(limit)
             return message
 
-        await self.app(scope, counted, send)
+        return counted
+
+    def refusal(self, error: GatewayError, scope: Scope) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """The status, headers and body refusing a request `admit` did not let in."""
+        body = orjson.dumps(error_envelope(dialect_for_path(scope["path"]), error, trace_id_of(scope)))
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        if isinstance(error, PayloadTooLarge):
+            # The unread body is left on the connection: close it rather than read it to reuse it.
+            headers.append((b"connection", b"close"))
+        return error.status, headers, body
 
 
 def too_large(limit: int) -> PayloadTooLarge:
@@ -70,13 +90,3 @@ def _declared_problem(declared: str, limit: int) -> GatewayError | None:
     if not (declared.isascii() and declared.isdigit()) or len(declared) > 18:
         return BadRequest("Invalid Content-Length header.")
     return too_large(limit) if int(declared) > limit else None
-
-
-async def _refuse(error: GatewayError, scope: Scope, send: Send) -> None:
-    body = orjson.dumps(error_envelope(dialect_for_path(scope["path"]), error, trace_id_of(scope)))
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-    if isinstance(error, PayloadTooLarge):
-        # The unread body is left on the connection: close it rather than read it to reuse it.
-        headers.append((b"connection", b"close"))
-    await send({"type": "http.response.start", "status": error.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.types import Receive
+
 from gengate.api.hotpath import HotPath, HotRoute
 from gengate.observability.requests import RequestLog
 
@@ -19,12 +21,20 @@ class AppHotLane:
         self._reply = hot.reply
         self._requests = requests
 
-    async def answer(self, route: HotRoute, scope: Any) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    async def answer(
+        self, route: HotRoute, scope: Any, receive: Receive | None = None
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         scope["route"] = route
         started, notes, token = self._requests.begin(scope)
         try:
-            status, headers, body = await self._reply(route, scope)
+            status, headers, body = await self._reply(route, scope, receive)
             notes.status = status
             return status, headers, body
         finally:
             self._requests.end(scope, started, notes, token)
+
+    async def answer_post(
+        self, route: HotRoute, scope: Any, receive: Receive
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """A hot `POST` (a submit) whose whole body the protocol holds, read from `receive`."""
+        return await self.answer(route, scope, receive)

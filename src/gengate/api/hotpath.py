@@ -1,10 +1,11 @@
-"""A thin front for the few routes that carry most traffic (status reads).
+"""A thin front for the few routes that carry most traffic (status reads and submits).
 
-A status poll is a point read; the framework's request objects, routing and middleware
-layers would cost more than the read itself. Requests that match a hot route are answered
-here directly in raw ASGI, with the same handlers, errors and envelope as the framework
-routes (which stay the reference for every other method and path); all else passes
-through untouched.
+A status poll is a point read, a submit one insert; the framework's request objects, routing
+and middleware layers would cost more than the work itself. Requests that match a hot route
+are answered here directly in raw ASGI, with the same handlers, errors and envelope as the
+framework routes (which stay the reference for every other method and path); all else passes
+through untouched. A route with a body (a submit) first passes the same input checks as
+every framework route (:class:`~gengate.api.guard.RequestGuard`, given to the hot path).
 """
 
 from __future__ import annotations
@@ -12,22 +13,29 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qsl
 
 import orjson
+from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gengate.api.errors import response_headers
+from gengate.api.errors import on_client_gone, response_headers
 from gengate.api.trace import RESPONSE_HEADERS_KEY, trace_id_of
 from gengate.dialects import MODULES, error_envelope
 from gengate.domain.dialect import Dialect
 from gengate.domain.errors import ApiError, BadRequest, GatewayError
 from gengate.observability.context import note_status
 
+if TYPE_CHECKING:  # the guard reads headers with this module's `header_value`
+    from gengate.api.guard import RequestGuard
+
 log = logging.getLogger(__name__)
 
 _JSON = (b"content-type", b"application/json")
+#: A handler of a route without a body, and one of a route with a body (it reads it from `receive`).
+Handler = Callable[[Scope], Awaitable[Any]]
+BodyHandler = Callable[[Scope, Receive], Awaitable[Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,16 +45,22 @@ class HotRoute:
     whole body for a dialect without an envelope (Replicate).
 
     With `exact`, the path must be `prefix` itself: for routes whose parameters are all in
-    the query string (KIE's `recordInfo`).
+    the query string (KIE's `recordInfo`, `createTask`).
     """
 
     method: str
     prefix: str
-    handler: Callable[[Scope], Awaitable[Any]]
+    #: A :data:`BodyHandler` when `body` is set, else a :data:`Handler`.
+    handler: Handler | BodyHandler
     dialect: Dialect = Dialect.APIXO
     exact: bool = False
     #: The name of the path's last segment in the route's template (what `rest` is).
     rest_name: str = "model"
+    #: The request has a body (a submit): the handler is given `receive` and reads it itself,
+    #: after its own checks (a key), as the framework route does.
+    body: bool = False
+    #: The status of a success (Replicate's create says 201).
+    ok: int = 200
     #: Taken from the dialect once, so that a hot answer is one dict and one dump; None: the
     #: dialect has no envelope, and `data` is the whole body (Replicate's prediction).
     message_field: str | None = field(init=False)
@@ -67,9 +81,12 @@ class HotRoute:
 
 
 class HotPath:
-    def __init__(self, app: ASGIApp, routes: Sequence[HotRoute]) -> None:
+    def __init__(self, app: ASGIApp, routes: Sequence[HotRoute], guard: RequestGuard | None = None) -> None:
+        if guard is None and any(route.body for route in routes):
+            raise ValueError("a hot route with a body needs the request guard")
         self.app = app
         self.routes = tuple(routes)
+        self.guard = guard
 
     def route_for(self, method: str, path: str) -> HotRoute | None:
         for route in self.routes:
@@ -82,26 +99,42 @@ class HotPath:
             route = self.route_for(scope["method"], scope["path"])
             if route is not None:
                 scope["route"] = route
-                status, headers, body = await self.reply(route, scope)
+                status, headers, body = await self.reply(route, scope, receive)
                 note_status(status)
                 await send({"type": "http.response.start", "status": status, "headers": headers})
                 await send({"type": "http.response.body", "body": body})
                 return
         await self.app(scope, receive, send)
 
-    async def reply(self, route: HotRoute, scope: Scope) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    async def reply(
+        self, route: HotRoute, scope: Scope, receive: Receive | None = None
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         """The whole answer to a hot request: its status, headers (content length last) and body.
         It never raises: an unexpected error is logged and answered in the envelope."""
         trace_id = trace_id_of(scope)
-        headers = [_JSON, (b"x-trace-id", trace_id.encode())]
+        trace_header = (b"x-trace-id", trace_id.encode())
+        headers = [_JSON, trace_header]
         try:
-            data = await route.handler(scope)
-            status = 200
+            if route.body:
+                assert self.guard is not None
+                assert receive is not None
+                admitted = self.guard.admit(scope, receive)
+                if isinstance(admitted, GatewayError):  # refused before a byte of the body is read
+                    status, headers, body = self.guard.refusal(admitted, scope)
+                    return status, [*headers, trace_header], body
+                data = await cast(BodyHandler, route.handler)(scope, admitted)
+            else:
+                data = await cast(Handler, route.handler)(scope)
+            status = route.ok
             if route.message_field is None:
                 body = orjson.dumps(data)
             else:
                 body = orjson.dumps({"code": 200, route.message_field: "success", "data": data})
         except Exception as exc:
+            if isinstance(exc, ClientDisconnect):  # gone mid-body: the framework's own handler tells
+                response = await on_client_gone(Request(scope), exc)
+                headers = [*response.raw_headers, trace_header, *scope.get(RESPONSE_HEADERS_KEY, ())]
+                return response.status_code, headers, bytes(response.body)
             error = exc if isinstance(exc, GatewayError) else ApiError()
             if error is not exc:
                 log.error("unexpected error (trace_id %s) on %s", trace_id, scope["path"], exc_info=exc)

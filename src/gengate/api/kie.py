@@ -10,10 +10,10 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Scope
+from starlette.types import Receive, Scope
 
-from gengate.api.body import optional_string, read_json_object
-from gengate.api.hotpath import HotRoute, query_value
+from gengate.api.body import optional_string, receive_json_object
+from gengate.api.hotpath import HotRoute, header_value, query_value
 from gengate.api.openapi_parts import (
     ERROR,
     TASK_ID_QUERY,
@@ -43,10 +43,14 @@ RECORD_PATH = "/api/v1/jobs/recordInfo"
 class KieRoutes(ApiRoutes):
     @route(CREATE_PATH, "POST")
     async def create_task(self, request: Request) -> Response:
-        """`{model, callBackUrl?, input}`; the whole body is kept as the task's `param`."""
+        return success(await self.create(request.scope, request.receive), message_field=MESSAGE_FIELD)
+
+    async def create(self, scope: Scope, receive: Receive) -> dict[str, Any]:
+        """`data` of `createTask`, `{model, callBackUrl?, input}`, the whole body kept as the
+        task's `param`; shared by the route and the hot path in front of the framework."""
         ctx = self.ctx
-        key = await ctx.authenticate(request.scope)
-        body = await read_json_object(request, ctx.max_body_bytes)
+        key = await ctx.authenticate(scope)
+        body = await receive_json_object(receive, ctx.max_body_bytes)
         model = optional_string(body, "model")
         if model is None:
             raise BadRequest("`model` is required.")
@@ -61,11 +65,11 @@ class KieRoutes(ApiRoutes):
             request=body,
             request_type="callback" if callback_url else "async",
             callback_url=callback_url or None,
-            trace_id=trace_id_of(request.scope),
+            trace_id=trace_id_of(scope),
             dialect=Dialect.KIE,
-            idempotency_key=request.headers.get("idempotency-key"),
+            idempotency_key=header_value(scope, b"idempotency-key"),
         )
-        return success({"taskId": task.id}, message_field=MESSAGE_FIELD)
+        return {"taskId": task.id}
 
     @route(RECORD_PATH, "GET")
     async def record_info(self, request: Request) -> Response:
@@ -94,7 +98,10 @@ class KieRoutes(ApiRoutes):
         )
 
     def hot_routes(self) -> list[HotRoute]:
-        return [HotRoute("GET", RECORD_PATH, self.hot_record, Dialect.KIE, exact=True)]
+        return [
+            HotRoute("GET", RECORD_PATH, self.hot_record, Dialect.KIE, exact=True),
+            HotRoute("POST", CREATE_PATH, self.create, Dialect.KIE, exact=True, body=True),
+        ]
 
 
 KIE_ERROR = {

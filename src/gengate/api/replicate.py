@@ -16,9 +16,9 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Scope
+from starlette.types import Receive, Scope
 
-from gengate.api.body import optional_string, read_json_object
+from gengate.api.body import optional_string, receive_json_object
 from gengate.api.context import ApiContext
 from gengate.api.hotpath import HotRoute, header_value
 from gengate.api.openapi_parts import ERROR, DocSpec, Fragment, errors, operation, ref
@@ -68,6 +68,14 @@ def preferred_wait(header: str | None) -> float | None:
     return None
 
 
+def named_reference(body: dict[str, Any]) -> str:
+    """The model a `POST /v1/predictions` names, by `version` or `model`."""
+    reference = optional_string(body, "version") or optional_string(body, "model")
+    if not reference:
+        raise BadRequest("`version` (or `model`) is required: the model, as `owner/name`.")
+    return reference
+
+
 def webhook_events(body: dict[str, Any]) -> list[str] | None:
     """`webhook_events_filter`: a list of known event names, or None when not given."""
     events = body.get("webhook_events_filter")
@@ -97,27 +105,29 @@ class ReplicateRoutes(ApiRoutes):
     @route("/v1/models/{owner}/{name}/predictions", "POST")
     async def create_for_model(self, request: Request) -> Response:
         reference = f"{request.path_params['owner']}/{request.path_params['name']}"
-        return await self.create(request, lambda _body: reference)
+        prediction_body = await self.create(request.scope, request.receive, lambda _body: reference)
+        return JSONResponse(prediction_body, status_code=201)
 
     @route(PREDICTIONS, "POST")
     async def create_for_version(self, request: Request) -> Response:
-        def named(body: dict[str, Any]) -> str:
-            reference = optional_string(body, "version") or optional_string(body, "model")
-            if not reference:
-                raise BadRequest("`version` (or `model`) is required: the model, as `owner/name`.")
-            return reference
+        prediction_body = await self.create(request.scope, request.receive, named_reference)
+        return JSONResponse(prediction_body, status_code=201)
 
-        return await self.create(request, named)
+    async def hot_create(self, scope: Scope, receive: Receive) -> Any:
+        return await self.create(scope, receive, named_reference)
 
-    async def create(self, request: Request, reference_of: Callable[[dict[str, Any]], str]) -> Response:
+    async def create(
+        self, scope: Scope, receive: Receive, reference_of: Callable[[dict[str, Any]], str]
+    ) -> Any:
         """`{input, webhook?, webhook_events_filter?}`; the whole body is kept as the task's request.
         The webhook gets the prediction when it completes (`completed`, or no filter), and as the
         filter asks when the run starts and as it logs; a filter that leaves `completed` out gets
-        none (the completion's is the delivery a task's webhook is kept for)."""
+        none (the completion's is the delivery a task's webhook is kept for). Shared by the
+        routes and the hot path in front of the framework."""
         ctx = self.ctx
-        key = await authenticate(ctx, request.scope)
-        wait_s = preferred_wait(request.headers.get("prefer"))
-        body = await read_json_object(request, ctx.max_body_bytes)
+        key = await authenticate(ctx, scope)
+        wait_s = preferred_wait(header_value(scope, b"prefer"))
+        body = await receive_json_object(receive, ctx.max_body_bytes)
         model = self.resolve_model(reference_of(body))
         if "input" not in body:
             raise BadRequest("`input` is required.")
@@ -131,9 +141,9 @@ class ReplicateRoutes(ApiRoutes):
             request=body,
             request_type="callback" if callback_url else "sync" if wait_s else "async",
             callback_url=callback_url,
-            trace_id=trace_id_of(request.scope),
+            trace_id=trace_id_of(scope),
             dialect=Dialect.REPLICATE,
-            idempotency_key=request.headers.get("idempotency-key"),
+            idempotency_key=header_value(scope, b"idempotency-key"),
         )
         status = None
         if wait_s:
@@ -141,7 +151,7 @@ class ReplicateRoutes(ApiRoutes):
             task = await ctx.tasks.wait_until_done(task, hold_s)
             if not task.state.is_terminal():
                 status = "starting"
-        return JSONResponse(await self.render(task, status=status), status_code=201)
+        return await self.render(task, status=status)
 
     # -- reading ----------------------------------------------------------------------------
     @route(STATUS_PREFIX + "{prediction_id}", "GET")
@@ -157,7 +167,10 @@ class ReplicateRoutes(ApiRoutes):
         return await self.status(scope, scope["path"][len(STATUS_PREFIX) :])
 
     def hot_routes(self) -> list[HotRoute]:
-        return [HotRoute("GET", STATUS_PREFIX, self.hot_status, Dialect.REPLICATE, rest_name="prediction_id")]
+        return [
+            HotRoute("GET", STATUS_PREFIX, self.hot_status, Dialect.REPLICATE, rest_name="prediction_id"),
+            HotRoute("POST", PREDICTIONS, self.hot_create, Dialect.REPLICATE, exact=True, body=True, ok=201),
+        ]
 
     @route(PREDICTIONS, "GET")
     async def list_predictions(self, request: Request) -> Response:

@@ -1,18 +1,20 @@
-"""Hot requests (status reads) answered by the connection's protocol itself, below ASGI.
+"""Hot requests (status reads, submits) answered by the connection's protocol itself, below ASGI.
 
 A status poll through uvicorn's ASGI cycle pays for a cycle object and its event, the proxy
 headers layer, two `send` messages checked header by header, and the middleware frames: more
 than the read itself. A plain `GET` whose path is a hot route, with no body and no upgrade,
 arriving on a connection with nothing in flight, is answered here instead: the app's
 :class:`HotLane` (the same handlers, envelope, request log and metrics as the ASGI hot path)
-returns the status, headers and body, and the protocol writes the response in one piece.
-Everything else (a body, `Expect`, a percent-encoded path, a pipelined request behind one in
-flight) takes uvicorn's own path, which stays the reference.
+returns the status, headers and body, and the protocol writes the response in one piece. A
+`POST` of a hot route (a submit) is taken too when its body has a `Content-Length` and
+arrived whole in the same read as its head. Everything else (a chunked or split body,
+`Expect`, a percent-encoded path, a pipelined request behind one in flight) takes uvicorn's
+own path, which stays the reference.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
@@ -30,6 +32,18 @@ class HotLane(Protocol):
 
     def answer(self, route: Any, scope: dict[str, Any]) -> Awaitable[tuple[int, Headers, bytes]]:
         """The status, headers and body of the answer; never raises for a client's input."""
+
+
+#: What a lane that takes `POST`s (submits) offers besides, as `answer_post`: `answer` with the
+#: `receive` the body is read from. A lane without it gets no `POST`.
+AnswerPost = Callable[
+    [Any, dict[str, Any], Callable[[], Awaitable[dict[str, Any]]]], Awaitable[tuple[int, Headers, bytes]]
+]
+
+
+def post_answerer(lane: HotLane | None) -> AnswerPost | None:
+    """The lane's `answer_post`, or None (every `POST` goes through ASGI)."""
+    return getattr(lane, "answer_post", None)
 
 
 def find_hot_lane(app: object) -> HotLane | None:
@@ -57,9 +71,10 @@ _NO_EVENT = _NoEvent()
 
 class HotCycle:
     """Stands in for uvicorn's request cycle while a hot request is answered: the attributes
-    its protocol reads and writes (a pipelined request, a lost connection, a shutdown)."""
+    its protocol reads and writes (a body arriving, a pipelined request, a lost connection, a
+    shutdown)."""
 
-    __slots__ = ("disconnected", "keep_alive", "more_body", "response_complete")
+    __slots__ = ("body", "disconnected", "keep_alive", "more_body", "read", "response_complete")
     message_event = _NO_EVENT
 
     def __init__(self, keep_alive: bool) -> None:
@@ -67,6 +82,16 @@ class HotCycle:
         self.disconnected = False
         self.response_complete = False
         self.more_body = True
+        #: What arrived of the body (uvicorn's `on_body` adds to it), and whether it was read.
+        self.body = b""
+        self.read = False
+
+    async def receive(self) -> dict[str, Any]:
+        """The body, whole (a hot `POST` is taken only once all of it arrived), then a disconnect."""
+        if self.read:
+            return {"type": "http.disconnect"}
+        self.read = True
+        return {"type": "http.request", "body": self.body, "more_body": False}
 
 
 def render(
@@ -82,7 +107,7 @@ def render(
         parts += (name, b": ", value, b"\r\n")
     for name, value in headers:
         parts += (name, b": ", value, b"\r\n")
-    if not keep_alive:
+    if not keep_alive and (b"connection", b"close") not in headers:
         parts.append(b"connection: close\r\n")
     parts += (b"\r\n", body)
     return b"".join(parts)

@@ -7,9 +7,9 @@ connects and says nothing). Bytes are counted per read while a head is being rea
 bounds memory to the limit plus one read; a single read that both starts and ends an
 oversized head is measured exactly, from the parsed URL and headers, when it is that large.
 
-Two more things happen here for speed: the app's hot routes (status reads) are answered below
-ASGI (:mod:`gengate.server.hot_lane`), and a connection's keep-alive timer is armed once per
-idle period instead of once per response.
+Two more things happen here for speed: the app's hot routes (status reads, and submits whose
+body came with their head) are answered below ASGI (:mod:`gengate.server.hot_lane`), and a
+connection's keep-alive timer is armed once per idle period instead of once per response.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gengate.server import replies
 from gengate.server.coalesce import CoalescingTransport
-from gengate.server.hot_lane import BODY_HEADERS, HotCycle, HotLane, find_hot_lane, render
+from gengate.server.hot_lane import BODY_HEADERS, HotCycle, HotLane, find_hot_lane, post_answerer, render
 from gengate.server.limits import ConnectionLimits
 
 log = logging.getLogger("gengate.server")
@@ -70,9 +70,13 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         #: Answered early: what the client still sends is dropped until the connection closes.
         self._answered = False
         self._hot_lane = config.hot_lane if isinstance(config, GatewayConfig) and not self.root_path else None
+        self._answer_post = post_answerer(self._hot_lane)
         #: When the last response ended on a connection with nothing in flight; None while a
         #: request is being read or answered (see `on_response_complete`).
         self._idle_since: float | None = None
+        #: A hot `POST` whose body is still arriving in the read that brought its head: its
+        #: lane, route, scope and the cycle it replaced (:meth:`_answer_hot`).
+        self._hot_post: tuple[HotLane, object, Any, Any] | None = None
 
     # -- the connection ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -134,11 +138,15 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if not self._reading_head:  # a body, or a request being answered: uvicorn's own path
             HttpToolsProtocol.data_received(self, data)
+            if self._hot_post is not None:  # (a hot POST's head after a message ending here)
+                self._hot_post_to_asgi()
             return
         if self._answered:
             return
         self._head_bytes += len(data)
         HttpToolsProtocol.data_received(self, data)
+        if self._hot_post is not None:  # its body did not all come in this read
+            self._hot_post_to_asgi()
         if self._reading_head and self._head_bytes and not self._answered:  # a head split over reads
             if self._head_bytes > self._max_head:
                 self._head_too_large = True
@@ -159,48 +167,93 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         HttpToolsProtocol.on_message_complete(self)
+        if self._hot_post is not None:  # its whole body came with its head: the lane answers
+            lane, route, scope, _previous = self._hot_post
+            self._hot_post = None
+            self._start_hot(lane, route, scope, self.cycle)  # type: ignore[arg-type]
         self._reading_head = True  # whether or not the app read the body (it may have answered first)
         self._head_bytes = 0
 
     # -- hot requests, below ASGI ---------------------------------------------------------
     def _answer_hot(self, lane: HotLane) -> bool:
-        """Start answering the request on the lane when it is a plain `GET` of a hot route;
-        False leaves it to uvicorn."""
-        parser = self.parser
-        if parser.get_method() != b"GET" or parser.should_upgrade():
+        """Start answering the request on the lane when it is a plain `GET` of a hot route, or
+        a `POST` of one with a `Content-Length` (started once its body is all there, or left
+        to uvicorn when the read ends before); False leaves it to uvicorn."""
+        method = self._hot_method()
+        if method is None:
             return False
-        cycle = self.cycle
-        if cycle is not None and not cycle.response_complete:
-            return False  # pipelined behind a request in flight: uvicorn queues it
-        for name, _ in self.headers:
-            if name in BODY_HEADERS:
-                return False
         parsed = httptools.parse_url(self.url)
         raw_path: bytes = parsed.path
         if b"%" in raw_path:
             return False
         path = raw_path.decode("ascii")
-        route = lane.route_for("GET", path)
+        route = lane.route_for(method, path)
         if route is None:
             return False
+        parser = self.parser
         scope: Any = self.scope
         http_version = parser.get_http_version()
         if http_version != "1.1":
             scope["http_version"] = http_version
-        scope["method"] = "GET"
+        scope["method"] = method
         scope["path"] = path
         scope["raw_path"] = raw_path
         scope["query_string"] = parsed.query or b""
         hot = HotCycle(keep_alive=http_version != "1.0" and parser.should_keep_alive())
+        cycle = self.cycle
         self.cycle = hot  # type: ignore[assignment]
+        if method == "POST":  # uvicorn's `on_body` fills `hot.body`; `on_message_complete` starts it
+            self._hot_post = (lane, route, scope, cycle)
+        else:
+            self._start_hot(lane, route, scope, hot)
+        return True
+
+    def _hot_method(self) -> str | None:
+        """`GET` or `POST` when the head lets the request take the lane: no upgrade, nothing in
+        flight on the connection, no body for a `GET`, one `Content-Length` for a `POST`."""
+        parser = self.parser
+        method = parser.get_method()
+        post = method == b"POST" and self._answer_post is not None
+        if not (post or method == b"GET") or parser.should_upgrade():
+            return None
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            return None  # pipelined behind a request in flight: uvicorn queues it
+        length = None
+        for name, value in self.headers:
+            if name in BODY_HEADERS:
+                if not post or name != b"content-length" or length is not None:
+                    return None  # a GET with a body, chunked, `Expect`, or two lengths
+                length = value
+        if post and not (length is not None and length.isdigit()):
+            return None
+        return "POST" if post else "GET"
+
+    def _start_hot(self, lane: HotLane, route: object, scope: Any, hot: HotCycle) -> None:
         task = self.loop.create_task(self._run_hot(lane, route, scope, hot))
         task.add_done_callback(self.tasks.discard)
         self.tasks.add(task)
-        return True
+
+    def _hot_post_to_asgi(self) -> None:
+        """A hot `POST` whose body is split over reads goes to uvicorn after all: its cycle is
+        made as if the head had just ended, with the body so far."""
+        assert self._hot_post is not None
+        hot = self.cycle
+        self.cycle = self._hot_post[3]
+        self._hot_post = None
+        HttpToolsProtocol.on_headers_complete(self)
+        if hot.body:
+            self.cycle.body = hot.body
+            self.cycle.message_event.set()
 
     async def _run_hot(self, lane: HotLane, route: object, scope: Any, cycle: HotCycle) -> None:
         try:
-            status, headers, body = await lane.answer(route, scope)
+            if scope["method"] == "GET" or self._answer_post is None:
+                status, headers, body = await lane.answer(route, scope)
+            else:
+                status, headers, body = await self._answer_post(route, scope, cycle.receive)
+                if (b"connection", b"close") in headers:  # the app's own (a 413): as uvicorn does
+                    cycle.keep_alive = False
         except Exception:
             log.exception("unexpected error answering %s", scope["path"])
             self._close()
