@@ -49,18 +49,15 @@ def _failure(ending: Ending) -> dict[str, str | None]:
     return {"fail_code": ending.fail_code, "fail_msg": ending.fail_msg}
 
 
-def _ended(task: Task | None) -> Changes:
-    if task is None:
-        return NOTHING
-    return Changes(tasks=(task.id,), deliveries=bool(task.callback_url))
-
-
-def _ended_handing(ended: tuple[Task | None, Delivery | None]) -> Changes:
+def _ended(task: Task | None, handed: Delivery | None = None) -> Changes:
     """A callback handed over is this process's sender's already: no sender is woken to claim it."""
-    task, handed = ended
     if task is None:
         return NOTHING
     return Changes(tasks=(task.id,), deliveries=bool(task.callback_url) and handed is None)
+
+
+def _ended_handing(ended: tuple[Task | None, Delivery | None]) -> Changes:
+    return _ended(*ended)
 
 
 class SqlStore(SqlConsole):

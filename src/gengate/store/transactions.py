@@ -104,31 +104,24 @@ def end_task_handing(
     (:mod:`gengate.store.handover`)."""
     handed = None
     if task.callback_url:
-        delivery_id = new_delivery_id()
+        owed: dict[str, Any] = {
+            "id": new_delivery_id(),
+            "task_id": task.id,
+            "key_id": task.key_id,
+            "url": task.callback_url,
+            "dialect": task.dialect,
+        }
         leased = lease if first_delay_ms <= 0 else None
         yield count(
             q["insert_delivery"],
-            id=delivery_id,
-            task_id=task.id,
-            key_id=task.key_id,
-            url=task.callback_url,
-            dialect=task.dialect,
+            **owed,
             now=now,
             first_delay=first_delay_ms,
             owner=leased.owner if leased else None,
             expires=now + leased.lease_ms if leased else None,
         )
         if leased:
-            handed = Delivery(
-                id=delivery_id,
-                task_id=task.id,
-                key_id=task.key_id,
-                url=task.callback_url,
-                dialect=task.dialect,
-                state=DeliveryState.PENDING,
-                next_attempt_at=now,
-                created_at=now,
-            )
+            handed = Delivery(**owed, state=DeliveryState.PENDING, next_attempt_at=now, created_at=now)
     if ending.refund and task.charge > 0 and task.state is TaskState.FAILED:
         entry = yield value(
             q["insert_refund"], key_id=task.key_id, task_id=task.id, amount=task.charge, now=now
