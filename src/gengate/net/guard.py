@@ -97,6 +97,8 @@ class UnsafeUrl(ValueError):
 
 #: Parsed callback URLs kept for their next use (each at most 2 KiB).
 PARSED_URLS_KEPT = 1024
+#: Addresses whose verdict a policy keeps; past it, it starts again.
+VERDICTS_KEPT = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,13 +143,17 @@ class AddressPolicy:
     not `::ffff:127.0.0.1`, whose IPv6 form would have to be allowed on its own.
     """
 
-    __slots__ = ("allowed", "setting")
+    __slots__ = ("_verdicts", "allowed", "setting")
 
     def __init__(self, allowed: Iterable[IPNetwork] = (), *, setting: str = ALLOW_ENV + "={}") -> None:
         self.allowed = tuple(allowed)
         #: How the operator admits an address (`{}` stands for it): every refusal names it, so
         #: whoever reads a refusal learns the way round it without the documentation.
         self.setting = setting
+        #: The verdicts given so far. A policy never changes once made, and an address's verdict
+        #: walks two dozen networks in pure Python: most of a callback's cost in the SSRF check,
+        #: asked at each submit and at each delivery of the same few receivers.
+        self._verdicts: dict[IPAddress, str | None] = {}
 
     @classmethod
     def from_env_value(cls, value: str | None) -> AddressPolicy:
@@ -165,6 +171,17 @@ class AddressPolicy:
         """Why `ip` may not be called (e.g. "a loopback address"), or None when it may."""
         if isinstance(ip, IPv6Address) and ip.scope_id:
             return "a scoped (zone-qualified) address"
+        try:
+            return self._verdicts[ip]
+        except KeyError:
+            pass
+        why = self._judge(ip)
+        if len(self._verdicts) >= VERDICTS_KEPT:
+            self._verdicts.clear()
+        self._verdicts[ip] = why
+        return why
+
+    def _judge(self, ip: IPAddress) -> str | None:
         if any(ip in network for network in self.allowed):
             return None
         denied = _denied(ip)
@@ -185,7 +202,7 @@ class AddressPolicy:
 
     def check_address(self, ip: IPAddress | str) -> None:
         """Raise :class:`UnsafeUrl` unless `ip` may be called."""
-        address = ipaddress.ip_address(ip)
+        address = ip if isinstance(ip, IPv4Address | IPv6Address) else ipaddress.ip_address(ip)
         why = self.refusal(address)
         if why is not None:
             raise UnsafeUrl(f"callback_url host {address} is {why}{self.allow_hint(address)}")
@@ -367,7 +384,7 @@ async def resolve_and_check(
     parsed = parse_callback_url(url)
     if parsed.ip is not None:
         policy.check_address(parsed.ip)
-        address: IPAddress = parsed.ip
+        address: IPAddress | str = parsed.host  # the literal, normalised by the parse
     else:
         addresses = await _resolve_once(parsed.host, resolver or system_resolver, timeout_s)
         for ip in addresses:
@@ -387,6 +404,12 @@ async def resolve_and_check(
     )
 
 
+@functools.lru_cache(maxsize=VERDICTS_KEPT)
+def _answer_address(answer: str) -> IPAddress:
+    """A resolver's answer as an address: the same few answers come back at every delivery."""
+    return ipaddress.ip_address(answer)
+
+
 async def _resolve_once(host: str, resolver: Resolver, timeout_s: float) -> list[IPAddress]:
     if host == "localhost" or host.endswith(".localhost"):
         return [_LOCALHOST]
@@ -398,7 +421,7 @@ async def _resolve_once(host: str, resolver: Resolver, timeout_s: float) -> list
     except OSError as exc:
         raise UnsafeUrl(f"callback_url host {host} does not resolve") from exc
     try:
-        addresses = [ipaddress.ip_address(answer) for answer in dict.fromkeys(answers)]
+        addresses = [_answer_address(answer) for answer in dict.fromkeys(answers)]
     except ValueError as exc:
         raise UnsafeUrl(f"callback_url host {host} resolves to something that is not an address") from exc
     if not addresses:
