@@ -94,3 +94,15 @@ async def test_without_a_sender_here_the_callback_waits_for_a_claim(store: AnySt
     task_id = await end(store, callback=True)
     [claimed] = await store.claim_deliveries("sender-b", 10, LEASE)
     assert claimed.task_id == task_id
+
+
+async def test_an_ending_said_to_owe_no_callback_holds_no_sending_slot(store: AnyStore) -> None:
+    intake = Intake(CallbackLease("sender-a", 60_000))
+    store.callback_intake = intake
+    task = make_task()
+    await store.insert_task(task)
+    [claim] = await store.claim({"m": 1}, "w1", 1, LEASE)
+
+    assert await store.finish(claim.task.id, "w1", claim.attempt, FAILED, callback=False) is not None
+
+    assert (intake.leased, intake.unleased, intake.taken) == (0, 0, [])

@@ -62,7 +62,7 @@ class Rig:
     store: SQLiteStore
     pool: WorkerPool
 
-    async def submit(self, model: str, **input_: Any) -> Task:
+    async def submit(self, model: str, *, callback_url: str | None = None, **input_: Any) -> Task:
         task = Task(
             id=new_task_id(),
             key_id="key_1",
@@ -74,6 +74,7 @@ class Rig:
             ).decode(),
             request_json="{}",
             create_time=now_ms(),
+            callback_url=callback_url,
         )
         await self.store.insert_task(task)
         return task

@@ -140,10 +140,14 @@ class Store(ConsoleStore, Protocol):
         """A task's log lines, oldest first (every attempt's)."""
         ...
 
-    async def finish(self, task_id: str, owner: str, attempt: int, outcome: Outcome) -> Task | None:
+    async def finish(
+        self, task_id: str, owner: str, attempt: int, outcome: Outcome, *, callback: bool = True
+    ) -> Task | None:
         """Record the one completion of a task; None when the claim is no longer current.
         A failure refunds the task's charge in the same transaction (as do `cancel` of a
-        pending task and the reaper's WORKER_LOST): once per task, never for a success."""
+        pending task and the reaper's WORKER_LOST): once per task, never for a success.
+        `callback=False` says the task has no `callback_url` (its claim tells the worker), so
+        no sending slot is held for a hand-over while the ending commits."""
         ...
 
     async def retry_later(self, task_id: str, owner: str, attempt: int, run_after_ms: int) -> bool:

@@ -188,8 +188,10 @@ class SqlStore(SqlConsole):
         found = await self.driver.fetch(rows(self.q["task_logs"], id=task_id))
         return [TaskLog(at, line, attempt) for at, line, attempt in found]
 
-    async def finish(self, task_id: str, owner: str, attempt: int, outcome: Outcome) -> Task | None:
-        intake = self.callback_intake
+    async def finish(
+        self, task_id: str, owner: str, attempt: int, outcome: Outcome, *, callback: bool = True
+    ) -> Task | None:
+        intake = self.callback_intake if callback else None
         lease = intake.lease() if intake is not None else None
         handed: Delivery | None = None
         try:

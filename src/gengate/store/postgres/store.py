@@ -104,9 +104,11 @@ class PostgresStore(SqlStore):
         return task
 
     @unavailable_on_error
-    async def finish(self, task_id: str, owner: str, attempt: int, outcome: Outcome) -> Task | None:
+    async def finish(
+        self, task_id: str, owner: str, attempt: int, outcome: Outcome, *, callback: bool = True
+    ) -> Task | None:
         if not isinstance(outcome, Succeeded):
-            return await super().finish(task_id, owner, attempt, outcome)
+            return await super().finish(task_id, owner, attempt, outcome, callback=callback)
         done = await self._successes.submit(
             (task_id, owner, attempt, files_json(outcome.files), outcome.output_json)
         )
