@@ -7,6 +7,7 @@ import enum
 import msgspec
 
 from gengate.domain.dialect import Dialect
+from gengate.domain.ids import time_prefix
 from gengate.domain.randomness import token_urlsafe
 
 
@@ -60,4 +61,5 @@ class AttemptResult(msgspec.Struct, frozen=True):
 
 
 def new_delivery_id() -> str:
-    return "msg_" + token_urlsafe(16)
+    """The `webhook-id`: like a task id (:func:`~gengate.domain.ids.new_task_id`), sorting by time."""
+    return "msg_" + time_prefix() + token_urlsafe(16)
