@@ -384,7 +384,7 @@ async def resolve_and_check(
     parsed = parse_callback_url(url)
     if parsed.ip is not None:
         policy.check_address(parsed.ip)
-        address: IPAddress | str = parsed.host  # the literal, normalised by the parse
+        address = parsed.host  # the literal, as the parse normalised it
     else:
         addresses = await _resolve_once(parsed.host, resolver or system_resolver, timeout_s)
         for ip in addresses:
@@ -393,13 +393,13 @@ async def resolve_and_check(
                 raise UnsafeUrl(
                     f"callback_url host {parsed.host} resolves to {ip}, {why}{policy.allow_hint(ip)}"
                 )
-        address = addresses[0]
+        address = str(addresses[0])
     return CheckedTarget(
         url=parsed.url,
         scheme=parsed.scheme,
         host=parsed.host,
         port=parsed.port,
-        address=str(address),
+        address=address,
         path_and_query=parsed.path_and_query,
     )
 
