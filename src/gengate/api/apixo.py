@@ -29,6 +29,8 @@ from gengate.api.trace import trace_id_of
 from gengate.dialects.apixo import status_data
 from gengate.domain.errors import BadRequest
 from gengate.domain.states import FailCode, TaskState
+from gengate.domain.task import Task
+from gengate.services.longpoll import LongPoll, settled
 
 STATUS_PREFIX = "/api/v1/statusTask/"
 GENERATE_PREFIX = "/api/v1/generateTask/"
@@ -97,25 +99,28 @@ class ApixoRoutes(ApiRoutes):
             request.query_params.get("taskId"),
             request.query_params.get("wait"),
         )
-        return success(data)
+        return success(await settled(data))
 
     async def status(
         self, scope: Scope, model: str, task_id: str | None, wait: str | None = None
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any] | LongPoll:
         """`data` of `statusTask`; shared by the route and the hot path in front of the framework.
-        With `wait=N` it answers as soon as the state or progress changes, or after N seconds."""
+        With `wait=N`, a long-poll that answers as soon as the state or progress changes, or
+        after N seconds (:mod:`gengate.services.longpoll`)."""
         ctx = self.ctx
         key = await ctx.authenticate(scope)
         ctx.catalogue.get(model)
         if not task_id:
             raise BadRequest("The `taskId` query parameter is required.")
-        wait_s = wait_seconds(wait)
-        task = await ctx.tasks.get(key, task_id, model)
-        if wait_s > 0:
-            task = await ctx.tasks.wait_for_change(task, wait_s)
-        return status_data(task, ctx.links, await ctx.tasks.queue_position(task))
+        found = await ctx.tasks.poll(key, task_id, model, wait_seconds(wait))
+        if isinstance(found, LongPoll):
+            return found.answered_with(self.status_view, position=True)
+        return self.status_view(found, await ctx.tasks.queue_position(found))
 
-    async def hot_status(self, scope: Scope) -> dict[str, Any]:
+    def status_view(self, task: Task, queue_position: int | None) -> dict[str, Any]:
+        return status_data(task, self.ctx.links, queue_position)
+
+    async def hot_status(self, scope: Scope) -> dict[str, Any] | LongPoll:
         model = scope["path"][len(STATUS_PREFIX) :]
         query = scope["query_string"]
         return await self.status(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qsl
 
@@ -21,11 +22,13 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gengate.api.errors import on_client_gone, response_headers
+from gengate.api.parked import ParkedPoll
 from gengate.api.trace import RESPONSE_HEADERS_KEY, trace_id_of
 from gengate.dialects import MODULES, error_envelope
 from gengate.domain.dialect import Dialect
 from gengate.domain.errors import ApiError, BadRequest, GatewayError
 from gengate.observability.context import note_status
+from gengate.services.longpoll import LongPoll
 
 if TYPE_CHECKING:  # the guard reads headers with this module's `header_value`
     from gengate.api.guard import RequestGuard
@@ -33,6 +36,9 @@ if TYPE_CHECKING:  # the guard reads headers with this module's `header_value`
 log = logging.getLogger(__name__)
 
 _JSON = (b"content-type", b"application/json")
+Headers = list[tuple[bytes, bytes]]
+#: A hot answer: its status, headers (content length last) and body.
+Answer = tuple[int, Headers, bytes]
 #: A handler of a route without a body, and one of a route with a body (it reads it from `receive`).
 Handler = Callable[[Scope], Awaitable[Any]]
 BodyHandler = Callable[[Scope, Receive], Awaitable[Any]]
@@ -71,6 +77,12 @@ class HotRoute:
         object.__setattr__(self, "message_field", MODULES[self.dialect].MESSAGE_FIELD)
         object.__setattr__(self, "path", self.prefix if self.exact else f"{self.prefix}{{{self.rest_name}}}")
 
+    def encode(self, data: Any) -> bytes:
+        """The body of a success: `data` in the dialect's envelope, or alone (Replicate)."""
+        if self.message_field is None:
+            return orjson.dumps(data)
+        return orjson.dumps({"code": 200, self.message_field: "success", "data": data})
+
     def matches(self, method: str, path: str) -> bool:
         if method != self.method:
             return False
@@ -106,11 +118,18 @@ class HotPath:
                 return
         await self.app(scope, receive, send)
 
-    async def reply(
-        self, route: HotRoute, scope: Scope, receive: Receive | None = None
-    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    async def reply(self, route: HotRoute, scope: Scope, receive: Receive | None = None) -> Answer:
         """The whole answer to a hot request: its status, headers (content length last) and body.
         It never raises: an unexpected error is logged and answered in the envelope."""
+        answer = await self.reply_or_park(route, scope, receive, park=False)
+        assert not isinstance(answer, ParkedPoll)  # (only given with `park`)
+        return answer
+
+    async def reply_or_park(
+        self, route: HotRoute, scope: Scope, receive: Receive | None = None, *, park: bool
+    ) -> Answer | ParkedPoll:
+        """:meth:`reply`; with `park`, for a caller that can hold the request, a long-poll is
+        given back parked (:mod:`gengate.api.parked`), to answer at its task's next change."""
         trace_id = trace_id_of(scope)
         trace_header = (b"x-trace-id", trace_id.encode())
         headers = [_JSON, trace_header]
@@ -125,29 +144,44 @@ class HotPath:
                 data = await cast(BodyHandler, route.handler)(scope, admitted)
             else:
                 data = await cast(Handler, route.handler)(scope)
+                if isinstance(data, LongPoll):
+                    if park:
+                        fail = partial(failure, route, scope, headers)
+                        return ParkedPoll(data, route, finished_headers(scope, headers), fail)
+                    data = await data.settle()
             status = route.ok
-            if route.message_field is None:
-                body = orjson.dumps(data)
-            else:
-                body = orjson.dumps({"code": 200, route.message_field: "success", "data": data})
+            body = route.encode(data)
         except Exception as exc:
             if isinstance(exc, ClientDisconnect):  # gone mid-body: the framework's own handler tells
                 response = await on_client_gone(Request(scope), exc)
                 headers = [*response.raw_headers, trace_header, *scope.get(RESPONSE_HEADERS_KEY, ())]
                 return response.status_code, headers, bytes(response.body)
-            error = exc if isinstance(exc, GatewayError) else ApiError()
-            if error is not exc:
-                log.error("unexpected error (trace_id %s) on %s", trace_id, scope["path"], exc_info=exc)
-            status = error.status
-            body = orjson.dumps(error_envelope(route.dialect, error, trace_id))
-            headers += [
-                (name.lower().encode(), value.encode()) for name, value in response_headers(error).items()
-            ]
-        extra = scope.get(RESPONSE_HEADERS_KEY)
-        if extra:
-            headers += extra
+            return failure(route, scope, headers, exc)
+        headers = finished_headers(scope, headers)
         headers.append((b"content-length", str(len(body)).encode()))
         return status, headers, body
+
+
+def failure(route: HotRoute, scope: Scope, headers: Headers, exc: Exception) -> Answer:
+    """The answer to a hot request that failed: a gateway error as it says, anything else
+    logged and answered as an internal error, in the route's envelope. `headers` are the
+    answer's own so far (content type, trace id)."""
+    trace_id = trace_id_of(scope)
+    error = exc if isinstance(exc, GatewayError) else ApiError()
+    if error is not exc:
+        log.error("unexpected error (trace_id %s) on %s", trace_id, scope["path"], exc_info=exc)
+    body = orjson.dumps(error_envelope(route.dialect, error, trace_id))
+    own = [(name.lower().encode(), value.encode()) for name, value in response_headers(error).items()]
+    headers = finished_headers(scope, [*headers, *own])
+    headers.append((b"content-length", str(len(body)).encode()))
+    return error.status, headers, body
+
+
+def finished_headers(scope: Scope, headers: Headers) -> Headers:
+    """`headers` with those the request's handlers added on the way (a rate limit's), all but
+    the content length."""
+    extra = scope.get(RESPONSE_HEADERS_KEY)
+    return [*headers, *extra] if extra else headers
 
 
 def header_value(scope: Scope, name: bytes) -> str | None:

@@ -35,6 +35,8 @@ from gengate.dialects.kie import MESSAGE_FIELD, record_data
 from gengate.domain.dialect import Dialect
 from gengate.domain.errors import BadRequest
 from gengate.domain.states import FailCode
+from gengate.domain.task import Task
+from gengate.services.longpoll import LongPoll, settled
 
 CREATE_PATH = "/api/v1/jobs/createTask"
 RECORD_PATH = "/api/v1/jobs/recordInfo"
@@ -75,21 +77,24 @@ class KieRoutes(ApiRoutes):
     async def record_info(self, request: Request) -> Response:
         query = request.query_params
         data = await self.record(request.scope, query.get("taskId"), query.get("wait"))
-        return success(data, message_field=MESSAGE_FIELD)
+        return success(await settled(data), message_field=MESSAGE_FIELD)
 
-    async def record(self, scope: Scope, task_id: str | None, wait: str | None) -> dict[str, Any]:
-        """`data` of `recordInfo`; shared by the route and the hot path in front of the framework."""
+    async def record(self, scope: Scope, task_id: str | None, wait: str | None) -> dict[str, Any] | LongPoll:
+        """`data` of `recordInfo`; shared by the route and the hot path in front of the framework.
+        With `wait=N`, a long-poll (:mod:`gengate.services.longpoll`)."""
         ctx = self.ctx
         key = await ctx.authenticate(scope)
         if not task_id:
             raise BadRequest("The `taskId` query parameter is required.")
-        wait_s = wait_seconds(wait)
-        task = await ctx.tasks.get(key, task_id)
-        if wait_s > 0:
-            task = await ctx.tasks.wait_for_change(task, wait_s)
-        return record_data(task, ctx.links)
+        found = await ctx.tasks.poll(key, task_id, None, wait_seconds(wait))
+        if isinstance(found, LongPoll):
+            return found.answered_with(self.record_view)
+        return self.record_view(found, None)
 
-    async def hot_record(self, scope: Scope) -> dict[str, Any]:
+    def record_view(self, task: Task, _queue_position: int | None) -> dict[str, Any]:
+        return record_data(task, self.ctx.links)
+
+    async def hot_record(self, scope: Scope) -> dict[str, Any] | LongPoll:
         query = scope["query_string"]
         return await self.record(
             scope,

@@ -111,6 +111,15 @@ class RequestLog:
         REQUEST.reset(token)
         self._done(scope, notes, notes.status or 500, time.perf_counter() - started)
 
+    def leave(self, token: Token[RequestNotes | None]) -> None:
+        """The request goes on outside the context :meth:`begin` ran in (a parked long-poll):
+        its notes stop being current there; :meth:`finish` ends it."""
+        REQUEST.reset(token)
+
+    def finish(self, scope: Scope, started: float, notes: RequestNotes, status: int) -> None:
+        """The end of a request :meth:`leave` took out of its context, with its status."""
+        self._done(scope, notes, status, time.perf_counter() - started)
+
     def _done(self, scope: Scope, notes: RequestNotes, status: int, duration_s: float) -> None:
         method: str = scope["method"]
         if method not in _METHODS:

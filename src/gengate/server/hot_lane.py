@@ -24,21 +24,38 @@ Headers = list[tuple[bytes, bytes]]
 BODY_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"expect"})
 
 
+#: In a hot request's scope: the protocol can hold the request without a coroutine (a
+#: long-poll), and takes a :class:`HeldAnswer` for an answer.
+HOLD_KEY = "gengate.can_hold"
+
+
+class HeldAnswer(Protocol):
+    """An answer the app gives later (a parked long-poll), with no coroutine waiting for it."""
+
+    def hold(self, respond: Callable[[int, Headers, bytes], None]) -> None:
+        """Answer with `respond` (status, headers, body) once the answer is known; at most once."""
+
+    def drop(self) -> None:
+        """The client left: answer nothing."""
+
+
+Answer = tuple[int, Headers, bytes] | HeldAnswer
+
+
 class HotLane(Protocol):
     """What the app offers the protocol: its hot routes, and their answers."""
 
     def route_for(self, method: str, path: str) -> object | None:
         """The hot route of `method` and `path`, or None (the request goes through ASGI)."""
 
-    def answer(self, route: Any, scope: dict[str, Any]) -> Awaitable[tuple[int, Headers, bytes]]:
-        """The status, headers and body of the answer; never raises for a client's input."""
+    def answer(self, route: Any, scope: dict[str, Any]) -> Awaitable[Answer]:
+        """The status, headers and body of the answer, or (where the scope says the protocol
+        can hold it, :data:`HOLD_KEY`) a held answer; never raises for a client's input."""
 
 
 #: What a lane that takes `POST`s (submits) offers besides, as `answer_post`: `answer` with the
 #: `receive` the body is read from. A lane without it gets no `POST`.
-AnswerPost = Callable[
-    [Any, dict[str, Any], Callable[[], Awaitable[dict[str, Any]]]], Awaitable[tuple[int, Headers, bytes]]
-]
+AnswerPost = Callable[[Any, dict[str, Any], Callable[[], Awaitable[dict[str, Any]]]], Awaitable[Answer]]
 
 
 def post_answerer(lane: HotLane | None) -> AnswerPost | None:

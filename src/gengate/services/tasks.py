@@ -23,6 +23,7 @@ from gengate.net.guard import AddressPolicy, UnsafeUrl, resolve_and_check
 from gengate.observability import tracing
 from gengate.observability.context import note_task
 from gengate.observability.metrics_tasks import TaskMetrics
+from gengate.services.longpoll import LongPoll
 from gengate.services.moderation import Moderator
 from gengate.services.queue_gauge import QueueGauge
 from gengate.store.base import Admission, Idempotency, Store, TaskQuery
@@ -179,6 +180,15 @@ class TaskService:
             )
         note_task(task.id)
         return task
+
+    async def poll(self, key: ApiKey, task_id: str, model: str | None, wait_s: float) -> Task | LongPoll:
+        """The key's task (:meth:`get`), or, with a wait and the task not ended, the long-poll
+        that answers at its next change (:mod:`gengate.services.longpoll`)."""
+        read_at = self.hub.clock
+        task = await self.get(key, task_id, model)
+        if wait_s <= 0 or task.state.is_terminal():
+            return task
+        return LongPoll(self, task, wait_s, read_at)
 
     async def cancel(self, key: ApiKey, task_id: str, model: str | None = None) -> tuple[Task, bool]:
         """Cancel the key's task: the task as it then stands, and whether anything changed

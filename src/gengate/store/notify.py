@@ -12,20 +12,40 @@ see. A change is heard after its commit (in this process, or from another one th
 notification), so such a read sees it; a read that started earlier, even one that ends
 later, may not, and is never used for it. Beginning to follow a task ticks the clock too:
 a caller's first look is a read that began after it, never older than its own last read.
+
+A waiter may also be parked (:meth:`ChangeHub.park`): an object, not a coroutine, woken with
+the task itself. After a change one fan-out reads the task once for all the task's parked
+waiters and hands each the same value (10,000 long-polls answered cost one read and no
+coroutine resumed each); a waiter the change does not concern is parked again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 #: A waiter's wake-up: True for a change, False for its deadline.
 _CHANGED, _EXPIRED = True, False
 #: Waiters of a change woken per turn of the loop.
 WAKE_BATCH = 256
+
+
+class Parked(Protocol):
+    """A waiter held without a coroutine (:meth:`ChangeHub.park`)."""
+
+    def wake(self, task: Any, shared: dict[Any, Any]) -> bool:
+        """The task as read after a change (None: it is gone): True once the waiter is done
+        with it, False to stay parked until the next change. `shared` is one dict per read,
+        for what the read's waiters can share (a body built once)."""
+
+
+#: The fetch a fan-out reads a task with (the store's `get_task`).
+Fetch = Callable[[str], Awaitable[Any]]
 
 
 class _Read:
@@ -42,10 +62,14 @@ class _Watched:
     """One task that someone waits on: its waiters, the stamp of its last change, the read in
     flight and the latest read that ended. Kept while anyone follows or waits on the task."""
 
-    __slots__ = ("changed", "flight", "followers", "latest", "latest_started", "waiters")
+    __slots__ = ("changed", "flight", "followers", "latest", "latest_started", "parked", "since", "waiters")
 
-    def __init__(self) -> None:
+    def __init__(self, since: int) -> None:
         self.waiters: dict[asyncio.Future[bool], None] = {}
+        #: Parked waiters, with the fetch their fan-out reads with.
+        self.parked: dict[Parked, Fetch] = {}
+        #: The hub's clock when the entry was made: changes from then on are stamped here.
+        self.since = since
         self.followers = 0
         self.changed = 0
         self.flight: _Read | None = None
@@ -68,6 +92,8 @@ class ChangeHub:
         self._work = asyncio.Event()
         self._deliveries = asyncio.Event()
         self._cancel_listeners: list[Callable[[str], None]] = []
+        #: Fan-outs to parked waiters in flight (a reference, so none is collected midway).
+        self._fan_outs: set[asyncio.Task[None]] = set()
 
     # -- tasks ---------------------------------------------------------------
     def task_changed(self, task_id: str) -> None:
@@ -77,6 +103,10 @@ class ChangeHub:
         if watched is None:
             return
         watched.changed = self._clock
+        parked = watched.parked
+        if parked:
+            watched.parked = {}
+            self._fan_out(task_id, watched, parked)
         waiters = watched.waiters
         if waiters:
             watched.waiters = {}
@@ -113,14 +143,79 @@ class ChangeHub:
         watched.followers += 1
         return TaskFollower(self, task_id, watched, self._clock)
 
+    # -- parked waiters ------------------------------------------------------------
+    @property
+    def clock(self) -> int:
+        """Now on the hub's clock: taken before a read, it is what :meth:`park` needs."""
+        return self._clock
+
+    def park(self, task_id: str, parked: Parked, fetch: Fetch, read_at: int) -> None:
+        """Hold `parked` until the task's next change, then wake it with the task read by
+        `fetch`. `read_at` is the clock (:attr:`clock`) from before the waiter's own last read
+        of the task: a change heard since, or one the hub could not have stamped (the task
+        was not watched yet), gets a read at once, so none slips between read and park."""
+        watched = self._entry(task_id)
+        if watched.since > read_at or watched.changed > read_at:
+            self._fan_out(task_id, watched, {parked: fetch})
+        else:
+            watched.parked[parked] = fetch
+
+    def unpark(self, task_id: str, parked: Parked) -> None:
+        """`parked` no longer waits (its deadline, its client gone); no-op when not parked."""
+        watched = self._watched.get(task_id)
+        if watched is not None and watched.parked.pop(parked, None) is not None:
+            self._forget_if_idle(task_id, watched)
+
+    def _fan_out(self, task_id: str, watched: _Watched, parked: dict[Parked, Fetch]) -> None:
+        # Counted as a follower while it runs, so that the entry (and the changes stamped on
+        # it) stays while its waiters are out of `parked`.
+        watched.followers += 1
+        task = asyncio.get_running_loop().create_task(self._run_fan_out(task_id, watched, parked))
+        self._fan_outs.add(task)
+        task.add_done_callback(self._fan_outs.discard)
+
+    async def _run_fan_out(self, task_id: str, watched: _Watched, parked: dict[Parked, Fetch]) -> None:
+        try:
+            while parked:
+                started = self._clock
+                fetch = next(iter(parked.values()))
+                try:
+                    value = await fetch(task_id)
+                except Exception:
+                    # They stay parked: the next change reads again, and each one's deadline
+                    # still answers it.
+                    log.exception("reading task %s for its parked waiters failed", task_id)
+                    watched.parked.update(parked)
+                    return
+                shared: dict[Any, Any] = {}
+                still: dict[Parked, Fetch] = {}
+                for count, (waiter, its_fetch) in enumerate(parked.items(), 1):
+                    if not _wakes(waiter, value, shared):
+                        still[waiter] = its_fetch
+                    if not count % WAKE_BATCH:
+                        await asyncio.sleep(0)  # the loop turns: the answers so far leave now
+                if watched.changed > started:  # changed during the read: read again for them
+                    parked = still
+                    continue
+                watched.parked.update(still)
+                return
+        finally:
+            watched.followers -= 1
+            self._forget_if_idle(task_id, watched)
+
     def _entry(self, task_id: str) -> _Watched:
         watched = self._watched.get(task_id)
         if watched is None:
-            watched = self._watched[task_id] = _Watched()
+            watched = self._watched[task_id] = _Watched(self._clock)
         return watched
 
     def _forget_if_idle(self, task_id: str, watched: _Watched) -> None:
-        if not watched.followers and not watched.waiters and self._watched.get(task_id) is watched:
+        if (
+            not watched.followers
+            and not watched.waiters
+            and not watched.parked
+            and self._watched.get(task_id) is watched
+        ):
             del self._watched[task_id]
 
     # -- cancel ----------------------------------------------------------------
@@ -259,6 +354,15 @@ class TaskFollower:
             self._hub._clock += 1
             self._need = self._hub._clock
         return changed
+
+
+def _wakes(waiter: Parked, value: Any, shared: dict[Any, Any]) -> bool:
+    """`waiter.wake`; a waiter that fails is done (it answers its own errors; this is the net)."""
+    try:
+        return waiter.wake(value, shared)
+    except Exception:
+        log.exception("a parked waiter failed on its wake-up")
+        return True
 
 
 def _wake(waiters: list[asyncio.Future[bool]], start: int) -> None:

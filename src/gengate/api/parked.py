@@ -1,0 +1,166 @@
+"""A long-poll held by the server's protocol instead of by a coroutine.
+
+10,000 clients long-polling one task used to be 10,000 coroutines, each resumed after the
+change to read, render, encode and answer on its own. A parked poll is an object in the
+change hub (:meth:`~gengate.store.notify.ChangeHub.park`): after the change one fan-out reads
+the task once and wakes every parked poll of it with that value, and the polls of one route
+share the body encoded once; each then only adds its own headers and writes. What a poll
+cannot share goes its own way with a coroutine of its own: a pending task whose queue
+position the route shows (a read of its own), the last look at its deadline.
+
+The protocol hands the poll its `respond` (:meth:`ParkedPoll.hold`) and drops it when the
+client leaves (:meth:`ParkedPoll.drop`); the request layer hands it `on_end`, told the status
+once the request ends (499 when the client left first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+from gengate.domain.task import Task
+from gengate.services.longpoll import LongPoll
+
+if TYPE_CHECKING:
+    from gengate.api.hotpath import Answer, Headers, HotRoute
+
+log = logging.getLogger(__name__)
+
+#: The status a request is logged with when its client left before the answer (nginx's).
+CLIENT_CLOSED = 499
+
+Respond = Callable[[int, "Headers", bytes], None]
+
+
+def _unset_respond(_status: int, _headers: Headers, _body: bytes) -> None:
+    raise RuntimeError("a parked poll answered before it was held")
+
+
+def _no_end(_status: int) -> None:
+    pass
+
+
+class ParkedPoll:
+    __slots__ = (
+        "_done",
+        "_fail",
+        "_headers",
+        "_loop",
+        "_poll",
+        "_respond",
+        "_route",
+        "_timer",
+        "_work",
+        "on_end",
+    )
+
+    def __init__(
+        self, poll: LongPoll, route: HotRoute, headers: Headers, fail: Callable[[Exception], Answer]
+    ) -> None:
+        self._poll = poll
+        self._route = route
+        #: The answer's headers but its length: content type, trace id, the handlers' own.
+        self._headers = headers
+        #: The answer to an exception on the way (the route's error envelope).
+        self._fail = fail
+        self._respond: Respond = _unset_respond
+        self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = None
+        #: A coroutine answering it (the deadline's last look, a read of its own), while one runs.
+        self._work: asyncio.Task[None] | None = None
+        self._done = False
+        #: Told the status once the request ends (the request layer's line and metrics).
+        self.on_end: Callable[[int], None] = _no_end
+
+    @property
+    def task_id(self) -> str:
+        return self._poll.task.id
+
+    # -- the protocol's side -----------------------------------------------------------
+    def hold(self, respond: Respond) -> None:
+        """Wait for the task's next change, or the deadline; then answer with `respond`."""
+        self._respond = respond
+        poll = self._poll
+        self._timer = self._loop.call_at(poll.deadline, self._expired)
+        tasks = poll.tasks
+        tasks.hub.park(poll.task.id, self, tasks.store.get_task, poll.read_at)
+
+    def drop(self) -> None:
+        """The client left: nothing is answered, and the request ends with 499."""
+        if self._done:
+            return
+        self._finish()
+        if self._work is not None:
+            self._work.cancel()
+        self.on_end(CLIENT_CLOSED)
+
+    # -- the change hub's side -----------------------------------------------------------
+    def wake(self, task: Task | None, shared: dict[Any, Any]) -> bool:
+        if self._done:
+            return True
+        poll = self._poll
+        if task is not None and not poll.concerns(task) and self._loop.time() < poll.deadline:
+            return False  # a change that is not news to this poll (another field)
+        self._answer(task or poll.task, shared)  # (gone from the store: as last seen)
+        return True
+
+    # -- answering ------------------------------------------------------------------------
+    def _answer(self, task: Task, shared: dict[Any, Any]) -> None:
+        poll = self._poll
+        if poll.needs_read(task):
+            self._run(self._answer_alone(task))
+            return
+        key = (self._route, poll.render)
+        body: bytes | None = shared.get(key)
+        if body is None:
+            try:
+                body = self._route.encode(poll.render(task, None))
+            except Exception as exc:
+                self._send(*self._fail(exc))
+                return
+            shared[key] = body
+        self._send(self._route.ok, [*self._headers, (b"content-length", str(len(body)).encode())], body)
+
+    async def _answer_alone(self, task: Task) -> None:
+        try:
+            body = self._route.encode(await self._poll.data(task))
+        except Exception as exc:
+            self._send(*self._fail(exc))
+            return
+        self._send(self._route.ok, [*self._headers, (b"content-length", str(len(body)).encode())], body)
+
+    def _expired(self) -> None:
+        self._timer = None
+        if self._done:
+            return
+        self._poll.tasks.hub.unpark(self._poll.task.id, self)
+        self._run(self._last_look())
+
+    async def _last_look(self) -> None:
+        """At the deadline: the task as it stands, read for this poll alone."""
+        poll = self._poll
+        try:
+            task = await poll.tasks.store.get_task(poll.task.id)
+        except Exception as exc:
+            self._send(*self._fail(exc))
+            return
+        self._answer(task or poll.task, {})
+
+    def _run(self, work: Coroutine[Any, Any, None]) -> None:
+        self._work = self._loop.create_task(work)
+
+    def _send(self, status: int, headers: Headers, body: bytes) -> None:
+        if self._done:  # (dropped while a coroutine of its own ran)
+            return
+        self._finish()
+        self.on_end(status)
+        self._respond(status, headers, body)
+
+    def _finish(self) -> None:
+        self._done = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._poll.tasks.hub.unpark(self._poll.task.id, self)
