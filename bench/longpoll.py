@@ -2,8 +2,11 @@
 
 Measures, with the gateway pinned to one core and the clients on the other:
 - the gateway's CPU use while every waiter holds its request and nothing changes
-  (waiting should cost a future per request, no polling);
-- the time from a state change (a cancel) to all waiters answered.
+  (waiting should cost nothing, no polling);
+- the time from a state change (a cancel, sent as one raw request on a connection opened
+  beforehand) to all waiters answered;
+- the same for the floor (:mod:`bench.longpoll_floor`, a bare protocol that writes ready
+  answers), measured in the same run: gengate's time is also given as a ratio to it.
 
     .venv/bin/python -m bench.longpoll [--waiters 10000] [--idle-seconds 5] [--profile FILE]
 
@@ -168,6 +171,24 @@ async def run(
     }
 
 
+def measure_floor(waiters: int) -> dict[str, Any]:
+    """The same clients against :mod:`bench.longpoll_floor` (no idle wait to speak of)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        ["taskset", "-c", SERVER_CPU, sys.executable, "-m", "bench.longpoll_floor", str(port)],
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        proc.stdout.readline()  # "ready"
+        return uvloop.run(
+            run(port, "Bearer floor", "task_floor", waiters=waiters, idle_s=0.5, pid=proc.pid, profile=None)
+        )
+    finally:
+        stop(proc)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -238,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         finally:
             stop(proc)
+    floor = result["floor"] = measure_floor(args.waiters)
+    result["all_answered_vs_floor"] = round(result["change_to_all_ms"] / floor["change_to_all_ms"], 2)
 
     print(
         f"long-poll: {result['waiters']:,} waiters on one task, gateway on one core\n"
@@ -247,10 +270,13 @@ def main(argv: list[str] | None = None) -> int:
         f"median {result['change_to_p50_ms']} ms, all {result['change_to_all_ms']} ms "
         f"(first to all {result['first_to_all_ms']} ms)\n"
         f"  gateway CPU from change to all answered: {result['gateway_user_cpu_fanout_ms']} ms user, "
-        f"{result['gateway_sys_cpu_fanout_ms']} ms system"
+        f"{result['gateway_sys_cpu_fanout_ms']} ms system\n"
+        f"  floor (bench.longpoll_floor, same run): all answered {floor['change_to_all_ms']} ms, "
+        f"CPU {floor['gateway_user_cpu_fanout_ms']} ms user, {floor['gateway_sys_cpu_fanout_ms']} ms system; "
+        f"gengate takes {result['all_answered_vs_floor']}x as long"
     )
     (RESULTS / "longpoll.json").write_text(json.dumps(result, indent=2) + "\n")
-    if result["answered_before_change"] or result["statuses"] != [200]:
+    if result["answered_before_change"] or result["statuses"] != [200] or floor["statuses"] != [200]:
         print(f"bench failed: early answers or errors: {result}", file=sys.stderr)
         return 1
     return 0

@@ -48,6 +48,7 @@ class ParkedPoll:
         "_fail",
         "_headers",
         "_loop",
+        "_parked",
         "_poll",
         "_respond",
         "_route",
@@ -71,6 +72,8 @@ class ParkedPoll:
         #: A coroutine answering it (the deadline's last look, a read of its own), while one runs.
         self._work: asyncio.Task[None] | None = None
         self._done = False
+        #: In the hub's parked waiters (out of them while a fan-out wakes it, and once done).
+        self._parked = False
         #: Told the status once the request ends (the request layer's line and metrics).
         self.on_end: Callable[[int], None] = _no_end
 
@@ -85,6 +88,7 @@ class ParkedPoll:
         poll = self._poll
         self._timer = self._loop.call_at(poll.deadline, self._expired)
         tasks = poll.tasks
+        self._parked = True
         tasks.hub.park(poll.task.id, self, tasks.store.get_task, poll.read_at)
 
     def drop(self) -> None:
@@ -103,6 +107,7 @@ class ParkedPoll:
         poll = self._poll
         if task is not None and not poll.concerns(task) and self._loop.time() < poll.deadline:
             return False  # a change that is not news to this poll (another field)
+        self._parked = False  # (the hub took it out of its parked waiters)
         self._answer(task or poll.task, shared)  # (gone from the store: as last seen)
         return True
 
@@ -135,7 +140,7 @@ class ParkedPoll:
         self._timer = None
         if self._done:
             return
-        self._poll.tasks.hub.unpark(self._poll.task.id, self)
+        self._unpark()
         self._run(self._last_look())
 
     async def _last_look(self) -> None:
@@ -163,4 +168,9 @@ class ParkedPoll:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._poll.tasks.hub.unpark(self._poll.task.id, self)
+        self._unpark()
+
+    def _unpark(self) -> None:
+        if self._parked:
+            self._parked = False
+            self._poll.tasks.hub.unpark(self._poll.task.id, self)
