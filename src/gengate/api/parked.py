@@ -6,7 +6,8 @@ change hub (:meth:`~gengate.store.notify.ChangeHub.park`): after the change one 
 the task once and wakes every parked poll of it with that value, and the polls of one route
 share the body encoded once; each then only adds its own headers and writes. What a poll
 cannot share goes its own way with a coroutine of its own: a pending task whose queue
-position the route shows (a read of its own), the last look at its deadline.
+position the route shows (a read of its own). At the deadline a poll takes a last look with
+a read of the task that starts then, shared with the polls whose deadlines pass together.
 
 The protocol hands the poll its `respond` (:meth:`ParkedPoll.hold`) and drops it when the
 client leaves (:meth:`ParkedPoll.drop`); the request layer hands it `on_end`, told the status
@@ -45,6 +46,7 @@ def _no_end(_status: int) -> None:
 class ParkedPoll:
     __slots__ = (
         "_done",
+        "_due",
         "_fail",
         "_headers",
         "_loop",
@@ -72,6 +74,8 @@ class ParkedPoll:
         #: A coroutine answering it (the deadline's last look, a read of its own), while one runs.
         self._work: asyncio.Task[None] | None = None
         self._done = False
+        #: Its deadline passed (or the server stops): the next wake answers, change or not.
+        self._due = False
         #: In the hub's parked waiters (out of them while a fan-out wakes it, and once done).
         self._parked = False
         #: Told the status once the request ends (the request layer's line and metrics).
@@ -91,6 +95,11 @@ class ParkedPoll:
         self._parked = True
         tasks.hub.park(poll.task.id, self, tasks.store.get_task, poll.read_at)
 
+    def answer_now(self) -> None:
+        """Answer with the task as it stands, without waiting for a change (the server stops)."""
+        if not self._done and not self._due:
+            self._expired()
+
     def drop(self) -> None:
         """The client left: nothing is answered, and the request ends with 499."""
         if self._done:
@@ -105,11 +114,17 @@ class ParkedPoll:
         if self._done:
             return True
         poll = self._poll
-        if task is not None and not poll.concerns(task) and self._loop.time() < poll.deadline:
+        waits = not self._due and self._loop.time() < poll.deadline
+        if waits and task is not None and not poll.concerns(task):
             return False  # a change that is not news to this poll (another field)
         self._parked = False  # (the hub took it out of its parked waiters)
         self._answer(task or poll.task, shared)  # (gone from the store: as last seen)
         return True
+
+    def read_failed(self, error: Exception) -> None:
+        if not self._done:
+            self._parked = False
+            self._send(*self._fail(error))
 
     # -- answering ------------------------------------------------------------------------
     def _answer(self, task: Task, shared: dict[Any, Any]) -> None:
@@ -137,21 +152,17 @@ class ParkedPoll:
         self._send(self._route.ok, [*self._headers, (b"content-length", str(len(body)).encode())], body)
 
     def _expired(self) -> None:
-        self._timer = None
+        """The deadline: a last look at the task (a read that starts now, shared with the
+        polls of the task whose deadlines pass with this one), then the answer."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._done:
             return
-        self._unpark()
-        self._run(self._last_look())
-
-    async def _last_look(self) -> None:
-        """At the deadline: the task as it stands, read for this poll alone."""
-        poll = self._poll
-        try:
-            task = await poll.tasks.store.get_task(poll.task.id)
-        except Exception as exc:
-            self._send(*self._fail(exc))
-            return
-        self._answer(task or poll.task, {})
+        self._due = True
+        self._parked = False
+        tasks = self._poll.tasks
+        tasks.hub.look_again(self._poll.task.id, self, tasks.store.get_task)
 
     def _run(self, work: Coroutine[Any, Any, None]) -> None:
         self._work = self._loop.create_task(work)

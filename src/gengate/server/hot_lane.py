@@ -35,6 +35,9 @@ class HeldAnswer(Protocol):
     def hold(self, respond: Callable[[int, Headers, bytes], None]) -> None:
         """Answer with `respond` (status, headers, body) once the answer is known; at most once."""
 
+    def answer_now(self) -> None:
+        """Answer as soon as can be, without waiting any longer (the server stops)."""
+
     def drop(self) -> None:
         """The client left: answer nothing."""
 

@@ -88,8 +88,10 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         #: A hot `POST` whose body is still arriving in the read that brought its head: its
         #: lane, route, scope and the cycle it replaced (:meth:`_answer_hot`).
         self._hot_post: tuple[HotLane, object, Any, Any] | None = None
-        #: A long-poll held with no coroutine (:meth:`_hold`), until it answers or the client leaves.
+        #: A long-poll held with no coroutine (:meth:`_hold`), until it answers or the client
+        #: leaves, and its request's cycle.
         self._held: HeldAnswer | None = None
+        self._held_cycle: HotCycle | None = None
 
     # -- the connection ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -101,6 +103,16 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             self.app = replies.reply_app(replies.over_capacity(len(self.connections)))
             self._hot_lane = None
         self._head_timer = self.loop.call_later(self._head_timeout_s, self._head_timed_out)
+
+    def shutdown(self) -> None:
+        """The server stops: a held long-poll answers now with its task as it stands (its client
+        can ask another process at once, not after the graceful timeout), then the connection
+        closes."""
+        super().shutdown()
+        held, cycle = self._held, self._held_cycle
+        if held is not None and cycle is not None:
+            cycle.keep_alive = False
+            held.answer_now()
 
     def handle_websocket_upgrade(self) -> None:
         # A websocket protocol gets the connection's own transport.
@@ -309,6 +321,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             held.drop()
             return
         self._held = held
+        self._held_cycle = cycle
         held.hold(partial(self._answer_held, held, cycle))
 
     def _answer_held(

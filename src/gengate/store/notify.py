@@ -43,6 +43,10 @@ class Parked(Protocol):
         with it, False to stay parked until the next change. `shared` is one dict per read,
         for what the read's waiters can share (a body built once)."""
 
+    def read_failed(self, error: Exception) -> None:
+        """The read after a change failed: the waiter is done (it answers with the error, as
+        a request whose own read failed would)."""
+
 
 #: The fetch a fan-out reads a task with (the store's `get_task`).
 Fetch = Callable[[str], Awaitable[Any]]
@@ -62,12 +66,24 @@ class _Watched:
     """One task that someone waits on: its waiters, the stamp of its last change, the read in
     flight and the latest read that ended. Kept while anyone follows or waits on the task."""
 
-    __slots__ = ("changed", "flight", "followers", "latest", "latest_started", "parked", "since", "waiters")
+    __slots__ = (
+        "changed",
+        "flight",
+        "followers",
+        "latest",
+        "latest_started",
+        "looks",
+        "parked",
+        "since",
+        "waiters",
+    )
 
     def __init__(self, since: int) -> None:
         self.waiters: dict[asyncio.Future[bool], None] = {}
         #: Parked waiters, with the fetch their fan-out reads with.
         self.parked: dict[Parked, Fetch] = {}
+        #: Parked waiters to wake with a read started from now on (:meth:`ChangeHub.look_again`).
+        self.looks: dict[Parked, Fetch] = {}
         #: The hub's clock when the entry was made: changes from then on are stamped here.
         self.since = since
         self.followers = 0
@@ -166,6 +182,20 @@ class ChangeHub:
         if watched is not None and watched.parked.pop(parked, None) is not None:
             self._forget_if_idle(task_id, watched)
 
+    def look_again(self, task_id: str, parked: Parked, fetch: Fetch) -> None:
+        """Wake `parked` (no longer parked) with a read that starts from now on, change or
+        not: its deadline passed, or the server stops. Those who ask in the same turn of the
+        loop share one read (10,000 long-polls made together time out together)."""
+        watched = self._entry(task_id)
+        watched.parked.pop(parked, None)
+        if not watched.looks:
+            asyncio.get_running_loop().call_soon(self._look, task_id, watched)
+        watched.looks[parked] = fetch
+
+    def _look(self, task_id: str, watched: _Watched) -> None:
+        looks, watched.looks = watched.looks, {}
+        self._fan_out(task_id, watched, looks)
+
     def _fan_out(self, task_id: str, watched: _Watched, parked: dict[Parked, Fetch]) -> None:
         # Counted as a follower while it runs, so that the entry (and the changes stamped on
         # it) stays while its waiters are out of `parked`.
@@ -181,11 +211,9 @@ class ChangeHub:
                 fetch = next(iter(parked.values()))
                 try:
                     value = await fetch(task_id)
-                except Exception:
-                    # They stay parked: the next change reads again, and each one's deadline
-                    # still answers it.
-                    log.exception("reading task %s for its parked waiters failed", task_id)
-                    watched.parked.update(parked)
+                except Exception as exc:
+                    for waiter in parked:
+                        _fails(waiter, exc)
                     return
                 shared: dict[Any, Any] = {}
                 still: dict[Parked, Fetch] = {}
@@ -214,6 +242,7 @@ class ChangeHub:
             not watched.followers
             and not watched.waiters
             and not watched.parked
+            and not watched.looks
             and self._watched.get(task_id) is watched
         ):
             del self._watched[task_id]
@@ -363,6 +392,13 @@ def _wakes(waiter: Parked, value: Any, shared: dict[Any, Any]) -> bool:
     except Exception:
         log.exception("a parked waiter failed on its wake-up")
         return True
+
+
+def _fails(waiter: Parked, error: Exception) -> None:
+    try:
+        waiter.read_failed(error)
+    except Exception:
+        log.exception("a parked waiter failed on a failed read")
 
 
 def _wake(waiters: list[asyncio.Future[bool]], start: int) -> None:
