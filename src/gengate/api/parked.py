@@ -129,6 +129,8 @@ class ParkedPoll:
     # -- answering ------------------------------------------------------------------------
     def _answer(self, task: Task, shared: dict[Any, Any]) -> None:
         poll = self._poll
+        if self._work is not None:
+            return  # answering already, with a read of its own
         if poll.needs_read(task):
             self._run(self._answer_alone(task))
             return

@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 _CHANGED, _EXPIRED = True, False
 #: Waiters of a change woken per turn of the loop.
 WAKE_BATCH = 256
+#: Tasks no one watched whose last change the hub remembers (for :meth:`ChangeHub.park`);
+#: past this many it forgets them all, and a park older than that reads once to be sure.
+RECENT_KEPT = 65_536
 
 
 class Parked(Protocol):
@@ -110,6 +113,10 @@ class ChangeHub:
         self._cancel_listeners: list[Callable[[str], None]] = []
         #: Fan-outs to parked waiters in flight (a reference, so none is collected midway).
         self._fan_outs: set[asyncio.Task[None]] = set()
+        #: The clock of the last change of tasks no one watched then, and when that record
+        #: was last emptied (a change before it may be forgotten).
+        self._recent: dict[str, int] = {}
+        self._recent_from = 0
 
     # -- tasks ---------------------------------------------------------------
     def task_changed(self, task_id: str) -> None:
@@ -117,6 +124,7 @@ class ChangeHub:
         self._clock += 1
         watched = self._watched.get(task_id)
         if watched is None:
+            self._remember(task_id, self._clock)
             return
         watched.changed = self._clock
         parked = watched.parked
@@ -168,13 +176,26 @@ class ChangeHub:
     def park(self, task_id: str, parked: Parked, fetch: Fetch, read_at: int) -> None:
         """Hold `parked` until the task's next change, then wake it with the task read by
         `fetch`. `read_at` is the clock (:attr:`clock`) from before the waiter's own last read
-        of the task: a change heard since, or one the hub could not have stamped (the task
-        was not watched yet), gets a read at once, so none slips between read and park."""
+        of the task: a change of the task heard since (stamped on its entry, or remembered
+        while no one watched it) gets a read at once, so none slips between read and park."""
         watched = self._entry(task_id)
-        if watched.since > read_at or watched.changed > read_at:
+        unseen = watched.since > read_at and self._changed_unwatched(task_id, read_at)
+        if unseen or watched.changed > read_at:
             self._fan_out(task_id, watched, {parked: fetch})
         else:
             watched.parked[parked] = fetch
+
+    def _changed_unwatched(self, task_id: str, read_at: int) -> bool:
+        """Whether the task may have changed after `read_at` while no one watched it."""
+        return self._recent.get(task_id, 0) > read_at or self._recent_from > read_at
+
+    def _remember(self, task_id: str, stamp: int) -> None:
+        """The last change of a task no one watches (any more) was at `stamp`."""
+        recent = self._recent
+        if len(recent) >= RECENT_KEPT:
+            recent.clear()
+            self._recent_from = self._clock
+        recent[task_id] = stamp
 
     def unpark(self, task_id: str, parked: Parked) -> None:
         """`parked` no longer waits (its deadline, its client gone); no-op when not parked."""
@@ -246,6 +267,8 @@ class ChangeHub:
             and self._watched.get(task_id) is watched
         ):
             del self._watched[task_id]
+            if watched.changed:
+                self._remember(task_id, watched.changed)
 
     # -- cancel ----------------------------------------------------------------
     def on_cancel(self, listener: Callable[[str], None]) -> None:
