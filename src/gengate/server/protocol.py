@@ -283,6 +283,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
                 answer = await lane.answer(route, scope)
             else:
                 answer = await self._answer_post(route, scope, cycle.receive)
+                if isinstance(answer, tuple) and (b"connection", b"close") in answer[1]:
+                    cycle.keep_alive = False  # the app's own (a 413): as uvicorn does
         except Exception:
             log.exception("unexpected error answering %s", scope["path"])
             self._close()
@@ -291,8 +293,6 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             self._hold(answer, cycle)
             return
         status, headers, body = answer
-        if (b"connection", b"close") in headers:  # the app's own (a 413): as uvicorn does
-            cycle.keep_alive = False
         if self._gone(cycle):
             return
         if self.flow.write_paused:
@@ -328,7 +328,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self, held: HeldAnswer, cycle: HotCycle, status: int, headers: Headers, body: bytes
     ) -> None:
         if self._held is held:
-            self._held = None
+            self._held = self._held_cycle = None
         if not self._gone(cycle):
             # No wait for the transport's buffer to drain: nothing else was written while the
             # request was held, and one answer is bounded.
