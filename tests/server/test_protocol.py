@@ -158,3 +158,20 @@ def test_past_the_cap_requests_get_503_in_their_route_envelope() -> None:
     assert envelope["error"]["code"] == "unavailable"
     assert envelope["trace_id"] == headers["x-trace-id"]
     assert headers["retry-after"] == "1"
+
+
+# -- keep-alive ----------------------------------------------------------------------------
+def test_an_idle_connection_is_closed_after_keep_alive_and_a_busy_one_is_not(port: int) -> None:
+    """The keep-alive deadline (one of the loop's shared deadlines) closes a connection only
+    once it stayed idle that long since its last answer: requests every 0.3 s (keep-alive
+    0.5 s) keep it open past several deadlines, then it closes after the last answer."""
+    with connect(port) as sock:
+        started = time.monotonic()
+        for _ in range(5):
+            sock.sendall(get())
+            assert response(sock)[0] == 200
+            assert not closed_by_server(sock, within=0.3)
+        last_answer = time.monotonic()
+        assert last_answer - started > 3 * LIMITS.keep_alive_s
+        assert closed_by_server(sock)
+        assert time.monotonic() - last_answer >= LIMITS.keep_alive_s - 0.3

@@ -21,6 +21,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from gengate.deadlines import Bucket, cancel, deadlines_of
 from gengate.domain.task import Task
 from gengate.services.longpoll import LongPoll
 
@@ -70,7 +71,8 @@ class ParkedPoll:
         self._fail = fail
         self._respond: Respond = _unset_respond
         self._loop = asyncio.get_running_loop()
-        self._timer: asyncio.TimerHandle | None = None
+        #: Its deadline's bucket (:mod:`gengate.deadlines`), until it answers.
+        self._timer: Bucket | None = None
         #: A coroutine answering it (the deadline's last look, a read of its own), while one runs.
         self._work: asyncio.Task[None] | None = None
         self._done = False
@@ -90,7 +92,7 @@ class ParkedPoll:
         """Wait for the task's next change, or the deadline; then answer with `respond`."""
         self._respond = respond
         poll = self._poll
-        self._timer = self._loop.call_at(poll.deadline, self._expired)
+        self._timer = deadlines_of(self._loop).add(poll.deadline, self)
         tasks = poll.tasks
         self._parked = True
         tasks.hub.park(poll.task.id, self, tasks.store.get_task, poll.read_at)
@@ -98,7 +100,7 @@ class ParkedPoll:
     def answer_now(self) -> None:
         """Answer with the task as it stands, without waiting for a change (the server stops)."""
         if not self._done and not self._due:
-            self._expired()
+            self.due()
 
     def drop(self) -> None:
         """The client left: nothing is answered, and the request ends with 499."""
@@ -153,12 +155,11 @@ class ParkedPoll:
             return
         self._send(self._route.ok, [*self._headers, (b"content-length", str(len(body)).encode())], body)
 
-    def _expired(self) -> None:
+    def due(self) -> None:
         """The deadline: a last look at the task (a read that starts now, shared with the
         polls of the task whose deadlines pass with this one), then the answer."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        cancel(self._timer, self)
+        self._timer = None
         if self._done:
             return
         self._due = True
@@ -178,9 +179,8 @@ class ParkedPoll:
 
     def _finish(self) -> None:
         self._done = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        cancel(self._timer, self)
+        self._timer = None
         self._unpark()
 
     def _unpark(self) -> None:

@@ -23,6 +23,7 @@ import httptools
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from gengate.deadlines import Bucket, cancel, deadlines_of
 from gengate.server import replies
 from gengate.server.coalesce import CoalescingTransport
 from gengate.server.hot_lane import (
@@ -85,6 +86,9 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         #: When the last response ended on a connection with nothing in flight; None while a
         #: request is being read or answered (see `on_response_complete`).
         self._idle_since: float | None = None
+        #: The keep-alive deadline's bucket while one is set (:meth:`due`).
+        self._deadlines = deadlines_of(self.loop)
+        self._keep_alive: Bucket | None = None
         #: A hot `POST` whose body is still arriving in the read that brought its head: its
         #: lane, route, scope and the cycle it replaced (:meth:`_answer_hot`).
         self._hot_post: tuple[HotLane, object, Any, Any] | None = None
@@ -128,14 +132,15 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             self._held = None
             held.drop()
         super().connection_lost(exc)
-        if self.timeout_keep_alive_task is not None:
-            self.timeout_keep_alive_task.cancel()
-            self.timeout_keep_alive_task = None
+        cancel(self._keep_alive, self)
+        self._keep_alive = None
 
-    # -- keep-alive: one timer per idle period, not one per response ------------------------
+    # -- keep-alive: one deadline per idle period, not one timer per response ---------------
     # uvicorn arms a timer after every response and cancels it on every read: two timer-heap
-    # operations per request. Here a read only marks the connection busy; the timer, armed
-    # once, closes the connection when it finds it idle long enough, else re-arms for the rest.
+    # operations per request. Here a read only marks the connection busy; the deadline, set
+    # once, closes the connection when it finds it idle long enough, else is set for the rest.
+    # It is one of the loop's shared deadlines (:mod:`gengate.deadlines`), not a timer of its
+    # own: 10,000 long-polls answered at once would make 10,000 timers.
     def _unset_keepalive_if_required(self) -> None:
         self._idle_since = None
 
@@ -148,17 +153,18 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             cycle, app = self.pipeline.pop()
             self._start_asgi_task(cycle, app)
             return
-        self._idle_since = self.loop.time()
-        if self.timeout_keep_alive_task is None:
-            self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self._keep_alive_due)
+        now = self._idle_since = self.loop.time()
+        if self._keep_alive is None:
+            self._keep_alive = self._deadlines.add(now + self.timeout_keep_alive, self)
 
-    def _keep_alive_due(self) -> None:
-        self.timeout_keep_alive_task = None
+    def due(self) -> None:
+        """The keep-alive deadline: close the connection if it stayed idle that long."""
+        self._keep_alive = None
         if self._idle_since is None:
-            return  # busy: the response re-arms it
-        left = self._idle_since + self.timeout_keep_alive - self.loop.time()
-        if left > 0:
-            self.timeout_keep_alive_task = self.loop.call_later(left, self._keep_alive_due)
+            return  # busy: the response sets it again
+        when = self._idle_since + self.timeout_keep_alive
+        if when > self.loop.time():
+            self._keep_alive = self._deadlines.add(when, self)
         else:
             self.timeout_keep_alive_handler()
 
