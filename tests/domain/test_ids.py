@@ -3,6 +3,7 @@ that new rows land at the right edge of their indexes."""
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import pytest
@@ -35,6 +36,40 @@ def test_ids_made_later_sort_after(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = iter([1_764_547_200_000_000_000, 1_764_547_200_001_000_000, 1_764_547_260_000_000_000])
     monkeypatch.setattr(ids.time, "time_ns", lambda: next(clock))
     monkeypatch.setattr(ids, "_last_prefix", (-1, ""))
+    monkeypatch.setattr(ids, "_last_task", (-1, "", 0))
     made = [new_task_id() for _ in range(3)]
     assert made == sorted(made)
     assert len({task_id[5:13] for task_id in made}) == 3
+
+
+def test_task_ids_of_one_millisecond_sort_in_the_order_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ids.time, "time_ns", lambda: 1_764_547_200_000_000_000)
+    monkeypatch.setattr(ids, "_last_task", (-1, "", 0))
+    made = [new_task_id() for _ in range(1000)]
+    assert made == sorted(made)
+    assert len({task_id[5:13] for task_id in made}) == 1
+    steps = {number(b[13:]) - number(a[13:]) for a, b in itertools.pairwise(made)}
+    assert min(steps) > 0
+    assert len(steps) > 1  # (the step is random: the next id is not the last one plus one)
+
+
+def number(text: str) -> int:
+    """The number sortable text encodes, 6 bits a character."""
+    value = 0
+    for char in text:
+        value = value * 64 + ids._SORTABLE.index(char)
+    return value
+
+
+def test_a_clock_that_steps_back_does_not_make_ids_sort_before(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = iter([1_764_547_200_005_000_000, 1_764_547_200_001_000_000])
+    monkeypatch.setattr(ids.time, "time_ns", lambda: next(clock))
+    monkeypatch.setattr(ids, "_last_task", (-1, "", 0))
+    first, second = new_task_id(), new_task_id()
+    assert first < second
+
+
+@given(st.integers(0, 2**132 - 1), st.integers(0, 2**132 - 1))
+def test_the_random_text_sorts_as_its_number(a: int, b: int) -> None:
+    assert len(ids._sortable_132(a)) == 22
+    assert (ids._sortable_132(a) < ids._sortable_132(b)) == (a < b)

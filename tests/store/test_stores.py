@@ -332,3 +332,12 @@ async def test_credits_are_charged_once_and_a_failure_refunded_once(store: AnySt
     ledger = await store.list_ledger("key_c", None, 50)
     assert sorted(entry.kind.value for entry in ledger) == ["charge"] * 3 + ["refund", "topup"]
     assert sum(entry.amount for entry in ledger) == 1
+
+
+async def test_queue_positions_of_one_millisecond_follow_the_order_made(store: AnyStore) -> None:
+    """Tasks made in the same millisecond: their ids sort in the order the process made them,
+    and the queue position breaks the tie by id (before, both counted the same tasks ahead)."""
+    made = [make_task(create_time=1_000) for _ in range(3)]
+    for task in reversed(made):  # inserted in the other order: the id decides, not the insert
+        await store.insert_task(task)
+    assert [await store.queue_position(task) for task in made] == [0, 1, 2]

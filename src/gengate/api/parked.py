@@ -73,7 +73,7 @@ class ParkedPoll:
         self._loop = asyncio.get_running_loop()
         #: Its deadline's bucket (:mod:`gengate.deadlines`), until it answers.
         self._timer: Bucket | None = None
-        #: A coroutine answering it (the deadline's last look, a read of its own), while one runs.
+        #: A coroutine answering it (a pending task's queue position needs a read of its own).
         self._work: asyncio.Task[None] | None = None
         self._done = False
         #: Its deadline passed (or the server stops): the next wake answers, change or not.

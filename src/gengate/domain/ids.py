@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import secrets
 import time
 
-from gengate.domain.randomness import token_hex, token_urlsafe
+from gengate.domain.randomness import token_bytes, token_hex
 
 TASK_ID_PREFIX = "task_"
 KEY_PREFIX = "gg_"
@@ -17,12 +18,37 @@ KEY_DISPLAY_CHARS = 6
 def new_task_id() -> str:
     """`task_`, the creation time in 8 characters, then 22 URL-safe random ones (128 bits, so ids
     cannot be guessed). Ids that sort by time are inserted at the right edge of an index, so a
-    commit of many new tasks writes a few index pages instead of one per task."""
-    return TASK_ID_PREFIX + time_prefix() + token_urlsafe(16)
+    commit of many new tasks writes a few index pages instead of one per task.
+
+    Within a process they also sort in the order they were made: in the same millisecond the
+    random part is the last one's plus a random step of up to 64 bits (as a monotonic ULID,
+    but not guessable from the last), so a queue position can tell two tasks of one
+    millisecond apart by id."""
+    global _last_task  # noqa: PLW0603 - one sequence for the process (the event loop's thread)
+    ms = time.time_ns() // 1_000_000
+    last_ms, prefix, last = _last_task
+    if ms > last_ms:
+        prefix, value = sortable_ms(ms), int.from_bytes(token_bytes(16))
+    else:  # the same millisecond (or the clock stepped back): after the last one
+        ms, value = last_ms, last + 1 + int.from_bytes(token_bytes(8))
+    _last_task = (ms, prefix, value)
+    return TASK_ID_PREFIX + prefix + _sortable_132(value)
+
+
+#: The last task id's millisecond, its text, and its random part as a number.
+_last_task: tuple[int, str, int] = (-1, "", 0)
+
+
+def _sortable_132(value: int) -> str:
+    """`value` (under 2**132) as 22 characters that sort as the number: base64 of it, with each
+    base64 digit replaced by the sortable digit of the same value."""
+    return base64.urlsafe_b64encode(value.to_bytes(18)).decode().translate(_BASE64_TO_SORTABLE)[2:]
 
 
 #: URL-safe characters in ASCII order: text of them sorts as the numbers they encode.
 _SORTABLE = "-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
+_BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_BASE64_TO_SORTABLE = str.maketrans(_BASE64, _SORTABLE)
 #: The last millisecond's prefix: ids made within one millisecond share it.
 _last_prefix: tuple[int, str] = (-1, "")
 

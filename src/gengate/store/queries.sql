@@ -109,10 +109,13 @@ SELECT id, files FROM tasks
 -- name: queue_depth
 SELECT count(*) FROM tasks WHERE state = 'pending' AND model = :model
 
+-- Ties of one millisecond go by id: a process makes ids that sort in the order it made them.
 -- name: queue_position
 SELECT count(*) FROM tasks
  WHERE state = 'pending' AND model = :model
-   AND (priority > :priority OR (priority = :priority AND create_time < :create_time))
+   AND (priority > :priority
+        OR (priority = :priority
+            AND (create_time < :create_time OR (create_time = :create_time AND id < :id))))
 
 -- A key's unfinished tasks, counted no further than its cap (index tasks_active_by_key).
 -- name: active_of_key_upto

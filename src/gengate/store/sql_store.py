@@ -108,7 +108,11 @@ class SqlStore(SqlConsole):
     async def queue_position(self, task: Task) -> int:
         """Pending tasks of the same model ahead of this one."""
         ahead = value(
-            self.q["queue_position"], model=task.model, priority=task.priority, create_time=task.create_time
+            self.q["queue_position"],
+            model=task.model,
+            priority=task.priority,
+            create_time=task.create_time,
+            id=task.id,
         )
         return int(await self.driver.fetch(ahead))
 
