@@ -17,7 +17,6 @@ once the request ends (499 when the client left first).
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -27,8 +26,6 @@ from gengate.services.longpoll import LongPoll
 
 if TYPE_CHECKING:
     from gengate.api.hotpath import Answer, Headers, HotRoute
-
-log = logging.getLogger(__name__)
 
 #: The status a request is logged with when its client left before the answer (nginx's).
 CLIENT_CLOSED = 499
@@ -82,10 +79,6 @@ class ParkedPoll:
         self._parked = False
         #: Told the status once the request ends (the request layer's line and metrics).
         self.on_end: Callable[[int], None] = _no_end
-
-    @property
-    def task_id(self) -> str:
-        return self._poll.task.id
 
     # -- the protocol's side -----------------------------------------------------------
     def hold(self, respond: Respond) -> None:
@@ -145,7 +138,7 @@ class ParkedPoll:
                 self._send(*self._fail(exc))
                 return
             shared[key] = body
-        self._send(self._route.ok, [*self._headers, (b"content-length", str(len(body)).encode())], body)
+        self._send_body(body)
 
     async def _answer_alone(self, task: Task) -> None:
         try:
@@ -153,6 +146,9 @@ class ParkedPoll:
         except Exception as exc:
             self._send(*self._fail(exc))
             return
+        self._send_body(body)
+
+    def _send_body(self, body: bytes) -> None:
         self._send(self._route.ok, [*self._headers, (b"content-length", str(len(body)).encode())], body)
 
     def due(self) -> None:

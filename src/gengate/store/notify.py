@@ -71,6 +71,7 @@ class _Watched:
 
     __slots__ = (
         "changed",
+        "fetch",
         "flight",
         "followers",
         "latest",
@@ -83,10 +84,12 @@ class _Watched:
 
     def __init__(self, since: int) -> None:
         self.waiters: dict[asyncio.Future[bool], None] = {}
-        #: Parked waiters, with the fetch their fan-out reads with.
-        self.parked: dict[Parked, Fetch] = {}
+        #: Parked waiters (a dict: ordered, and O(1) to let one go).
+        self.parked: dict[Parked, None] = {}
         #: Parked waiters to wake with a read started from now on (:meth:`ChangeHub.look_again`).
-        self.looks: dict[Parked, Fetch] = {}
+        self.looks: dict[Parked, None] = {}
+        #: What their fan-outs read the task with (every waiter of a hub gives the same).
+        self.fetch: Fetch | None = None
         #: The hub's clock when the entry was made: changes from then on are stamped here.
         self.since = since
         self.followers = 0
@@ -179,11 +182,12 @@ class ChangeHub:
         of the task: a change of the task heard since (stamped on its entry, or remembered
         while no one watched it) gets a read at once, so none slips between read and park."""
         watched = self._entry(task_id)
+        watched.fetch = fetch
         unseen = watched.since > read_at and self._changed_unwatched(task_id, read_at)
         if unseen or watched.changed > read_at:
-            self._fan_out(task_id, watched, {parked: fetch})
+            self._fan_out(task_id, watched, {parked: None})
         else:
-            watched.parked[parked] = fetch
+            watched.parked[parked] = None
 
     def _changed_unwatched(self, task_id: str, read_at: int) -> bool:
         """Whether the task may have changed after `read_at` while no one watched it."""
@@ -200,7 +204,8 @@ class ChangeHub:
     def unpark(self, task_id: str, parked: Parked) -> None:
         """`parked` no longer waits (its deadline, its client gone); no-op when not parked."""
         watched = self._watched.get(task_id)
-        if watched is not None and watched.parked.pop(parked, None) is not None:
+        if watched is not None and parked in watched.parked:
+            del watched.parked[parked]
             self._forget_if_idle(task_id, watched)
 
     def look_again(self, task_id: str, parked: Parked, fetch: Fetch) -> None:
@@ -208,16 +213,17 @@ class ChangeHub:
         not: its deadline passed, or the server stops. Those who ask in the same turn of the
         loop share one read (10,000 long-polls made together time out together)."""
         watched = self._entry(task_id)
+        watched.fetch = fetch
         watched.parked.pop(parked, None)
         if not watched.looks:
             asyncio.get_running_loop().call_soon(self._look, task_id, watched)
-        watched.looks[parked] = fetch
+        watched.looks[parked] = None
 
     def _look(self, task_id: str, watched: _Watched) -> None:
         looks, watched.looks = watched.looks, {}
         self._fan_out(task_id, watched, looks)
 
-    def _fan_out(self, task_id: str, watched: _Watched, parked: dict[Parked, Fetch]) -> None:
+    def _fan_out(self, task_id: str, watched: _Watched, parked: dict[Parked, None]) -> None:
         # Counted as a follower while it runs, so that the entry (and the changes stamped on
         # it) stays while its waiters are out of `parked`.
         watched.followers += 1
@@ -225,11 +231,12 @@ class ChangeHub:
         self._fan_outs.add(task)
         task.add_done_callback(self._fan_outs.discard)
 
-    async def _run_fan_out(self, task_id: str, watched: _Watched, parked: dict[Parked, Fetch]) -> None:
+    async def _run_fan_out(self, task_id: str, watched: _Watched, parked: dict[Parked, None]) -> None:
+        fetch = watched.fetch
+        assert fetch is not None  # (set by whoever parked them)
         try:
             while parked:
                 started = self._clock
-                fetch = next(iter(parked.values()))
                 try:
                     value = await fetch(task_id)
                 except Exception as exc:
@@ -237,10 +244,10 @@ class ChangeHub:
                         _fails(waiter, exc)
                     return
                 shared: dict[Any, Any] = {}
-                still: dict[Parked, Fetch] = {}
-                for count, (waiter, its_fetch) in enumerate(parked.items(), 1):
+                still: dict[Parked, None] = {}
+                for count, waiter in enumerate(parked, 1):
                     if not _wakes(waiter, value, shared):
-                        still[waiter] = its_fetch
+                        still[waiter] = None
                     if not count % WAKE_BATCH:
                         await asyncio.sleep(0)  # the loop turns: the answers so far leave now
                 if watched.changed > started:  # changed during the read: read again for them
