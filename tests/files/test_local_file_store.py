@@ -110,6 +110,20 @@ async def test_a_retry_replaces_the_earlier_attempts_result(store: LocalFileStor
     assert found.read_bytes() == b"attempt 4, a file"
 
 
+async def test_a_first_attempt_kept_as_a_row_looks_for_no_earlier_file(
+    store: LocalFileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing of an earlier attempt can shadow a first attempt's row: no path is unlinked.
+    A retry's row still removes an earlier attempt's file (the test above)."""
+    unlinked: list[str] = []
+    monkeypatch.setattr("gengate.files.local.os.unlink", lambda path: unlinked.append(str(path)))
+    row = [OutputFile(Path("r.json"), "application/json", data=b"{}")]
+    assert await store.save(TASK, row, first_attempt=True) == (ResultFile("r.json", "application/json", 2),)
+    assert unlinked == []
+    await store.save(TASK, row)
+    assert unlinked == [str(store.path_of(TASK, "r.json"))]
+
+
 async def test_a_failed_commit_fails_only_the_saves_with_rows(store: LocalFileStore, tmp_path: Path) -> None:
     await store.save("task_first", [OutputFile(Path("r.json"), "application/json", data=b"{}")])
     await store.close()

@@ -57,6 +57,14 @@ async def sleep_forever(_input: dict[str, Any], _ctx: RunContext) -> list[Output
     return []
 
 
+async def swallow_a_cancel(_input: dict[str, Any], ctx: RunContext) -> list[OutputFile]:
+    """Never looks at `ctx.cancel`, swallows the stop, and returns as if nothing happened."""
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.sleep(3600)
+    await asyncio.sleep(0.01)
+    return [OutputFile(ctx.output_dir / "r.json", "application/json", b"{}")]
+
+
 @dataclass
 class Rig:
     store: SQLiteStore
@@ -100,6 +108,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         "boom": FunctionProvider(raise_boom),
         "forever": FunctionProvider(sleep_forever),
         "relay": FunctionProvider(relay_like),
+        "stubborn": FunctionProvider(swallow_a_cancel),
     }
     catalogue = Catalogue(
         {
@@ -110,6 +119,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
             "flaky": spec("flaky", "demo-echo", max_attempts=3, retry_backoff_s=0.05),
             "capped": spec("capped", "demo-echo", concurrency=4, max_running=1),
             "relay": spec("relay", "relay"),
+            "stubborn": spec("stubborn", "stubborn"),
         }
     )
     async with open_rig(tmp_path, providers, catalogue) as opened:
@@ -207,6 +217,21 @@ async def test_transient_failure_is_retried_with_backoff_then_succeeds(rig: Rig)
     assert done.attempts == 3
 
 
+async def test_only_a_first_attempt_saves_as_the_first(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file store may skip looking for an earlier attempt's files on a first attempt only."""
+    saves: list[bool] = []
+    save = rig.pool.files.save
+
+    async def recording(task_id: str, outputs: Any, *, first_attempt: bool = False) -> Any:
+        saves.append(first_attempt)
+        return await save(task_id, outputs, first_attempt=first_attempt)
+
+    monkeypatch.setattr(rig.pool.files, "save", recording)
+    assert (await rig.until_done(await rig.submit("echo"))).state is TaskState.SUCCESS
+    assert (await rig.until_done(await rig.submit("flaky", fail_attempts=2))).attempts == 3
+    assert saves == [True, False]
+
+
 async def test_transient_failure_past_max_attempts_fails_the_task(rig: Rig) -> None:
     done = await rig.until_done(await rig.submit("flaky", fail_attempts=5))
     assert done.state is TaskState.FAILED
@@ -254,3 +279,22 @@ async def test_a_provider_that_ignores_a_cancel_is_stopped_after_the_grace_perio
     async with asyncio.timeout(5):
         while rig.pool.busy:
             await asyncio.sleep(0.01)
+
+
+async def test_a_provider_that_swallows_the_stop_still_ends_canceled(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stop is a cancel of the run's own task; swallowed, it is taken back, and the run
+    goes on to record the client's cancel and give its slot back."""
+    monkeypatch.setattr("gengate.worker.run.CANCEL_GRACE_S", 0.05)
+    task = await rig.submit("stubborn")
+    async with asyncio.timeout(5):
+        while (current := await rig.store.get_task(task.id)) and current.state is TaskState.PENDING:
+            await asyncio.sleep(0.01)
+    await rig.store.cancel(task.id)
+    done = await rig.until_done(task)
+    assert (done.state, done.fail_code) == (TaskState.FAILED, "CANCELED")
+    async with asyncio.timeout(5):
+        while rig.pool.busy:
+            await asyncio.sleep(0.01)
+    assert (await rig.until_done(await rig.submit("echo"))).state is TaskState.SUCCESS

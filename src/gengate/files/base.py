@@ -16,8 +16,12 @@ from gengate.domain.task import ResultFile
 
 
 class FileStore(Protocol):
-    async def save(self, task_id: str, outputs: Sequence[OutputFile]) -> tuple[ResultFile, ...]:
-        """Take the provider's files into the store (moved, not copied, where possible)."""
+    async def save(
+        self, task_id: str, outputs: Sequence[OutputFile], *, first_attempt: bool = False
+    ) -> tuple[ResultFile, ...]:
+        """Take the provider's files into the store (moved, not copied, where possible).
+        `first_attempt`: no earlier attempt of the task can have saved anything, so nothing of
+        one needs removing (true only for a task's first claim)."""
         ...
 
     def url(self, task_id: str, file: ResultFile, expires_ms: int) -> str:

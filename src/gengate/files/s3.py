@@ -126,7 +126,9 @@ class S3FileStore:
         """An empty `<staging_root>/<task_id>.<attempt>`; a leftover of a crashed run is emptied."""
         return empty_dir(self.staging_path(task_id, attempt))
 
-    async def save(self, task_id: str, outputs: Sequence[OutputFile]) -> tuple[ResultFile, ...]:
+    async def save(
+        self, task_id: str, outputs: Sequence[OutputFile], *, first_attempt: bool = False
+    ) -> tuple[ResultFile, ...]:
         """Upload the outputs (all at once, each streamed from disk), then drop their staging folder."""
         _check_name(task_id, "task id")
         outputs = tuple(outputs)

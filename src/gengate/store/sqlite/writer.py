@@ -148,19 +148,21 @@ class SQLiteWriter:
         changes = conn.total_changes
         try:
             conn.execute("BEGIN IMMEDIATE")
+            # One cursor for the savepoints: `conn.execute` makes a cursor per call.
+            marks = conn.cursor()
             for op in batch:
                 # A savepoint per operation: one failing statement spoils only its own op.
-                conn.execute("SAVEPOINT op")
+                marks.execute("SAVEPOINT op")
                 try:
                     result = op.fn(conn)
                 except Exception as exc:
                     # A database error, or an operation refusing (a submit past its credits):
                     # its writes are undone and its caller gets the exception.
-                    conn.execute("ROLLBACK TO op")
+                    marks.execute("ROLLBACK TO op")
                     results.append((op, None, exc))
                 else:
                     results.append((op, result, None))
-                conn.execute("RELEASE op")
+                marks.execute("RELEASE op")
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             # The disk or the file failed (full, read-only, I/O error), not our code: one line.
