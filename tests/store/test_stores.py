@@ -124,6 +124,30 @@ async def test_finish_records_one_completion_and_refuses_stale_claims(store: Any
     assert (await store.get_task(task.id)) == done
 
 
+async def test_a_finish_given_the_claimed_task_returns_the_row_as_stored(store: AnyStore) -> None:
+    """The worker passes the task as claimed; what the run changed meanwhile (progress, the
+    upstream reference) and what the finish wrote still come back as the row holds them."""
+    task = msgspec.structs.replace(make_task(), callback_url="http://127.0.0.1:9/hook")
+    await store.insert_task(task)
+    (claim,) = await store.claim({"m": 100}, "w1", 1, LEASE)
+    assert await store.set_progress(task.id, "w1", 1, 40)
+    assert await store.set_upstream(task.id, "w1", 1, '{"taskId":"up_1"}')
+    files = (ResultFile("0.png", "image/png", 10),)
+    outcome = Succeeded(files, '{"seed":7}')
+    assert await store.finish(task.id, "w2", 1, outcome, claimed=claim.task) is None  # not the owner
+    done = await store.finish(task.id, "w1", claim.attempt, outcome, claimed=claim.task)
+    assert done is not None
+    assert done == await store.get_task(task.id)
+    assert (done.state, done.files, done.output_json, done.progress) == (
+        TaskState.SUCCESS,
+        files,
+        '{"seed":7}',
+        100,
+    )
+    assert done.upstream == '{"taskId":"up_1"}'
+    assert done.cost_time == done.complete_time - claim.task.start_time  # type: ignore[operator]
+
+
 async def test_progress_and_heartbeat_are_fenced(store: AnyStore) -> None:
     task = make_task()
     await store.insert_task(task)

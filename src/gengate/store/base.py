@@ -141,13 +141,21 @@ class Store(ConsoleStore, Protocol):
         ...
 
     async def finish(
-        self, task_id: str, owner: str, attempt: int, outcome: Outcome, *, callback: bool = True
+        self,
+        task_id: str,
+        owner: str,
+        attempt: int,
+        outcome: Outcome,
+        *,
+        callback: bool = True,
+        claimed: Task | None = None,
     ) -> Task | None:
         """Record the one completion of a task; None when the claim is no longer current.
         A failure refunds the task's charge in the same transaction (as do `cancel` of a
         pending task and the reaper's WORKER_LOST): once per task, never for a success.
         `callback=False` says the task has no `callback_url` (its claim tells the worker), so
-        no sending slot is held for a hand-over while the ending commits."""
+        no sending slot is held for a hand-over while the ending commits. `claimed`, the task
+        as the worker claimed it, spares a store reading the whole row back."""
         ...
 
     async def retry_later(self, task_id: str, owner: str, attempt: int, run_after_ms: int) -> bool:

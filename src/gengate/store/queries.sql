@@ -72,6 +72,16 @@ UPDATE tasks
  WHERE id = :id AND {from processing to success} AND lease_owner = :owner AND attempts = :attempt
 RETURNING {task_columns}
 
+-- The same for a worker that has the task as it claimed it: only what a run may change (the
+-- upstream reference) comes back, not the whole row (RETURNING the row was a third of its cost).
+-- name: finish_success_claimed
+UPDATE tasks
+   SET state = 'success', complete_time = :now, cost_time = :now - start_time, progress = 100,
+       files = :files, output = :output, fail_code = NULL, fail_msg = NULL,
+       lease_owner = NULL, lease_expires = NULL
+ WHERE id = :id AND {from processing to success} AND lease_owner = :owner AND attempts = :attempt
+RETURNING upstream, cost_time
+
 -- name: finish_failure
 UPDATE tasks
    SET state = 'failed', complete_time = :now, cost_time = :now - start_time,

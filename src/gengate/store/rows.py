@@ -10,6 +10,7 @@ import msgspec
 import orjson
 
 from gengate.domain.deliveries import Delivery, DeliveryAttempt, DeliveryState
+from gengate.domain.endings import Succeeded
 from gengate.domain.keys import ApiKey
 from gengate.domain.ledger import LedgerEntry, LedgerKind
 from gengate.domain.states import TaskState
@@ -108,6 +109,26 @@ def task_from_row(row: Row) -> Task:
         upstream=row[23],
         charge=row[24],
         output_json=row[25],
+    )
+
+
+def succeeded_task(claimed: Task, outcome: Succeeded, now: int, upstream: str | None, cost_time: int) -> Task:
+    """The row finish_success_claimed leaves, from the task as claimed and what it read back:
+    everything else of the row is the claim's, as the fence (owner, attempt) kept it."""
+    return msgspec.structs.replace(
+        claimed,
+        state=TaskState.SUCCESS,
+        complete_time=now,
+        cost_time=cost_time,
+        progress=100,
+        files=outcome.files,
+        output_json=outcome.output_json,
+        fail_code=None,
+        fail_msg=None,
+        lease_owner=None,
+        lease_expires=None,
+        upstream=upstream,
+        trace_context=None,  # as task_from_row: kept apart from the task's reads
     )
 
 

@@ -35,6 +35,7 @@ from gengate.store.rows import (
     key_from_row,
     key_params,
     ledger_from_row,
+    succeeded_task,
     task_from_row,
 )
 from gengate.store.sql import NOTHING, Changes, Driver, Tx, count, row, rows, value
@@ -193,14 +194,21 @@ class SqlStore(SqlConsole):
         return [TaskLog(at, line, attempt) for at, line, attempt in found]
 
     async def finish(
-        self, task_id: str, owner: str, attempt: int, outcome: Outcome, *, callback: bool = True
+        self,
+        task_id: str,
+        owner: str,
+        attempt: int,
+        outcome: Outcome,
+        *,
+        callback: bool = True,
+        claimed: Task | None = None,
     ) -> Task | None:
         intake = self.callback_intake if callback else None
         lease = intake.lease() if intake is not None else None
         handed: Delivery | None = None
         try:
             task, handed = await self.driver.write(
-                self._finish(task_id, owner, attempt, outcome, lease), _ended_handing
+                self._finish(task_id, owner, attempt, outcome, lease, claimed), _ended_handing
             )
         finally:
             if intake is not None and lease is not None and handed is None:
@@ -209,22 +217,34 @@ class SqlStore(SqlConsole):
             intake.take(handed, task)
         return task
 
-    def _finish(
-        self, task_id: str, owner: str, attempt: int, outcome: Outcome, lease: CallbackLease | None = None
+    def _finish(  # noqa: PLR0917 - the fence, the outcome, and what the caller already holds
+        self,
+        task_id: str,
+        owner: str,
+        attempt: int,
+        outcome: Outcome,
+        lease: CallbackLease | None = None,
+        claimed: Task | None = None,
     ) -> Tx[tuple[Task | None, Delivery | None]]:
         ending = endings.ending_of(outcome)
         now = now_ms()
         fence = {"id": task_id, "owner": owner, "attempt": attempt, "now": now}
-        if isinstance(outcome, Succeeded):
+        if isinstance(outcome, Succeeded) and claimed is not None:
+            files, output = files_json(outcome.files), outcome.output_json
+            changed = yield row(self.q["finish_success_claimed"], **fence, files=files, output=output)
+            ended = None if changed is None else succeeded_task(claimed, outcome, now, *changed)
+        elif isinstance(outcome, Succeeded):
             files, output = files_json(outcome.files), outcome.output_json
             done = yield row(self.q["finish_success"], **fence, files=files, output=output)
+            ended = None if done is None else task_from_row(done)
         else:
             done = yield row(self.q["finish_failure"], **fence, **_failure(ending))
-        if done is None:
+            ended = None if done is None else task_from_row(done)
+        if ended is None:
             return None, None
         return (
             yield from tx.end_task_handing(
-                self.q, task_from_row(done), ending, now, self.first_callback_delay_ms, lease=lease
+                self.q, ended, ending, now, self.first_callback_delay_ms, lease=lease
             )
         )
 

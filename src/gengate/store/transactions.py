@@ -77,8 +77,10 @@ def charge(q: Queries, task: Task) -> Tx[None]:
     balance does not cover it. An unlimited key is charged on the ledger only."""
     if task.charge <= 0:
         return
-    balance = yield value(q["charge_key"], key_id=task.key_id, amount=task.charge)
-    if balance is None:
+    # A row with NULL (SQLite's charge_key): an unlimited key. No row: key_credits tells.
+    charged = yield row(q["charge_key"], key_id=task.key_id, amount=task.charge)
+    balance = None if charged is None else charged[0]
+    if charged is None:
         credits = yield row(q["key_credits"], key_id=task.key_id)
         if credits is None:
             raise InvalidToken

@@ -158,7 +158,7 @@ class TaskRun:
             self._stop_progress()
             return
         recorded = await self.store.finish(
-            task.id, self.owner, self.claim.attempt, outcome, callback=bool(task.callback_url)
+            task.id, self.owner, self.claim.attempt, outcome, callback=bool(task.callback_url), claimed=task
         )
         if recorded is None:
             log.warning("completion of %s refused: the claim is no longer ours", task.id)

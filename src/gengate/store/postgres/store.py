@@ -105,10 +105,19 @@ class PostgresStore(SqlStore):
 
     @unavailable_on_error
     async def finish(
-        self, task_id: str, owner: str, attempt: int, outcome: Outcome, *, callback: bool = True
+        self,
+        task_id: str,
+        owner: str,
+        attempt: int,
+        outcome: Outcome,
+        *,
+        callback: bool = True,
+        claimed: Task | None = None,
     ) -> Task | None:
+        # Successes go in batches of one statement each, which return whole rows: `claimed` is
+        # not needed there.
         if not isinstance(outcome, Succeeded):
-            return await super().finish(task_id, owner, attempt, outcome, callback=callback)
+            return await super().finish(task_id, owner, attempt, outcome, callback=callback, claimed=claimed)
         done = await self._successes.submit(
             (task_id, owner, attempt, files_json(outcome.files), outcome.output_json)
         )

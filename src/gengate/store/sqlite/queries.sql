@@ -27,6 +27,14 @@ SELECT id, model, attempts, cancel_requested FROM tasks
 -- name: pending_of_model
 SELECT coalesce((SELECT pending FROM queue_depths WHERE model = :model), 0)
 
+-- As the shared charge_key, but an unlimited key (NULL credits) comes back too, as a row with
+-- NULL: one statement where the shared form needs key_credits after it. The one writer makes
+-- rewriting that row unchanged cheap; PostgreSQL keeps the shared form, as an UPDATE there would
+-- lock an unlimited key's row for every submit. No row: not enough credits, or no such key.
+-- name: charge_key
+UPDATE api_keys SET credits = credits - :amount
+ WHERE id = :key_id AND (credits IS NULL OR credits >= :amount) RETURNING credits
+
 -- The one writer already keeps anything from slipping in between read and write.
 -- name: get_key_for_update
 SELECT {key_columns} FROM api_keys WHERE id = :id
