@@ -8,6 +8,7 @@ joins whatever else commits with it.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any, TypeVar
 from gengate.domain.clock import now_ms
 from gengate.store.edge import unavailable_on
 from gengate.store.notify import ChangeHub
-from gengate.store.queries import load
+from gengate.store.queries import Query, load
 from gengate.store.rows import Row
 from gengate.store.sql import NOTHING, Changes, Fetch, Stmt, Tx
 from gengate.store.sqlite.opening import opening, prepare_sqlite
@@ -44,7 +45,7 @@ PRAGMAS = (
 
 def execute(conn: sqlite3.Connection, stmt: Stmt) -> Any:
     """One statement on `conn`, its result as :class:`Fetch` asks."""
-    cursor = conn.execute(stmt.query.sql, stmt.params)
+    cursor = conn.execute(stmt.query.sql, stmt.query.args(stmt.params))
     if stmt.fetch is Fetch.ROW:
         return cursor.fetchone()
     if stmt.fetch is Fetch.ROWS:
@@ -64,6 +65,13 @@ def run(conn: sqlite3.Connection, tx: Tx[T]) -> T:
             stmt = tx.send(execute(conn, stmt))
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
+
+
+@functools.cache
+def claim_of(models: int) -> Query:
+    """The claim of tasks of `models` models: one claim_head per model (their `:m<i>`, `:c<i>`)."""
+    heads = " UNION ALL ".join(QUERIES["claim_head"].source.format(i=i) for i in range(models))
+    return QUERIES["claim"].filled(heads=heads)
 
 
 class SQLiteDriver:
@@ -144,13 +152,13 @@ class SQLiteDriver:
             free = [(model, n) for model, n in free if n > 0]
             if not free:
                 return []
-            heads = " UNION ALL ".join(QUERIES["claim_head"].sql.format(i=i) for i in range(len(free)))
             now = now_ms()
             params: dict[str, Any] = {"owner": owner, "expires": now + lease_ms, "now": now, "limit": limit}
             for i, (model, n) in enumerate(free):
                 params[f"m{i}"] = model
                 params[f"c{i}"] = n
-            return conn.execute(QUERIES["claim"].sql.format(heads=heads), params).fetchall()
+            query = claim_of(len(free))
+            return conn.execute(query.sql, query.args(params)).fetchall()
 
         def after(claimed: list[Row]) -> None:
             self.announce(Changes(tasks=[found[0] for found in claimed]))
@@ -160,7 +168,8 @@ class SQLiteDriver:
     @_unavailable_on_error
     async def mark_files_removed(self, task_ids: Sequence[str]) -> None:
         def mark(conn: sqlite3.Connection) -> None:
-            conn.executemany(QUERIES["mark_files_removed"].sql, [{"id": task_id} for task_id in task_ids])
+            mark = QUERIES["mark_files_removed"]
+            conn.executemany(mark.sql, [mark.args({"id": task_id}) for task_id in task_ids])
 
         await self.writer.submit(mark)
 
