@@ -120,6 +120,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
             "capped": spec("capped", "demo-echo", concurrency=4, max_running=1),
             "relay": spec("relay", "relay"),
             "stubborn": spec("stubborn", "stubborn"),
+            "deaf": spec("deaf", "stubborn", timeout_s=0.1),
         }
     )
     async with open_rig(tmp_path, providers, catalogue) as opened:
@@ -298,3 +299,10 @@ async def test_a_provider_that_swallows_the_stop_still_ends_canceled(
         while rig.pool.busy:
             await asyncio.sleep(0.01)
     assert (await rig.until_done(await rig.submit("echo"))).state is TaskState.SUCCESS
+
+
+async def test_a_provider_that_swallows_its_timeout_still_times_out(rig: Rig) -> None:
+    """The model's timeout cancels the run; a provider that catches that and returns anyway has
+    still overrun its time."""
+    done = await rig.until_done(await rig.submit("deaf"))
+    assert (done.state, done.fail_code) == (TaskState.FAILED, "TIMEOUT")

@@ -224,6 +224,8 @@ class TaskRun:
         try:
             async with asyncio.timeout(self.spec.timeout_s) as deadline:
                 outputs = await self._run_provider(ctx)
+            if deadline.expired():  # the provider caught the timeout's cancel and returned anyway
+                return timed_out(self.spec.timeout_s)
             return Succeeded(await self._save(task.id, outputs), self._log.output_json if self._log else None)
         except ProviderFailure as failure:
             self._transient = failure.transient
