@@ -229,14 +229,14 @@ class SqlStore(SqlConsole):
         ending = endings.ending_of(outcome)
         now = now_ms()
         fence = {"id": task_id, "owner": owner, "attempt": attempt, "now": now}
-        if isinstance(outcome, Succeeded) and claimed is not None:
+        if isinstance(outcome, Succeeded):
             files, output = files_json(outcome.files), outcome.output_json
-            changed = yield row(self.q["finish_success_claimed"], **fence, files=files, output=output)
-            ended = None if changed is None else succeeded_task(claimed, outcome, now, *changed)
-        elif isinstance(outcome, Succeeded):
-            files, output = files_json(outcome.files), outcome.output_json
-            done = yield row(self.q["finish_success"], **fence, files=files, output=output)
-            ended = None if done is None else task_from_row(done)
+            if claimed is not None:
+                changed = yield row(self.q["finish_success_claimed"], **fence, files=files, output=output)
+                ended = None if changed is None else succeeded_task(claimed, outcome, now, *changed)
+            else:
+                done = yield row(self.q["finish_success"], **fence, files=files, output=output)
+                ended = None if done is None else task_from_row(done)
         else:
             done = yield row(self.q["finish_failure"], **fence, **_failure(ending))
             ended = None if done is None else task_from_row(done)

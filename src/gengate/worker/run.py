@@ -255,27 +255,29 @@ class TaskRun:
     async def _run_provider(self, ctx: RunContext) -> Sequence[OutputFile]:
         """The provider's run, stopped outright `CANCEL_GRACE_S` after a cancel it ignores.
 
-        It runs in the run's own task: a task of its own per run was a fifth of the worker's
-        Python per task for a model that does no work. The hard stop cancels this task while
-        the provider runs, and takes its cancel back (`uncancel`) where it lands, so that a
-        cancel from outside (the model's timeout, the pool stopping) still goes on up.
+        It runs in the run's own task, not in a task of its own, which cost every run a task's
+        creation, scheduling and wake-up. The hard stop cancels this task while the provider
+        runs, and takes its cancel back (`uncancel`) once it has landed, so that a cancel from
+        outside (the model's timeout, the pool stopping) still goes on up.
         """
         if self._hard_stopped:
             raise ProviderFailure(FailCode.CANCELED, CANCELED_MESSAGE)
         task = asyncio.current_task()
         assert task is not None
         self._in_provider = task
+        taken_back = False
         try:
-            outputs = await self.provider.run(self.claim.task.input, ctx)
+            return await self.provider.run(self.claim.task.input, ctx)
         except asyncio.CancelledError:
-            if self._stop_sent and task.uncancel() == 0:
-                raise ProviderFailure(FailCode.CANCELED, CANCELED_MESSAGE) from None
+            if self._stop_sent:
+                taken_back = True
+                if task.uncancel() == 0:
+                    raise ProviderFailure(FailCode.CANCELED, CANCELED_MESSAGE) from None
             raise
         finally:
             self._in_provider = None
-        if self._stop_sent:  # the provider swallowed the stop and returned: take it back
-            task.uncancel()
-        return outputs
+            if self._stop_sent and not taken_back:  # the provider swallowed the stop
+                task.uncancel()
 
     def _internal_error(self) -> Failed:
         task = self.claim.task
