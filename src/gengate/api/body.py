@@ -76,6 +76,10 @@ def optional_string(body: dict[str, Any], name: str) -> str | None:
     return value
 
 
+#: What `_scan` descends into (a tuple: `dict | list` would make a union at every value).
+_CONTAINERS = (dict, list)
+
+
 def _scan(value: Any, limit: int) -> tuple[bool, bool]:
     """Whether containers nest deeper than `limit`, and whether a float is large enough to be
     an integer orjson could not keep (:mod:`api.json_numbers`); iterative, so depth costs no stack."""
@@ -86,7 +90,7 @@ def _scan(value: Any, limit: int) -> tuple[bool, bool]:
         if depth > limit:
             return True, suspect
         for child in item.values() if isinstance(item, dict) else item:
-            if isinstance(child, dict | list):
+            if isinstance(child, _CONTAINERS):
                 stack.append((child, depth + 1))
             elif type(child) is float and not -SUSPECT < child < SUSPECT:
                 suspect = True

@@ -80,7 +80,7 @@ def task_params(task: Task) -> dict[str, Any]:
     return params
 
 
-def task_from_row(row: Row) -> Task:
+def task_from_row(row: Row, trace_context: str | None = None) -> Task:
     files = row[15]
     return Task(
         id=row[0],
@@ -109,6 +109,7 @@ def task_from_row(row: Row) -> Task:
         upstream=row[23],
         charge=row[24],
         output_json=row[25],
+        trace_context=trace_context,
     )
 
 
@@ -134,7 +135,7 @@ def succeeded_task(claimed: Task, outcome: Succeeded, now: int, upstream: str | 
 
 def claimed_task_from_row(row: Row) -> Task:
     """A claim's row: the task's columns, then its trace context (selected by claims only)."""
-    return msgspec.structs.replace(task_from_row(row), trace_context=row[_TRACE_CONTEXT_AT])
+    return task_from_row(row, row[_TRACE_CONTEXT_AT])
 
 
 _TRACE_CONTEXT_AT = len(TASK_COLUMNS)
