@@ -28,6 +28,7 @@ from gengate.dialects import MODULES, error_envelope
 from gengate.domain.dialect import Dialect
 from gengate.domain.errors import ApiError, BadRequest, GatewayError
 from gengate.observability.context import note_status
+from gengate.server.hot_lane import Headers, with_length
 from gengate.services.longpoll import LongPoll
 
 if TYPE_CHECKING:  # the guard reads headers with this module's `header_value`
@@ -36,7 +37,6 @@ if TYPE_CHECKING:  # the guard reads headers with this module's `header_value`
 log = logging.getLogger(__name__)
 
 _JSON = (b"content-type", b"application/json")
-Headers = list[tuple[bytes, bytes]]
 #: A hot answer: its status, headers (content length last) and body.
 Answer = tuple[int, Headers, bytes]
 #: A handler of a route without a body, and one of a route with a body (it reads it from `receive`).
@@ -157,9 +157,7 @@ class HotPath:
                 headers = [*response.raw_headers, trace_header, *scope.get(RESPONSE_HEADERS_KEY, ())]
                 return response.status_code, headers, bytes(response.body)
             return failure(route, scope, headers, exc)
-        headers = finished_headers(scope, headers)
-        headers.append((b"content-length", str(len(body)).encode()))
-        return status, headers, body
+        return status, with_length(finished_headers(scope, headers), body), body
 
 
 def failure(route: HotRoute, scope: Scope, headers: Headers, exc: Exception) -> Answer:
@@ -172,9 +170,7 @@ def failure(route: HotRoute, scope: Scope, headers: Headers, exc: Exception) -> 
         log.error("unexpected error (trace_id %s) on %s", trace_id, scope["path"], exc_info=exc)
     body = orjson.dumps(error_envelope(route.dialect, error, trace_id))
     own = [(name.lower().encode(), value.encode()) for name, value in response_headers(error).items()]
-    headers = finished_headers(scope, [*headers, *own])
-    headers.append((b"content-length", str(len(body)).encode()))
-    return error.status, headers, body
+    return error.status, with_length(finished_headers(scope, [*headers, *own]), body), body
 
 
 def finished_headers(scope: Scope, headers: Headers) -> Headers:

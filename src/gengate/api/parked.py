@@ -22,15 +22,16 @@ from typing import TYPE_CHECKING, Any
 
 from gengate.deadlines import Bucket, cancel, deadlines_of
 from gengate.domain.task import Task
+from gengate.server.hot_lane import Headers, with_length
 from gengate.services.longpoll import LongPoll
 
 if TYPE_CHECKING:
-    from gengate.api.hotpath import Answer, Headers, HotRoute
+    from gengate.api.hotpath import Answer, HotRoute
 
 #: The status a request is logged with when its client left before the answer (nginx's).
 CLIENT_CLOSED = 499
 
-Respond = Callable[[int, "Headers", bytes], None]
+Respond = Callable[[int, Headers, bytes], None]
 
 
 def _unset_respond(_status: int, _headers: Headers, _body: bytes) -> None:
@@ -149,7 +150,7 @@ class ParkedPoll:
         self._send_body(body)
 
     def _send_body(self, body: bytes) -> None:
-        self._send(self._route.ok, [*self._headers, (b"content-length", str(len(body)).encode())], body)
+        self._send(self._route.ok, with_length(self._headers, body), body)
 
     def due(self) -> None:
         """The deadline: a last look at the task (a read that starts now, shared with the

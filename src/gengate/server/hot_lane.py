@@ -24,6 +24,11 @@ Headers = list[tuple[bytes, bytes]]
 BODY_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"expect"})
 
 
+def with_length(headers: Headers, body: bytes) -> Headers:
+    """`headers` and, last, the content length of `body` (a hot answer's headers end with it)."""
+    return [*headers, (b"content-length", str(len(body)).encode())]
+
+
 #: In a hot request's scope: the protocol can hold the request without a coroutine (a
 #: long-poll), and takes a :class:`HeldAnswer` for an answer.
 HOLD_KEY = "gengate.can_hold"
