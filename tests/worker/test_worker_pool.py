@@ -306,3 +306,38 @@ async def test_a_provider_that_swallows_its_timeout_still_times_out(rig: Rig) ->
     still overrun its time."""
     done = await rig.until_done(await rig.submit("deaf"))
     assert (done.state, done.fail_code) == (TaskState.FAILED, "TIMEOUT")
+
+
+async def test_tasks_one_at_a_time_take_about_one_claim_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claim that took less than it asked for found the queue empty: neither claiming again at
+    once nor at the end of each run (which made three claims a task at a moderate rate)."""
+    catalogue = Catalogue({"echo": spec("echo", "demo-echo")})
+    async with open_rig(tmp_path, demo_providers(), catalogue) as rig:
+        claims: list[int] = []
+        claim = rig.store.claim
+
+        async def counting(*args: Any, **kwargs: Any) -> Any:
+            found = await claim(*args, **kwargs)
+            claims.append(len(found))
+            return found
+
+        monkeypatch.setattr(rig.store, "claim", counting)
+        for _ in range(10):
+            assert (await rig.until_done(await rig.submit("echo"))).state is TaskState.SUCCESS
+        await asyncio.sleep(0.05)
+    assert sum(claims) == 10
+    assert len(claims) <= 12  # one each, give or take a wake-up that raced a submit
+
+
+async def test_a_model_at_its_concurrency_is_claimed_again_when_a_run_ends(tmp_path: Path) -> None:
+    """Work left behind because a model was at its concurrency is taken as soon as a slot frees,
+    not at the slow poll."""
+    catalogue = Catalogue({"one": spec("one", "demo-echo", concurrency=1)})
+    async with open_rig(tmp_path, demo_providers(), catalogue) as rig:
+        rig.pool.idle_poll_s = 30.0
+        tasks = [await rig.submit("one", duration_ms=50) for _ in range(3)]
+        async with asyncio.timeout(5):
+            for task in tasks:
+                assert (await rig.until_done(task)).state is TaskState.SUCCESS

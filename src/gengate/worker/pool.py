@@ -60,6 +60,10 @@ class WorkerPool:
     _loops: list[asyncio.Task[None]] = field(default_factory=list)
     _stopping: bool = False
     _slot_freed: asyncio.Event = field(default_factory=asyncio.Event)
+    #: The last claim may have left work it could not take (it took all it asked for, or a
+    #: model was at its concurrency or cap): a freed slot claims again. Otherwise the queue
+    #: held nothing more for this pool, and new work wakes the dispatcher itself.
+    _work_left: bool = True
 
     async def start(self) -> None:
         self.hub.on_cancel(self._cancel_requested)
@@ -104,12 +108,12 @@ class WorkerPool:
         while not self._stopping:
             try:
                 await self._let_slots_free_up()
-                claimed = await self._claim_once()
+                again = await self._claim_once()
             except Exception as exc:
                 report(log, "claiming tasks failed (trying again)", exc)
-                claimed = 0
+                again = False
                 await asyncio.sleep(self.idle_poll_s)
-            if claimed == 0 and not self._stopping:
+            if not again and not self._stopping:
                 await self.hub.wait_work(self.idle_poll_s)
 
     async def _let_slots_free_up(self) -> None:
@@ -130,10 +134,16 @@ class WorkerPool:
             except TimeoutError:
                 return
 
-    async def _claim_once(self) -> int:
+    async def _claim_once(self) -> bool:
+        """Claim for the free slots; whether to claim again at once (it took all it asked for).
+
+        A claim that took less found the queue empty for this pool as it stands: claiming again
+        then, or at each end of a run, was a store round trip that found nothing (three claims a
+        task at a moderate rate)."""
         free = self.slots - len(self._running)
         if free <= 0:
-            return 0
+            self._work_left = True
+            return False
         per_model: dict[str, int] = {}
         for run in self._running.values():
             per_model[run.claim.task.model] = per_model.get(run.claim.task.model, 0) + 1
@@ -144,10 +154,14 @@ class WorkerPool:
         }
         caps = {spec.id: spec.max_running for spec in self.catalogue if spec.max_running is not None}
         started = tracing.claim_started()
-        claims = await self.store.claim(capacity, self.owner, min(free, CLAIM_BATCH), self.lease_ms, caps)
+        asked = min(free, CLAIM_BATCH)
+        claims = await self.store.claim(capacity, self.owner, asked, self.lease_ms, caps)
         for claim in claims:
             self._start(claim, started)
-        return len(claims)
+            if claim.task.model in capacity:
+                capacity[claim.task.model] -= 1
+        self._work_left = len(claims) == asked or bool(caps) or min(capacity.values(), default=0) <= 0
+        return len(claims) == asked
 
     def _start(self, claim: Claim, claimed_ns: int | None = None) -> None:
         spec = self.catalogue.get(claim.task.model)
@@ -170,7 +184,8 @@ class WorkerPool:
     def _finished(self, task_id: str, _done: asyncio.Task[None]) -> None:
         if self._running.pop(task_id, None) is not None and not self._stopping:
             self._slot_freed.set()
-            self.hub.work_added()
+            if self._work_left:
+                self.hub.work_added()
 
     async def _heartbeat(self) -> None:
         interval = self.lease_ms / 3000
