@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from gengate.observability.metrics_cluster import ClusterLoad, PoolCollector, PoolStats
 from gengate.observability.metrics_http import HttpMetrics
+from gengate.observability.metrics_lite import LiteCounter, LiteHistogram
 from gengate.observability.metrics_tasks import TaskMetrics
 from gengate.providers.server_pool import SERVER_STATES, ServerState
 from gengate.store.base import Store
@@ -25,25 +26,26 @@ CIRCUIT_STATES = ("closed", "open", "half_open")
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.webhook_attempts = Counter(
+        # Counted at every callback attempt: the lite kinds (see metrics_lite).
+        self.webhook_attempts = LiteCounter(
             "gengate_webhook_attempts",
             "Callback attempts by outcome: delivered, retry, failed.",
             ["outcome"],
             registry=self.registry,
         )
-        self.webhook_latency = Histogram(
+        self.webhook_latency = LiteHistogram(
             "gengate_webhook_latency_seconds",
             "Time from sending a callback to the receiver's answer.",
             registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
-        self.webhook_delay = Histogram(
+        self.webhook_delay = LiteHistogram(
             "gengate_webhook_delivery_delay_seconds",
             "Time from a task's completion to its callback's delivery.",
             registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 10, 60, 600, 3600, 86400),
         )
-        self.webhook_lag = Histogram(
+        self.webhook_lag = LiteHistogram(
             "gengate_webhook_delivery_lag_seconds",
             "Time from a callback attempt falling due to its delivery: the sender's backlog.",
             registry=self.registry,
