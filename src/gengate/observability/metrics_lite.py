@@ -122,6 +122,13 @@ class LiteHistogram(Collector):
     def observe(self, value: float) -> None:
         self._series[()].observe(value)
 
+    def observe_as(self, values: tuple[Hashable, ...], value: float) -> None:
+        """`labels(*values).observe(value)` in one call (once per HTTP request)."""
+        series = self._series.get(values) or self.labels(*values)
+        counts = series.counts
+        counts[bisect_left(self._bounds, value)] += 1
+        counts[-1] += value
+
     def describe(self) -> Iterator[Metric]:
         yield HistogramMetricFamily(self._name, self._doc, labels=self._labelnames)
 
