@@ -10,8 +10,7 @@ context variable of its own instead (:func:`bound_task`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
-from contextlib import contextmanager
+from collections.abc import MutableMapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -86,22 +85,30 @@ TASK_TRACE: ContextVar[str | None] = ContextVar("gengate_task_trace", default=No
 TASK_FIELDS: ContextVar[dict[str, Any] | None] = ContextVar("gengate_task_fields", default=None)
 
 
-@contextmanager
-def bound_task(task_id: str, trace_id: str | None, **more: Any) -> Iterator[None]:
+class bound_task:
     """Every line logged inside (this task's coroutine, what it awaits and the tasks it
     spawns) names the task and its trace id, and requests sent on its behalf carry the trace
     id (:func:`trace_headers`); restored on the way out. Two context variables of ours, where
-    structlog's `bound_contextvars` made and reset one per field: it cost 6.7 µs a task."""
-    values: dict[str, Any] = {**(TASK_FIELDS.get() or {}), "task_id": task_id, **more}
-    if trace_id:
-        values["trace_id"] = trace_id
-    fields = TASK_FIELDS.set(values)
-    token = TASK_TRACE.set(trace_id)
-    try:
-        yield
-    finally:
-        TASK_TRACE.reset(token)
-        TASK_FIELDS.reset(fields)
+    structlog's `bound_contextvars` made and reset one per field: it cost 6.7 µs a task. A
+    class, not a generator context manager: entered once per task run and per callback
+    attempt, it costs a third less."""
+
+    __slots__ = ("_fields", "_token", "_trace_id", "_values")
+
+    def __init__(self, task_id: str, trace_id: str | None, **more: Any) -> None:
+        values: dict[str, Any] = {**(TASK_FIELDS.get() or {}), "task_id": task_id, **more}
+        if trace_id:
+            values["trace_id"] = trace_id
+        self._values = values
+        self._trace_id = trace_id
+
+    def __enter__(self) -> None:
+        self._fields = TASK_FIELDS.set(self._values)
+        self._token = TASK_TRACE.set(self._trace_id)
+
+    def __exit__(self, *_exc: object) -> None:
+        TASK_TRACE.reset(self._token)
+        TASK_FIELDS.reset(self._fields)
 
 
 def add_task_fields(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

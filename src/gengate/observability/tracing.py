@@ -157,21 +157,21 @@ def claim_span(task: Task, attempt: int, owner: str, started_ns: int | None) -> 
     return trace.set_span_in_context(span)
 
 
-@contextlib.contextmanager
-def callback_span(delivery: Delivery, traceparent: str | None, trace_id: str | None) -> Iterator[None]:
+def callback_span(
+    delivery: Delivery, traceparent: str | None, trace_id: str | None
+) -> AbstractContextManager[object]:
     """One callback attempt as a client span, a child of the task's stored submit context,
-    current inside (answer it with :func:`answered`); nothing when off."""
+    current inside (answer it with :func:`answered`); when off, the shared context that does
+    nothing (no generator made for every attempt)."""
     if _tracer is None:
-        yield
-        return
+        return _NO_SPAN
     attributes: dict[str, str | int] = {
         "gengate.task.id": delivery.task_id,
         "gengate.callback": delivery.id,
         "gengate.attempt": delivery.attempts + 1,
     }
     span = _task_child(_tracer, "gengate.callback", traceparent, trace_id, attributes, kind=SpanKind.CLIENT)
-    with trace.use_span(span, end_on_exit=True):
-        yield
+    return trace.use_span(span, end_on_exit=True)
 
 
 def _task_child(  # noqa: PLR0917 - a span's parts
