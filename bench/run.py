@@ -237,7 +237,7 @@ def write_results(name: str, result: dict[str, Any], load_before: float) -> None
 
 @contextmanager
 def serve(
-    target: Target, log_path: Path, start_timeout_s: float
+    target: Target, log_path: Path, start_timeout_s: float, stop_timeout_s: float = 15
 ) -> Iterator[tuple[httpx.Client, dict[str, str]]]:
     """Start the target pinned to SERVER_CPU in a fresh data folder; yield a client and its env."""
     with tempfile.TemporaryDirectory(prefix=f"gengate-bench-{target.name}-") as tmp:
@@ -252,7 +252,7 @@ def serve(
                 if proc.poll() is not None:
                     raise BenchError(f"{target.name} exited during the run:\n{tail(log_path)}")
         finally:
-            stop(proc)
+            stop(proc, stop_timeout_s)
 
 
 def wait_ready(
@@ -273,11 +273,11 @@ def wait_ready(
     raise BenchError(f"{name} not ready after {timeout_s:.0f}s; {log_path}:\n{tail(log_path)}")
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
+def stop(proc: subprocess.Popen[bytes], timeout_s: float = 15) -> None:
     if proc.poll() is None:
         proc.terminate()
         try:
-            proc.wait(timeout=15)
+            proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
