@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Hashable, Iterator, Sequence
-from typing import cast
+from typing import Generic, TypeVar, cast
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 _go_string = cast(Callable[[float], str], floatToGoString)
+S = TypeVar("S")
 
 
 class CounterSeries:
@@ -52,27 +53,41 @@ class HistogramSeries:
         counts[-1] += value
 
 
-class LiteCounter(Collector):
+class _Family(Collector, Generic[S]):
+    """A metric's label sets and their series; an unlabelled metric has its one series at once.
+    Registered last, once the subclass has set what `describe` needs."""
+
+    def __init__(self, name: str, doc: str, labelnames: Sequence[str], registry: CollectorRegistry) -> None:
+        self._name = name
+        self._doc = doc
+        self._labelnames = tuple(labelnames)
+        self._series: dict[tuple[Hashable, ...], S] = {}
+        if not self._labelnames:
+            self._series[()] = self._new_series()
+        registry.register(self)
+
+    def _new_series(self) -> S:
+        raise NotImplementedError
+
+    def labels(self, *values: Hashable) -> S:
+        series = self._series.get(values)
+        if series is None:
+            if len(values) != len(self._labelnames):
+                raise ValueError(f"{self._name} takes the labels {self._labelnames}")
+            series = self._series[values] = self._new_series()
+        return series
+
+
+class LiteCounter(_Family[CounterSeries]):
     """A counter named without its `_total`, as prometheus-client's `Counter` is."""
 
     def __init__(
         self, name: str, doc: str, labelnames: Sequence[str] = (), *, registry: CollectorRegistry
     ) -> None:
-        self._name = name
-        self._doc = doc
-        self._labelnames = tuple(labelnames)
-        self._series: dict[tuple[Hashable, ...], CounterSeries] = {}
-        if not self._labelnames:
-            self._series[()] = CounterSeries()
-        registry.register(self)
+        super().__init__(name, doc, labelnames, registry)
 
-    def labels(self, *values: Hashable) -> CounterSeries:
-        series = self._series.get(values)
-        if series is None:
-            if len(values) != len(self._labelnames):
-                raise ValueError(f"{self._name} takes the labels {self._labelnames}")
-            series = self._series[values] = CounterSeries()
-        return series
+    def _new_series(self) -> CounterSeries:
+        return CounterSeries()
 
     def inc(self, amount: float = 1.0) -> None:
         self._series[()].inc(amount)
@@ -87,7 +102,7 @@ class LiteCounter(Collector):
         yield family
 
 
-class LiteHistogram(Collector):
+class LiteHistogram(_Family[HistogramSeries]):
     """A histogram with prometheus-client's bucket rule: a value counts in every bucket whose
     bound is at or above it."""
 
@@ -100,24 +115,13 @@ class LiteHistogram(Collector):
         buckets: Sequence[float],
         registry: CollectorRegistry,
     ) -> None:
-        self._name = name
-        self._doc = doc
-        self._labelnames = tuple(labelnames)
         self._bounds = tuple(float(bound) for bound in buckets)
         #: Each bucket's `le` as prometheus-client writes it, +Inf last.
         self._le = tuple(_go_string(bound) for bound in (*self._bounds, float("inf")))
-        self._series: dict[tuple[Hashable, ...], HistogramSeries] = {}
-        if not self._labelnames:
-            self._series[()] = HistogramSeries(self._bounds)
-        registry.register(self)
+        super().__init__(name, doc, labelnames, registry)
 
-    def labels(self, *values: Hashable) -> HistogramSeries:
-        series = self._series.get(values)
-        if series is None:
-            if len(values) != len(self._labelnames):
-                raise ValueError(f"{self._name} takes the labels {self._labelnames}")
-            series = self._series[values] = HistogramSeries(self._bounds)
-        return series
+    def _new_series(self) -> HistogramSeries:
+        return HistogramSeries(self._bounds)
 
     def observe(self, value: float) -> None:
         self._series[()].observe(value)
