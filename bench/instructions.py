@@ -15,7 +15,7 @@ Runs of one tree agree within about 1% (the order in which work batches up still
     python -m bench.instructions [--small 500] [--large 2500] [--no-callbacks]
 
 Compare trees by putting each tree's `src` first on `PYTHONPATH`. valgrind is installed with
-`apt-get` when missing; each run takes a minute or two.
+`apt-get` when missing; both runs together take about two minutes here.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from bench.callbacks import SUBMIT_PATH, TARGET, arrivals, receiver, submit_all
 from bench.drain import wait_drained
 from bench.run import LOAD_CPU, RESULTS, BenchError, Target, serve
 
-#: Under valgrind the gateway runs some 30-50 times slower: its start, its stop (which writes
-#: the counts) and every wait stretch.
+#: Under valgrind the gateway runs many times slower: its start, its stop (which writes the
+#: counts) and every wait stretch.
 START_TIMEOUT_S = 600
 STOP_TIMEOUT_S = 600
 DRAIN_TIMEOUT_S = 1800

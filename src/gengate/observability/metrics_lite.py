@@ -57,7 +57,9 @@ class _Family(Collector, Generic[S]):
     """A metric's label sets and their series; an unlabelled metric has its one series at once.
     Registered last, once the subclass has set what `describe` needs."""
 
-    def __init__(self, name: str, doc: str, labelnames: Sequence[str], registry: CollectorRegistry) -> None:
+    def __init__(
+        self, name: str, doc: str, labelnames: Sequence[str] = (), *, registry: CollectorRegistry
+    ) -> None:
         self._name = name
         self._doc = doc
         self._labelnames = tuple(labelnames)
@@ -80,11 +82,6 @@ class _Family(Collector, Generic[S]):
 
 class LiteCounter(_Family[CounterSeries]):
     """A counter named without its `_total`, as prometheus-client's `Counter` is."""
-
-    def __init__(
-        self, name: str, doc: str, labelnames: Sequence[str] = (), *, registry: CollectorRegistry
-    ) -> None:
-        super().__init__(name, doc, labelnames, registry)
 
     def _new_series(self) -> CounterSeries:
         return CounterSeries()
@@ -118,7 +115,7 @@ class LiteHistogram(_Family[HistogramSeries]):
         self._bounds = tuple(float(bound) for bound in buckets)
         #: Each bucket's `le` as prometheus-client writes it, +Inf last.
         self._le = tuple(_go_string(bound) for bound in (*self._bounds, float("inf")))
-        super().__init__(name, doc, labelnames, registry)
+        super().__init__(name, doc, labelnames, registry=registry)
 
     def _new_series(self) -> HistogramSeries:
         return HistogramSeries(self._bounds)
@@ -127,7 +124,8 @@ class LiteHistogram(_Family[HistogramSeries]):
         self._series[()].observe(value)
 
     def observe_as(self, values: tuple[Hashable, ...], value: float) -> None:
-        """`labels(*values).observe(value)` in one call (once per HTTP request)."""
+        """`labels(*values).observe(value)` in one call, the series' `observe` written out: it
+        runs once per HTTP request, where calling it cost 0.04 us more (0.76 -> 0.80 us)."""
         series = self._series.get(values) or self.labels(*values)
         counts = series.counts
         counts[bisect_left(self._bounds, value)] += 1

@@ -158,8 +158,7 @@ class WorkerPool:
         claims = await self.store.claim(capacity, self.owner, asked, self.lease_ms, caps)
         for claim in claims:
             self._start(claim, started)
-            if claim.task.model in capacity:
-                capacity[claim.task.model] -= 1
+            capacity[claim.task.model] -= 1  # a claim takes only the models it was offered
         self._work_left = len(claims) == asked or bool(caps) or min(capacity.values(), default=0) <= 0
         return len(claims) == asked
 
