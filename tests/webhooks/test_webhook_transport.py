@@ -63,7 +63,9 @@ class Receiver(LoopbackServer):
     opened: int = 0
     ended: int = 0
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
-    _numbers: dict[int, int] = field(default_factory=dict)
+    #: Each connection's number, by its writer (held, so that no later connection's writer can
+    #: take a freed one's `id` and its number).
+    _numbers: dict[asyncio.StreamWriter, int] = field(default_factory=dict)
 
     async def __aenter__(self) -> Self:
         await self.listen()
@@ -93,7 +95,7 @@ class Receiver(LoopbackServer):
         line, *lines = head.decode("latin-1").removesuffix("\r\n\r\n").split("\r\n")
         headers = [(name, value.strip()) for name, _, value in (x.partition(":") for x in lines)]
         length = next((int(v) for k, v in headers if k.lower() == "content-length"), 0)
-        number = self._numbers.setdefault(id(writer), len(self._numbers))
+        number = self._numbers.setdefault(writer, len(self._numbers))
         request = Request(number, line, headers, await reader.readexactly(length))
         self.requests.append(request)
         self.arrived.set()
