@@ -136,6 +136,7 @@ class Gateway:
             concurrency=settings.webhook_concurrency,
             host_concurrency=settings.webhook_host_concurrency,
             slow_s=settings.webhook_slow_s,
+            http2=settings.webhook_http2,
         )
         self._background: list[asyncio.Task[None]] = []
 

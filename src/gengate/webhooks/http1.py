@@ -56,8 +56,7 @@ def encode_request(path: str, host: str, body: bytes, headers: Mapping[str, str]
     """`POST path` with `Host` (the `host` given in `headers`, matched in any case, else `host`),
     `Content-Length` and the other headers, then the body. Raises :class:`InvalidRequest` for a
     name that is no token, or a CR, LF or NUL anywhere but where this puts the line breaks."""
-    if not path.isascii():
-        path = quote(path, safe=string.punctuation)  # as a browser does: UTF-8, percent-encoded
+    path = wire_path(path)
     lines = []
     for name, value in headers.items():
         lowered = name.lower()
@@ -75,6 +74,11 @@ def encode_request(path: str, host: str, body: bytes, headers: Mapping[str, str]
     if " " in path or not path.isprintable():
         raise InvalidRequest("the path holds a space or a control character")
     return head.encode() + body
+
+
+def wire_path(path: str) -> str:
+    """The path as sent: beyond ASCII, UTF-8 percent-encoded (as a browser does)."""
+    return path if path.isascii() else quote(path, safe=string.punctuation)
 
 
 def _check_name(name: str) -> None:

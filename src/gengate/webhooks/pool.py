@@ -13,17 +13,35 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Final, TypeAlias
+from typing import Any, Final, Protocol, TypeAlias
 
 from gengate.net.guard import CheckedTarget
-from gengate.webhooks.http1 import Connection
 
 #: A connection idle this long is closed (receivers commonly close theirs after 5 s to 2 min).
 IDLE_S = 30.0
 #: The sweep runs at most this often, however many connections age out one by one.
 SWEEP_EVERY_S = 1.0
 
-Connect: TypeAlias = Callable[[Hashable, CheckedTarget], Awaitable[Connection]]
+
+class Pooled(Protocol):
+    """What the pool needs of a connection (HTTP/1.1's or HTTP/2's)."""
+
+    key: Hashable
+    #: Taken from the idle ones rather than opened for its request.
+    reused: bool
+    idle_since: float
+    #: Called when the receiver closes it while it is idle.
+    on_idle_lost: Callable[[Any], None] | None
+
+    @property
+    def usable(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+Connect: TypeAlias = Callable[[Hashable, CheckedTarget], Awaitable[Pooled]]
 
 
 class _Slot:
@@ -31,7 +49,7 @@ class _Slot:
 
 
 _SLOT: Final = _Slot()
-_Grant: TypeAlias = Connection | _Slot
+_Grant: TypeAlias = Pooled | _Slot
 _Waiter: TypeAlias = tuple[Hashable, bool, "asyncio.Future[_Grant]"]
 
 
@@ -50,11 +68,11 @@ class Pool:
         self._idle_s = IDLE_S
         self._loop = asyncio.get_running_loop()
         #: Every connection open (idle or carrying a request), for `close`.
-        self._conns: set[Connection] = set()
+        self._conns: set[Pooled] = set()
         #: Idle connections per key, oldest first (a dict: `popitem` takes the newest).
-        self._idle: dict[Hashable, dict[Connection, None]] = {}
+        self._idle: dict[Hashable, dict[Pooled, None]] = {}
         #: Every idle connection, oldest first: the sweep's and the eviction's order.
-        self._idle_all: dict[Connection, None] = {}
+        self._idle_all: dict[Pooled, None] = {}
         #: Slots taken per key, and in all: connections open or being opened.
         self._open: dict[Hashable, int] = {}
         self._open_total = 0
@@ -62,19 +80,19 @@ class Pool:
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
 
-    def idle(self, key: Hashable) -> Connection | None:
+    def idle(self, key: Hashable) -> Pooled | None:
         """An idle connection of `key` when no request waits: `acquire`'s usual case, without
         its coroutine."""
         return None if self._waiters or self._closed else self._reuse(key)
 
-    async def acquire(self, key: Hashable, target: CheckedTarget, *, fresh: bool = False) -> Connection:
+    async def acquire(self, key: Hashable, target: CheckedTarget, *, fresh: bool = False) -> Pooled:
         """A connection for `key`: an idle one unless `fresh`, else one opened to `target`."""
         if self._closed:
             raise ClosedPool("the transport is closed")
         grant = None if self._waiters else self._take(key, fresh)
         if grant is None:
             grant = await self._wait(key, fresh)
-        if isinstance(grant, Connection):
+        if not isinstance(grant, _Slot):
             return grant
         try:
             conn = await self._connect(key, target)
@@ -89,7 +107,7 @@ class Pool:
         self._conns.add(conn)
         return conn
 
-    def release(self, conn: Connection, reuse: bool) -> None:
+    def release(self, conn: Pooled, reuse: bool) -> None:
         """Back to the idle ones (`reuse` and still usable), or closed and its slot freed."""
         if reuse and not self._closed and conn.usable:
             conn.idle_since = self._loop.time()
@@ -143,7 +161,7 @@ class Pool:
         self._open_total += 1
         return _SLOT
 
-    def _reuse(self, key: Hashable) -> Connection | None:
+    def _reuse(self, key: Hashable) -> Pooled | None:
         """The newest usable idle connection of `key`; the unusable ones met are closed."""
         idle = self._idle.get(key)
         while idle:
@@ -181,7 +199,7 @@ class Pool:
                 waiter.set_result(grant)
 
     def _give_back(self, key: Hashable, grant: _Grant) -> None:
-        if isinstance(grant, Connection):
+        if not isinstance(grant, _Slot):
             self.release(grant, reuse=True)
         else:
             self._free(key)
@@ -196,7 +214,7 @@ class Pool:
             del self._open[key]
 
     # -- idle connections ----------------------------------------------------------------------
-    def _unidle(self, conn: Connection) -> Connection:
+    def _unidle(self, conn: Pooled) -> Pooled:
         conn.on_idle_lost = None
         idle = self._idle[conn.key]
         del idle[conn]
@@ -205,13 +223,13 @@ class Pool:
         del self._idle_all[conn]
         return conn
 
-    def _discard(self, conn: Connection) -> None:
+    def _discard(self, conn: Pooled) -> None:
         """Close a connection that is no longer idle, and free its slot."""
         conn.abort()
         self._conns.discard(conn)
         self._free(conn.key)
 
-    def _idle_lost(self, conn: Connection) -> None:
+    def _idle_lost(self, conn: Pooled) -> None:
         """The receiver closed an idle connection: its slot is free."""
         if conn in self._idle_all:
             self._discard(self._unidle(conn))

@@ -78,6 +78,8 @@ class WebhookSender:
     host_concurrency: int = 0
     #: An answer slower than this halves its host's window.
     slow_s: float = 1.0
+    #: Offered to https receivers by ALPN (taken where they pick it).
+    http2: bool = False
     #: How long a resolved host name is used again (each delivery still checks its addresses).
     resolve_ttl_s: float = DEFAULT_TTL_S
     #: Held while one attempt runs: past it (a sender that died mid-attempt) another takes over.
@@ -100,7 +102,7 @@ class WebhookSender:
             self.lease_ms = int((self.timeout_s + RESOLVE_TIMEOUT_S + LEASE_MARGIN_S) * 1000)
         per_host = self.host_concurrency or max(1, self.concurrency // 2)
         self._hosts: HostLimits[Job] = HostLimits(min(per_host, self.concurrency), self.slow_s)
-        self._transport = Transport(self.timeout_s, self.concurrency, per_host)
+        self._transport = Transport(self.timeout_s, self.concurrency, per_host, http2=self.http2)
         self._resolver = ResolutionCache(ttl_s=self.resolve_ttl_s)
         self._records: Batcher[tuple[Delivery, AttemptResult], bool] = Batcher(self._record_batch)
         #: Claim again once this many slots are free (or none is busy): a claim per batch, not
