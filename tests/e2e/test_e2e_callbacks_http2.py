@@ -21,17 +21,10 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config
 from standardwebhooks import Webhook
 
+from asgi_request import Seen, read_request
 from pgcluster import free_port
 
 pytestmark = pytest.mark.e2e
-
-
-@dataclass
-class Arrival:
-    http_version: str
-    client_port: int
-    headers: dict[str, str]
-    body: bytes
 
 
 @dataclass
@@ -41,7 +34,7 @@ class H2Receiver:
     certfile: Path
     keyfile: Path
     port: int = field(default_factory=free_port)
-    arrivals: list[Arrival] = field(default_factory=list)
+    arrivals: list[Seen] = field(default_factory=list)
     _loop: asyncio.AbstractEventLoop | None = None
     _stop: asyncio.Event | None = None
     _thread: threading.Thread | None = None
@@ -53,14 +46,7 @@ class H2Receiver:
     async def app(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
-        self.arrivals.append(Arrival(scope["http_version"], scope["client"][1], headers, body))
+        self.arrivals.append(await read_request(scope, receive))
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
         await send({"type": "http.response.body", "body": b"ok"})
 
@@ -87,7 +73,7 @@ class H2Receiver:
         if self._thread is not None:
             self._thread.join(10)
 
-    def wait_for(self, count: int, timeout: float = 15.0) -> list[Arrival]:
+    def wait_for(self, count: int, timeout: float = 15.0) -> list[Seen]:
         deadline = time.monotonic() + timeout
         while len(self.arrivals) < count:
             if time.monotonic() > deadline:

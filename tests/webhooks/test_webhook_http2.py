@@ -7,6 +7,7 @@ connection; a request the receiver did not process is sent again on a new connec
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ import trustme
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
+from asgi_request import Seen, read_request
 from gengate.net.guard import CheckedTarget
 from gengate.webhooks.retry import Outcome
 from gengate.webhooks.transport import ERROR_EXCERPT, Transport
@@ -29,17 +31,6 @@ from pgcluster import free_port
 
 HOST = "hooks.localhost"
 HEADERS = {"content-type": "application/json", "webhook-id": "msg_1", "webhook-signature": "v1,abc"}
-
-
-@dataclass
-class Seen:
-    """One request as the ASGI app saw it."""
-
-    http_version: str
-    client_port: int
-    path: str
-    headers: dict[str, str]
-    body: bytes
 
 
 @dataclass
@@ -55,14 +46,7 @@ class Hypercorn:
     async def app(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
-        self.seen.append(Seen(scope["http_version"], scope["client"][1], scope["path"], headers, body))
+        self.seen.append(await read_request(scope, receive))
         status, answer = 200, b"ok"
         if scope["path"] == "/big":
             status, answer = 500, b"x" * 1_000_000
@@ -293,22 +277,23 @@ async def bare_tls(ca: trustme.CA) -> ssl.SSLContext:
     return context
 
 
-async def bare(first: str, tls: ssl.SSLContext) -> tuple[BareH2, asyncio.Server]:
+@contextlib.asynccontextmanager
+async def bare(first: str, tls: ssl.SSLContext) -> AsyncIterator[BareH2]:
     receiver = BareH2(first)
     server = await asyncio.get_running_loop().create_server(receiver.protocol, "127.0.0.1", 0, ssl=tls)
     receiver.port = server.sockets[0].getsockname()[1]
-    return receiver, server
+    try:
+        yield receiver
+    finally:
+        server.close()
 
 
 @pytest.mark.parametrize("first", ["goaway", "refuse"])
 async def test_a_request_the_receiver_did_not_process_is_sent_again_on_a_new_connection(
     transport: Transport, bare_tls: ssl.SSLContext, first: str
 ) -> None:
-    receiver, server = await bare(first, bare_tls)
-    try:
+    async with bare(first, bare_tls) as receiver:
         outcome = await post(transport, target(receiver.port))
-    finally:
-        server.close()
     assert (outcome.status_code, outcome.error) == (200, None)
     assert (receiver.connections, receiver.answered) == (2, 1)
 
@@ -316,12 +301,9 @@ async def test_a_request_the_receiver_did_not_process_is_sent_again_on_a_new_con
 async def test_a_stream_reset_after_processing_is_a_failed_attempt(
     transport: Transport, bare_tls: ssl.SSLContext
 ) -> None:
-    receiver, server = await bare("reset", bare_tls)
-    try:
+    async with bare("reset", bare_tls) as receiver:
         outcome = await post(transport, target(receiver.port))
         after = await post(transport, target(receiver.port))
-    finally:
-        server.close()
     assert outcome.status_code is None
     assert outcome.error == "Disconnected: the receiver reset the stream (INTERNAL_ERROR)"
     assert after.status_code == 200  # on the same connection: a reset costs its stream
@@ -334,15 +316,14 @@ async def test_requests_in_flight_when_a_used_connection_ends_all_go_again(
     """Three requests in flight on one connection that had answered before and closes without
     answering them: each goes again on a new connection, and the old connection's pool slot is
     given back once, not once a request: one connection a host still holds."""
-    receiver, server = await bare("hold3", bare_tls)
     transport = Transport(5.0, 8, 1, tls=client_tls(ca), http2=True)  # one connection a host
     transport.open()
     try:
-        assert (await post(transport, target(receiver.port))).status_code == 200
-        held = await asyncio.gather(*(post(transport, target(receiver.port)) for _ in range(3)))
-        after = await post(transport, target(receiver.port))
+        async with bare("hold3", bare_tls) as receiver:
+            assert (await post(transport, target(receiver.port))).status_code == 200
+            held = await asyncio.gather(*(post(transport, target(receiver.port)) for _ in range(3)))
+            after = await post(transport, target(receiver.port))
     finally:
-        server.close()
         await transport.close()
     assert [outcome.status_code for outcome in held] == [200, 200, 200]
     assert after.status_code == 200
@@ -355,11 +336,8 @@ async def test_a_request_cut_off_by_the_end_of_a_used_connection_is_sent_again(
 ) -> None:
     """The receiver closes a connection that carried answers as the next request arrives (as
     servers do after so many requests): that request goes again at once on a new connection."""
-    receiver, server = await bare("drop2nd", bare_tls)
-    try:
+    async with bare("drop2nd", bare_tls) as receiver:
         first = await post(transport, target(receiver.port))
         second = await post(transport, target(receiver.port))
-    finally:
-        server.close()
     assert (first.status_code, second.status_code) == (200, 200)
     assert (receiver.connections, receiver.requests, receiver.answered) == (2, 3, 2)

@@ -14,7 +14,7 @@ import asyncio
 import re
 import string
 from collections.abc import Callable, Hashable, Mapping
-from typing import cast
+from typing import Any, cast
 from urllib.parse import quote
 
 import httptools
@@ -98,42 +98,60 @@ def _why_invalid(path: str, host: str, headers: Mapping[str, str]) -> str:
     return "the path holds a CR, LF or NUL"
 
 
-class Connection(asyncio.Protocol):
-    """One connection to one receiver, one request at a time (no pipelining).
-
-    `send` writes a request and answers a future of its :class:`Answer`: set when the answer was
-    read to its end, or as soon as `prefix_for`'s prefix wants no more of the body (the connection
-    then is not reused); an exception when the connection breaks or the answer is no HTTP.
-    Interim answers (`100 Continue`) are skipped. A pool keeps it between requests: `usable` says
-    whether it may carry another, `on_idle_lost` tells the pool when it closes while idle.
-    """
+class ClientConnection(asyncio.Protocol):
+    """A connection to one receiver as the sender's pool holds it (HTTP/1.1's below, HTTP/2's in
+    :mod:`gengate.webhooks.http2`): `usable` says whether it may carry another request,
+    `on_idle_lost` tells the pool when it closes while idle."""
 
     def __init__(self, key: Hashable, prefix_for: PrefixFor) -> None:
         self.key = key
         #: Taken from the pool's idle connections rather than opened for this request.
         self.reused = False
         self.idle_since = 0.0
-        self.on_idle_lost: Callable[[Connection], None] | None = None
-        #: Bytes of the current answer received so far.
-        self.received = 0
+        self.on_idle_lost: Callable[[Any], None] | None = None
         self._prefix_for = prefix_for
         self._loop = asyncio.get_running_loop()
-        self._parser = httptools.HttpResponseParser(self)
         self._transport: asyncio.Transport | None = None
-        self._waiter: asyncio.Future[Answer] | None = None
-        self._answer: Answer | None = None
-        #: Closed, or bytes came that no request asked for: never to carry another request.
+        #: Never to carry another request (closed, say).
         self._spent = False
-        self._interim = False
-        #: The answer's end is known from its headers (a length, chunks), not the connection's close.
-        self._framed = False
-        self._encoding = ""
-        self._retry_after: str | None = None
 
     @property
     def usable(self) -> bool:
         transport = self._transport
         return not self._spent and transport is not None and not transport.is_closing()
+
+    def abort(self) -> None:
+        """Close now, dropping whatever is buffered (a connection in an unknown state)."""
+        self._spent = True
+        if self._transport is not None:
+            self._transport.abort()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's are no subclass of it
+
+
+class Connection(ClientConnection):
+    """One HTTP/1.1 connection to one receiver, one request at a time (no pipelining).
+
+    `send` writes a request and answers a future of its :class:`Answer`: set when the answer was
+    read to its end, or as soon as `prefix_for`'s prefix wants no more of the body (the connection
+    then is not reused); an exception when the connection breaks or the answer is no HTTP.
+    Interim answers (`100 Continue`) are skipped. Spent once closed, or when bytes came that no
+    request asked for.
+    """
+
+    def __init__(self, key: Hashable, prefix_for: PrefixFor) -> None:
+        super().__init__(key, prefix_for)
+        #: Bytes of the current answer received so far.
+        self.received = 0
+        self._parser = httptools.HttpResponseParser(self)
+        self._waiter: asyncio.Future[Answer] | None = None
+        self._answer: Answer | None = None
+        self._interim = False
+        #: The answer's end is known from its headers (a length, chunks), not the connection's close.
+        self._framed = False
+        self._encoding = ""
+        self._retry_after: str | None = None
 
     def send(self, request: bytes) -> asyncio.Future[Answer]:
         assert self._waiter is None, "a connection carries one request at a time"
@@ -152,16 +170,7 @@ class Connection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
-    def abort(self) -> None:
-        """Close now, dropping whatever is buffered (a connection in an unknown state)."""
-        self._spent = True
-        if self._transport is not None:
-            self._transport.abort()
-
     # -- asyncio.Protocol --------------------------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)  # uvloop's are no subclass of it
-
     def data_received(self, data: bytes) -> None:
         if self._waiter is None:  # nothing was asked (idle, or the answer was cut off): drop it
             self.abort()

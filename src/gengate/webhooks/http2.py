@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Hashable, Iterable
-from typing import Any, cast
+from collections.abc import Hashable, Iterable
+from typing import Any
 
 import h2.config
 import h2.connection
@@ -29,7 +29,7 @@ import h2.events
 import h2.exceptions
 from hpack import Encoder, HeaderTuple, NeverIndexedHeaderTuple
 
-from gengate.webhooks.http1 import Answer, Disconnected, PrefixFor
+from gengate.webhooks.http1 import Answer, ClientConnection, Disconnected, PrefixFor
 
 #: The most streams this side opens at once on one connection, whatever the receiver allows.
 MAX_STREAMS = 100
@@ -83,39 +83,25 @@ class _Stream:
         self.unsent = memoryview(body)
 
 
-class H2Connection(asyncio.Protocol):
+class H2Connection(ClientConnection):
     """A connection carrying up to :attr:`capacity` requests at once (see the module's docstring).
 
-    It has the pool's side of :class:`~gengate.webhooks.http1.Connection` (`key`, `usable`,
-    `reused`, `idle_since`, `on_idle_lost`, `close`, `abort`) so the same pool holds it; the
-    transport takes it out of the pool while it carries requests and puts it back when it
-    carries none."""
+    The same pool holds it as an HTTP/1.1 connection; the transport takes it out of the pool
+    while it carries requests and puts it back when it carries none. Spent once closed, after
+    a GOAWAY, or out of stream ids."""
 
     def __init__(self, key: Hashable, prefix_for: PrefixFor) -> None:
-        self.key = key
-        self.reused = False
-        self.idle_since = 0.0
-        self.on_idle_lost: Callable[[H2Connection], None] | None = None
-        self._prefix_for = prefix_for
-        self._loop = asyncio.get_running_loop()
+        super().__init__(key, prefix_for)
         self._h2 = h2.connection.H2Connection(config=_CONFIG)
         self._h2.encoder = _PlainEncoder()  # (before any header went out: the table is empty)
-        self._transport: asyncio.Transport | None = None
         self._streams: dict[int, _Stream] = {}
-        #: Closed, a GOAWAY received, or out of stream ids: no new request.
-        self._spent = False
         #: Answers received whole (or as far as they were read) on this connection.
         self._answers = 0
         #: The transport's requests on it, from before they are sent until their coroutines
         #: have their answers: back to the pool when none is left (the transport counts them).
         self.users = 0
 
-    # -- the pool's and the transport's side ---------------------------------------------------
-    @property
-    def usable(self) -> bool:
-        transport = self._transport
-        return not self._spent and transport is not None and not transport.is_closing()
-
+    # -- the transport's side ------------------------------------------------------------------
     def has_room(self) -> bool:
         limit = min(MAX_STREAMS, self._h2.remote_settings.max_concurrent_streams)
         return self.usable and len(self._streams) < limit
@@ -158,14 +144,9 @@ class H2Connection(asyncio.Protocol):
                 self._flush()
             self._transport.close()
 
-    def abort(self) -> None:
-        self._spent = True
-        if self._transport is not None:
-            self._transport.abort()
-
     # -- asyncio.Protocol --------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)
+        super().connection_made(transport)
         self._h2.initiate_connection()
         self._flush()
 
