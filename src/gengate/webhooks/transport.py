@@ -27,6 +27,7 @@ from collections.abc import Hashable, Mapping
 import h2.exceptions
 import httptools
 
+from gengate.deadlines import SharedTimeout
 from gengate.net.bounded import Prefix
 from gengate.net.guard import CheckedTarget
 from gengate.webhooks.http1 import Answer, Connection, InvalidRequest, encode_request, wire_path
@@ -106,7 +107,7 @@ class Transport:
         try:
             # Bounds the whole attempt (a slot, connecting, the answer), so a receiver trickling
             # its answer a byte at a time cannot hold the attempt (and its lease).
-            async with asyncio.timeout(self.timeout_s):
+            with SharedTimeout(self.timeout_s):
                 answer = await self._exchange(pool, key, target, request, (body, headers))
         except TimeoutError:
             return Outcome(None, f"no answer within {self.timeout_s:g} s")

@@ -14,6 +14,7 @@ import orjson
 from opentelemetry.context import Context
 
 from gengate.background import spawn
+from gengate.deadlines import SharedTimeout
 from gengate.dialects import LOGS, START, callback_on
 from gengate.domain.catalogue import ModelSpec
 from gengate.domain.clock import now_ms
@@ -222,7 +223,7 @@ class TaskRun:
             on_output=self._set_output,
         )
         try:
-            async with asyncio.timeout(self.spec.timeout_s) as deadline:
+            with SharedTimeout(self.spec.timeout_s) as deadline:
                 outputs = await self._run_provider(ctx)
             if deadline.expired():  # the provider caught the timeout's cancel and returned anyway
                 return timed_out(self.spec.timeout_s)
