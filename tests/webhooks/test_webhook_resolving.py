@@ -3,6 +3,7 @@ still checks the (cached) addresses against the policy of the moment."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import Sequence
 
@@ -70,3 +71,22 @@ async def test_a_failed_resolution_is_not_kept() -> None:
     dns.answers["hooks.example.com"] = ["93.184.216.34"]
     assert (await resolve_and_check(URL, AddressPolicy(), resolver=cache)).address == "93.184.216.34"
     assert len(dns.asked) == 3
+
+
+async def test_a_fresh_answer_is_checked_with_no_timer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only a question to the resolver is bounded by a timeout (a loop timer each): the answer
+    at hand is checked without one (the delivery's SSRF check is on every callback's path)."""
+    armed: list[float] = []
+    real_timeout = asyncio.timeout
+
+    def counted(delay: float | None) -> asyncio.Timeout:
+        armed.append(delay or 0.0)
+        return real_timeout(delay)
+
+    monkeypatch.setattr(asyncio, "timeout", counted)
+    cache = ResolutionCache(Dns({"hooks.example.com": ["93.184.216.34"]}), ttl_s=3600)
+    policy = AddressPolicy()
+    assert (await resolve_and_check(URL, policy, resolver=cache)).address == "93.184.216.34"
+    assert len(armed) == 1  # the question
+    assert (await resolve_and_check(URL, policy, resolver=cache)).address == "93.184.216.34"
+    assert len(armed) == 1

@@ -413,9 +413,13 @@ def _answer_address(answer: str) -> IPAddress:
 async def _resolve_once(host: str, resolver: Resolver, timeout_s: float) -> list[IPAddress]:
     if host == "localhost" or host.endswith(".localhost"):
         return [_LOCALHOST]
+    # A cache's answer at hand needs neither a timeout nor a wait (a timer each, else).
+    remembered = getattr(resolver, "remembered", None)
+    answers = remembered(host) if remembered is not None else None
     try:
-        async with asyncio.timeout(timeout_s):
-            answers = await resolver(host)
+        if answers is None:
+            async with asyncio.timeout(timeout_s):
+                answers = await resolver(host)
     except TimeoutError as exc:
         raise UnsafeUrl(f"callback_url host {host} could not be resolved in time") from exc
     except OSError as exc:

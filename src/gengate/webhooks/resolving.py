@@ -29,11 +29,18 @@ class ResolutionCache:
         self._ttl_s = ttl_s
         self._answers: dict[str, tuple[float, Sequence[str]]] = {}
 
-    async def __call__(self, host: str) -> Sequence[str]:
-        now = time.monotonic()
+    def remembered(self, host: str) -> Sequence[str] | None:
+        """The answer kept for `host` while it is fresh (`resolve_and_check` asks this first)."""
         cached = self._answers.get(host)
-        if cached is not None and cached[0] > now:
+        if cached is not None and cached[0] > time.monotonic():
             return cached[1]
+        return None
+
+    async def __call__(self, host: str) -> Sequence[str]:
+        known = self.remembered(host)
+        if known is not None:
+            return known
+        now = time.monotonic()
         answers = list(await self._resolver(host))  # raises: nothing is kept
         if len(self._answers) >= MAX_NAMES:
             self._prune(now)
