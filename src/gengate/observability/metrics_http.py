@@ -27,4 +27,4 @@ class HttpMetrics(RequestObserver):
         self._durations = LiteHistogram(NAME, DOC, LABELS, buckets=HTTP_BUCKETS, registry=registry)
 
     def on_request(self, record: RequestRecord) -> None:
-        self._durations.observe_as((record.method, record.route, record.status), record.duration_s)
+        self._durations.labels(record.method, record.route, record.status).observe(record.duration_s)

@@ -123,14 +123,6 @@ class LiteHistogram(_Family[HistogramSeries]):
     def observe(self, value: float) -> None:
         self._series[()].observe(value)
 
-    def observe_as(self, values: tuple[Hashable, ...], value: float) -> None:
-        """`labels(*values).observe(value)` in one call, the series' `observe` written out: it
-        runs once per HTTP request, where calling it cost 0.04 us more (0.76 -> 0.80 us)."""
-        series = self._series.get(values) or self.labels(*values)
-        counts = series.counts
-        counts[bisect_left(self._bounds, value)] += 1
-        counts[-1] += value
-
     def describe(self) -> Iterator[Metric]:
         yield HistogramMetricFamily(self._name, self._doc, labels=self._labelnames)
 

@@ -14,7 +14,7 @@ import asyncio
 import re
 import string
 from collections.abc import Callable, Hashable, Mapping
-from typing import Any, cast
+from typing import cast
 from urllib.parse import quote
 
 import httptools
@@ -108,7 +108,7 @@ class ClientConnection(asyncio.Protocol):
         #: Taken from the pool's idle connections rather than opened for this request.
         self.reused = False
         self.idle_since = 0.0
-        self.on_idle_lost: Callable[[Any], None] | None = None
+        self.on_idle_lost: Callable[[ClientConnection], None] | None = None
         self._prefix_for = prefix_for
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
@@ -119,6 +119,12 @@ class ClientConnection(asyncio.Protocol):
     def usable(self) -> bool:
         transport = self._transport
         return not self._spent and transport is not None and not transport.is_closing()
+
+    def close(self) -> None:
+        """Close after what is written was sent (an idle connection)."""
+        self._spent = True
+        if self._transport is not None:
+            self._transport.close()
 
     def abort(self) -> None:
         """Close now, dropping whatever is buffered (a connection in an unknown state)."""
@@ -163,12 +169,6 @@ class Connection(ClientConnection):
         self.received = 0
         transport.write(request)
         return waiter
-
-    def close(self) -> None:
-        """Close after what is written was sent (an idle connection)."""
-        self._spent = True
-        if self._transport is not None:
-            self._transport.close()
 
     # -- asyncio.Protocol --------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:

@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Any, Final, Protocol, TypeAlias
+from typing import Final, TypeAlias
 
 from gengate.net.guard import CheckedTarget
+from gengate.webhooks.http1 import ClientConnection
 
 #: A connection idle this long is closed (receivers commonly close theirs after 5 s to 2 min).
 IDLE_S = 30.0
@@ -23,25 +24,7 @@ IDLE_S = 30.0
 SWEEP_EVERY_S = 1.0
 
 
-class Pooled(Protocol):
-    """What the pool needs of a connection (HTTP/1.1's or HTTP/2's)."""
-
-    key: Hashable
-    #: Taken from the idle ones rather than opened for its request.
-    reused: bool
-    idle_since: float
-    #: Called when the receiver closes it while it is idle.
-    on_idle_lost: Callable[[Any], None] | None
-
-    @property
-    def usable(self) -> bool: ...
-
-    def close(self) -> None: ...
-
-    def abort(self) -> None: ...
-
-
-Connect: TypeAlias = Callable[[Hashable, CheckedTarget], Awaitable[Pooled]]
+Connect: TypeAlias = Callable[[Hashable, CheckedTarget], Awaitable[ClientConnection]]
 
 
 class _Slot:
@@ -49,7 +32,7 @@ class _Slot:
 
 
 _SLOT: Final = _Slot()
-_Grant: TypeAlias = Pooled | _Slot
+_Grant: TypeAlias = ClientConnection | _Slot
 _Waiter: TypeAlias = tuple[Hashable, bool, "asyncio.Future[_Grant]"]
 
 
@@ -68,11 +51,11 @@ class Pool:
         self._idle_s = IDLE_S
         self._loop = asyncio.get_running_loop()
         #: Every connection open (idle or carrying a request), for `close`.
-        self._conns: set[Pooled] = set()
+        self._conns: set[ClientConnection] = set()
         #: Idle connections per key, oldest first (a dict: `popitem` takes the newest).
-        self._idle: dict[Hashable, dict[Pooled, None]] = {}
+        self._idle: dict[Hashable, dict[ClientConnection, None]] = {}
         #: Every idle connection, oldest first: the sweep's and the eviction's order.
-        self._idle_all: dict[Pooled, None] = {}
+        self._idle_all: dict[ClientConnection, None] = {}
         #: Slots taken per key, and in all: connections open or being opened.
         self._open: dict[Hashable, int] = {}
         self._open_total = 0
@@ -80,12 +63,12 @@ class Pool:
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
 
-    def idle(self, key: Hashable) -> Pooled | None:
+    def idle(self, key: Hashable) -> ClientConnection | None:
         """An idle connection of `key` when no request waits: `acquire`'s usual case, without
         its coroutine."""
         return None if self._waiters or self._closed else self._reuse(key)
 
-    async def acquire(self, key: Hashable, target: CheckedTarget, *, fresh: bool = False) -> Pooled:
+    async def acquire(self, key: Hashable, target: CheckedTarget, *, fresh: bool = False) -> ClientConnection:
         """A connection for `key`: an idle one unless `fresh`, else one opened to `target`."""
         if self._closed:
             raise ClosedPool("the transport is closed")
@@ -107,7 +90,7 @@ class Pool:
         self._conns.add(conn)
         return conn
 
-    def release(self, conn: Pooled, reuse: bool) -> None:
+    def release(self, conn: ClientConnection, reuse: bool) -> None:
         """Back to the idle ones (`reuse` and still usable), or closed and its slot freed."""
         if reuse and not self._closed and conn.usable:
             conn.idle_since = self._loop.time()
@@ -161,7 +144,7 @@ class Pool:
         self._open_total += 1
         return _SLOT
 
-    def _reuse(self, key: Hashable) -> Pooled | None:
+    def _reuse(self, key: Hashable) -> ClientConnection | None:
         """The newest usable idle connection of `key`; the unusable ones met are closed."""
         idle = self._idle.get(key)
         while idle:
@@ -214,7 +197,7 @@ class Pool:
             del self._open[key]
 
     # -- idle connections ----------------------------------------------------------------------
-    def _unidle(self, conn: Pooled) -> Pooled:
+    def _unidle(self, conn: ClientConnection) -> ClientConnection:
         conn.on_idle_lost = None
         idle = self._idle[conn.key]
         del idle[conn]
@@ -223,13 +206,13 @@ class Pool:
         del self._idle_all[conn]
         return conn
 
-    def _discard(self, conn: Pooled) -> None:
+    def _discard(self, conn: ClientConnection) -> None:
         """Close a connection that is no longer idle, and free its slot."""
         conn.abort()
         self._conns.discard(conn)
         self._free(conn.key)
 
-    def _idle_lost(self, conn: Pooled) -> None:
+    def _idle_lost(self, conn: ClientConnection) -> None:
         """The receiver closed an idle connection: its slot is free."""
         if conn in self._idle_all:
             self._discard(self._unidle(conn))

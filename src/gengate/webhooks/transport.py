@@ -30,9 +30,16 @@ import httptools
 from gengate.deadlines import SharedTimeout
 from gengate.net.bounded import Prefix
 from gengate.net.guard import CheckedTarget
-from gengate.webhooks.http1 import Answer, Connection, InvalidRequest, encode_request, wire_path
+from gengate.webhooks.http1 import (
+    Answer,
+    ClientConnection,
+    Connection,
+    InvalidRequest,
+    encode_request,
+    wire_path,
+)
 from gengate.webhooks.http2 import H2Connection, Resendable
-from gengate.webhooks.pool import Pool, Pooled
+from gengate.webhooks.pool import Pool
 from gengate.webhooks.retry import Outcome
 from gengate.wire import parse_retry_after
 
@@ -131,7 +138,7 @@ class Transport:
             error += f": {text}"
         return Outcome(status, error, parse_retry_after(answer.retry_after))
 
-    async def _connect(self, key: Hashable, target: CheckedTarget) -> Pooled:
+    async def _connect(self, key: Hashable, target: CheckedTarget) -> ClientConnection:
         """A new connection to the checked address, never to a name resolved again."""
         https = target.scheme == "https"
         _transport, chosen = await asyncio.get_running_loop().create_connection(
@@ -153,7 +160,7 @@ class Transport:
         may have closed it as the request went out; delivery is at least once, so a request it
         did read is merely sent twice), or an HTTP/2 request :class:`Resendable` says may go again."""
         shared = self._shared.get(key)
-        conn: Pooled | None = shared if shared is not None and shared.has_room() else None
+        conn: ClientConnection | None = shared if shared is not None and shared.has_room() else None
         conn = conn or pool.idle(key) or await pool.acquire(key, target)
         retried = False
         while True:
@@ -198,7 +205,7 @@ class Transport:
 _H2Parts = tuple[bytes, Mapping[str, str]]
 
 
-def _not_carried(conn: Pooled, exc: OSError) -> bool:
+def _not_carried(conn: ClientConnection, exc: OSError) -> bool:
     """Whether the request surely or likely never reached the receiver's application (see
     `Transport._exchange`)."""
     if isinstance(conn, H2Connection):
