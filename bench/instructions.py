@@ -10,7 +10,8 @@ warm-up, shut-down) cancels out of
 
     instructions per task = (I(large) - I(small)) / (large - small)
 
-Runs of one tree agree within about 1% (the order in which work batches up still varies).
+Runs of one tree agree within about 2% (the order in which work batches up still varies): compare
+trees in alternating runs, two or more each.
 
     python -m bench.instructions [--small 500] [--large 2500] [--no-callbacks]
 

@@ -10,8 +10,8 @@ loop timer per bucket; letting one go is a dict pop. A deadline is never met ear
 most one resolution late.
 
 :class:`SharedTimeout` is `asyncio.timeout` on these deadlines, for the timeouts taken once a
-callback or a task: `asyncio.timeout` arms and cancels a loop timer each time, about 10 us under
-uvloop here, where a bucket's dict costs about one.
+callback or a task: `asyncio.timeout` arms and cancels a loop timer each time, 6.5 us more than
+no timeout under uvloop here, against 2.4 us for a bucket's dict.
 """
 
 from __future__ import annotations

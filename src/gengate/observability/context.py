@@ -91,7 +91,7 @@ class bound_task:
     id (:func:`trace_headers`); restored on the way out. Two context variables of ours, where
     structlog's `bound_contextvars` made and reset one per field: it cost 6.7 µs a task. A
     class, not a generator context manager: entered once per task run and per callback
-    attempt, it costs a third less."""
+    attempt, it costs half as much (2.1 against 4.1 µs here)."""
 
     __slots__ = ("_fields", "_token", "_trace_id", "_values")
 
