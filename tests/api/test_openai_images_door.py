@@ -105,6 +105,15 @@ async def test_generate_answers_urls_of_pictures_of_the_size_asked(
     assert record.json()["data"]["state"] == "success"
 
 
+async def test_a_null_response_format_is_the_default_url(http: httpx.AsyncClient, api_key: str) -> None:
+    """As OpenAI's API takes it (its SDK sends null for `response_format=None`); an empty string
+    is refused (above)."""
+    response = await generate(http, api_key, size="32x40", response_format=None)
+    assert response.status_code == 200, response.text
+    [item] = response.json()["data"]
+    assert set(item) == {"url"}
+
+
 async def test_b64_json_carries_the_pictures_themselves(http: httpx.AsyncClient, api_key: str) -> None:
     response = await generate(http, api_key, size="32x40", response_format="b64_json", seed=3)
     assert response.status_code == 200, response.text
@@ -128,6 +137,7 @@ async def test_b64_json_carries_the_pictures_themselves(http: httpx.AsyncClient,
         ({"output_format": "jpeg"}, "output_format"),
         ({"background": "transparent"}, "background"),
         ({"response_format": "png"}, "response_format"),
+        ({"response_format": ""}, "response_format"),
         ({"prompt": ""}, "prompt"),
         ({"frame_count": 3}, "frame_count"),
         ({"model": None}, "model"),

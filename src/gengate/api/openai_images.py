@@ -120,7 +120,11 @@ class OpenAIImagesRoutes(ApiRoutes):
         except ModelNotFound as exc:
             exc.extra["param"] = "model"
             raise
-        response_format = fields.get("response_format") or "url"
+        # Absent or null (as OpenAI's API takes it, and its SDK sends for None): `url`. Anything
+        # else must be one of the two, the empty string included.
+        response_format = fields.get("response_format")
+        if response_format is None:
+            response_format = "url"
         if response_format not in _RESPONSE_FORMATS:
             raise invalid("`response_format` must be `url` or `b64_json`.", "response_format")
         rest = {name: value for name, value in fields.items() if name not in ("model", "response_format")}
@@ -267,7 +271,12 @@ def _fields(models: list[str]) -> dict[str, Any]:
         "model": {"type": "string", "enum": models} if models else {"type": "string"},
         "n": {"type": "integer", "minimum": 1, "maximum": dialect.MAX_N, "default": 1},
         "size": _SIZE_SCHEMA,
-        "response_format": {"type": "string", "enum": list(_RESPONSE_FORMATS), "default": "url"},
+        "response_format": {
+            "type": ["string", "null"],
+            "enum": [*_RESPONSE_FORMATS, None],
+            "default": "url",
+            "description": "null: `url`.",
+        },
         "quality": hint,
         "style": hint,
         "user": hint,
